@@ -1,0 +1,129 @@
+//! `GatewayError` and its one mapping to Docker's JSON error shape.
+//!
+//! Who failed decides the status (style guide, "Error style"): the client gets 4xx, an
+//! unreachable guest 502, a guest that is not ready 503, a slow guest 504, and a bug in
+//! berth 500. Errors that dockerd itself returns never pass through here: they are
+//! forwarded byte for byte.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+/// An error that berth answers itself, instead of the guest.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The request cannot be understood; dockerd would answer 400 as well.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The guest could not be reached (refused, missing socket, broken connection).
+    #[error("berth: engine {engine:?} unreachable: {reason}")]
+    GuestUnreachable { engine: String, reason: String },
+    /// The guest exists but cannot serve yet (starting, failed to start).
+    #[error("berth: engine {engine:?} not ready: {reason}")]
+    GuestNotReady { engine: String, reason: String },
+    /// The guest did not answer in time.
+    #[error("berth: engine {engine:?} did not answer {what} within {after:?}")]
+    GuestTimeout {
+        engine: String,
+        what: &'static str,
+        after: Duration,
+    },
+    /// A fault in berth itself.
+    #[error("berth: internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// The HTTP status this error is answered with; the only place that decides it.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::GuestUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            Self::GuestNotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::GuestTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Docker's error shape: `{"message": "..."}` with exactly `application/json`, which
+    /// is what the Go client requires before it parses the body (gateway notes 3.1).
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        error_response(self.status(), &self.to_string())
+    }
+}
+
+/// A listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {path}: {what}")]
+pub struct ListenError {
+    path: PathBuf,
+    what: String,
+    #[source]
+    source: Option<io::Error>,
+}
+
+impl ListenError {
+    pub(crate) fn new(path: &Path, what: &str, source: io::Error) -> Self {
+        Self {
+            path: path.to_owned(),
+            what: format!("{what}: {source}"),
+            source: Some(source),
+        }
+    }
+
+    pub(crate) fn in_use(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            what: "another server is already answering on this socket".to_owned(),
+            source: None,
+        }
+    }
+}
+
+/// A Docker-shaped JSON error response with the given status and message.
+pub fn error_response(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_vec(&serde_json::json!({ "message": message }))
+        .unwrap_or_else(|_| b"{\"message\":\"berth: error\"}".to_vec());
+    body.push(b'\n');
+    let mut res = Response::new(Full::new(Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn errors_use_docker_json_shape_and_status_by_who_failed() {
+        let e = GatewayError::GuestTimeout {
+            engine: "default".into(),
+            what: "the readiness ping",
+            after: Duration::from_secs(2),
+        };
+        let res = e.into_response();
+        assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["message"].as_str().unwrap().contains("default"));
+        assert_eq!(
+            GatewayError::GuestUnreachable {
+                engine: "e".into(),
+                reason: "x".into()
+            }
+            .status(),
+            StatusCode::BAD_GATEWAY
+        );
+    }
+}

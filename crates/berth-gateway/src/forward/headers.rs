@@ -1,0 +1,107 @@
+//! Hop-by-hop headers (RFC 9110 §7.6.1) and the ones berth re-adds on upgrades.
+//!
+//! Everything else passes through untouched, repeated headers included
+//! (BuildKit's `X-Docker-Expose-Session-Grpc-Method`, notes 1.7): berth moves the
+//! whole `HeaderMap` and only removes entries from it.
+
+use http::header::{self, HeaderMap, HeaderName};
+
+/// Headers that describe one connection, not the message.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers, including every header named in `Connection`.
+///
+/// `Upgrade` is removed too; the upgrade path puts it back deliberately. On requests,
+/// `Expect` is removed as well: hyper's server already answered `100 Continue` to the
+/// client when the body was first polled (notes 1.5).
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, is_request: bool) {
+    // Fast path: most Docker API messages carry none of these.
+    if !headers.contains_key(header::CONNECTION)
+        && !headers.contains_key(header::TRANSFER_ENCODING)
+        && !headers.contains_key(header::UPGRADE)
+        && !(is_request && headers.contains_key(header::EXPECT))
+        && !headers.contains_key("keep-alive")
+        && !headers.contains_key(header::TE)
+        && !headers.contains_key(header::TRAILER)
+        && !headers.contains_key("proxy-connection")
+        && !headers.contains_key(header::PROXY_AUTHORIZATION)
+        && !headers.contains_key(header::PROXY_AUTHENTICATE)
+    {
+        return;
+    }
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+    if is_request {
+        headers.remove(header::EXPECT);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers_and_keeps_repeats() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, X-Private"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+        h.insert("x-registry-auth", HeaderValue::from_static("abc"));
+        h.append(
+            "x-docker-expose-session-grpc-method",
+            HeaderValue::from_static("a"),
+        );
+        h.append(
+            "x-docker-expose-session-grpc-method",
+            HeaderValue::from_static("b"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        strip_hop_by_hop(&mut h, true);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "x-registry-auth",
+                "x-docker-expose-session-grpc-method",
+                "content-length"
+            ]
+        );
+        assert_eq!(
+            h.get_all("x-docker-expose-session-grpc-method")
+                .iter()
+                .count(),
+            2
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! One guest engine as the request path sees it: how to reach it, a pool of
+//! keep-alive connections to it, and whether it has been verified to answer.
+
+mod readiness;
+
+pub use readiness::{Readiness, ReadinessState};
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use berth_guest::{ConnectError, GuestConnector};
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::error::GatewayError;
+
+/// The body berth sends upstream: the client's own, or one berth holds whole.
+pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
+
+/// A pooled HTTP/1.1 client bound to one engine.
+pub type GuestClient = Client<GuestConnector, UpstreamBody>;
+
+/// Starts or revives an engine that berth runs itself (a managed machine).
+///
+/// The request path only needs two facts from the supervisor: "make it run" and "which
+/// run is this", so that connections pooled to an earlier run are dropped.
+pub trait EngineLifecycle: Send + Sync + fmt::Debug + 'static {
+    /// Starts the engine if it is not running; returns its generation.
+    fn ensure_running(&self) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>>;
+    /// The generation of the current (or last) run; cheap, called per request.
+    fn generation(&self) -> u64;
+}
+
+/// Per-engine timeouts.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestTimeouts {
+    /// Opening a connection to the engine.
+    pub connect: Duration,
+    /// The readiness ping (`GET /_ping`) answering.
+    pub verify: Duration,
+    /// The response head of a quick read (see `Classified::head_deadline_applies`).
+    pub head: Duration,
+}
+
+impl Default for GuestTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            verify: Duration::from_secs(10),
+            head: Duration::from_secs(120),
+        }
+    }
+}
+
+/// One guest engine.
+#[derive(Debug)]
+pub struct Guest {
+    name: String,
+    connector: GuestConnector,
+    timeouts: GuestTimeouts,
+    /// Replaced when a managed engine starts a new generation: pooled connections of
+    /// the previous dockerd must not be reused.
+    client: RwLock<(u64, GuestClient)>,
+    readiness: Readiness,
+    lifecycle: Option<Arc<dyn EngineLifecycle>>,
+}
+
+impl Guest {
+    /// A guest reached through `connector`; `lifecycle` is set for managed engines.
+    pub fn new(
+        name: impl Into<String>,
+        connector: GuestConnector,
+        timeouts: GuestTimeouts,
+        lifecycle: Option<Arc<dyn EngineLifecycle>>,
+    ) -> Arc<Self> {
+        let generation = lifecycle.as_ref().map_or(0, |l| l.generation());
+        Arc::new(Self {
+            name: name.into(),
+            client: RwLock::new((generation, build_client(&connector))),
+            connector,
+            timeouts,
+            readiness: Readiness::default(),
+            lifecycle,
+        })
+    }
+
+    /// The engine's configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How to open a raw stream to it.
+    pub fn connector(&self) -> &GuestConnector {
+        &self.connector
+    }
+
+    /// Its timeouts.
+    pub fn timeouts(&self) -> &GuestTimeouts {
+        &self.timeouts
+    }
+
+    /// Its readiness state machine.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// The pooled client for the current generation.
+    pub fn client(&self) -> GuestClient {
+        let current = self.lifecycle.as_ref().map_or(0, |l| l.generation());
+        {
+            let guard = self.client.read().unwrap_or_else(|e| e.into_inner());
+            if guard.0 == current {
+                return guard.1.clone();
+            }
+        }
+        let mut guard = self.client.write().unwrap_or_else(|e| e.into_inner());
+        if guard.0 != current {
+            *guard = (current, build_client(&self.connector));
+        }
+        guard.1.clone()
+    }
+
+    /// Waits until the engine is verified to answer; single-flight across callers.
+    pub async fn ready(self: &Arc<Self>) -> Result<(), GatewayError> {
+        if let Some(lifecycle) = &self.lifecycle {
+            // A managed engine that restarted since it was verified must be verified
+            // again (and its old pooled connections are dropped by `client()`).
+            self.readiness.forget_unless(lifecycle.generation());
+        }
+        self.readiness.ensure(self).await
+    }
+
+    /// Verifies the engine once: start it if it is managed, then ping it.
+    pub(crate) async fn verify(&self) -> Result<u64, GatewayError> {
+        let generation =
+            match &self.lifecycle {
+                Some(lifecycle) => lifecycle.ensure_running().await.map_err(|reason| {
+                    GatewayError::GuestNotReady {
+                        engine: self.name.clone(),
+                        reason,
+                    }
+                })?,
+                None => 0,
+            };
+        let req = Request::get(guest_uri("/_ping"))
+            .body(Either::Right(Full::new(Bytes::new())))
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let client = self.client();
+        match tokio::time::timeout(self.timeouts.verify, client.request(req)).await {
+            Ok(Ok(res)) if res.status() != StatusCode::BAD_GATEWAY => Ok(generation),
+            Ok(Ok(res)) => Err(GatewayError::GuestUnreachable {
+                engine: self.name.clone(),
+                reason: format!("readiness ping answered {}", res.status()),
+            }),
+            Ok(Err(e)) => Err(self.upstream_error(&e)),
+            Err(_) => Err(GatewayError::GuestTimeout {
+                engine: self.name.clone(),
+                what: "the readiness ping",
+                after: self.timeouts.verify,
+            }),
+        }
+    }
+
+    /// Maps a failed upstream exchange to the client-facing error, and sends the engine
+    /// back to Unverified: any transport error means berth no longer knows it answers.
+    pub fn upstream_error(&self, e: &hyper_util::client::legacy::Error) -> GatewayError {
+        self.readiness.reset();
+        let reason =
+            match std::error::Error::source(e).and_then(|s| s.downcast_ref::<ConnectError>()) {
+                Some(c) if c.is_timeout() => {
+                    return GatewayError::GuestTimeout {
+                        engine: self.name.clone(),
+                        what: "the connection",
+                        after: self.timeouts.connect,
+                    };
+                }
+                Some(c) => c.to_string(),
+                None => describe_transport_error(e),
+            };
+        GatewayError::GuestUnreachable {
+            engine: self.name.clone(),
+            reason,
+        }
+    }
+
+    /// Maps a failed raw connect (hijack path) the same way as `upstream_error`.
+    pub fn connect_error(&self, e: &ConnectError) -> GatewayError {
+        self.readiness.reset();
+        if e.is_timeout() {
+            GatewayError::GuestTimeout {
+                engine: self.name.clone(),
+                what: "the connection",
+                after: self.timeouts.connect,
+            }
+        } else {
+            GatewayError::GuestUnreachable {
+                engine: self.name.clone(),
+                reason: e.to_string(),
+            }
+        }
+    }
+}
+
+/// Walks to the innermost cause for a readable message without OS phrases that the
+/// docker CLI would turn into exit codes (notes 3.3).
+fn describe_transport_error(e: &hyper_util::client::legacy::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let text = cause.to_string();
+    if text.contains("no such file") || text.contains("permission denied") {
+        "connection failed".to_owned()
+    } else {
+        text
+    }
+}
+
+fn build_client(connector: &GuestConnector) -> GuestClient {
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector.clone())
+}
+
+/// An absolute URI for the pooled client; the authority is a placeholder (one
+/// connector reaches one engine) and hyper sends only the origin form upstream.
+pub(crate) fn guest_uri(path_and_query: &'static str) -> http::Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static(path_and_query));
+    with_guest_authority(parts)
+}
+
+/// The client's request target, verbatim, made absolute for the pooled client.
+pub(crate) fn guest_uri_from(uri: &http::Uri) -> http::Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = uri.path_and_query().cloned();
+    with_guest_authority(parts)
+}
+
+fn with_guest_authority(mut parts: http::uri::Parts) -> http::Uri {
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(http::uri::Authority::from_static("guest"));
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    http::Uri::from_parts(parts).unwrap_or_else(|_| http::Uri::from_static("http://guest/"))
+}

@@ -1,0 +1,244 @@
+//! Serve one client connection: hyper HTTP/1.1 with upgrades, after a look at the
+//! first request head so that a raw hijack can take the socket instead (see
+//! `forward::hijack`). `Gateway::handle` is the whole per-request stack, in order.
+
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderValue, Method, Request, Response};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::UnixStream;
+use tracing::Instrument;
+
+use crate::classify::{classify, Classified, Exchange};
+use crate::forward::{self, ResponseBody};
+use crate::normalize::normalize;
+use crate::Shared;
+
+/// The request/trace id header; a client's own value is kept.
+const TRACE_ID: &str = "x-trace-id";
+
+/// Heads larger than this are left to hyper, which refuses them.
+const MAX_SNIFF: usize = 64 * 1024;
+
+/// Serves one accepted connection until it closes or the gateway drains.
+pub(crate) async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
+    let _guard = shared.drain.guard();
+    let mut shutdown = shared.drain.signal();
+    let sniffed = tokio::select! {
+        s = tokio::time::timeout(shared.config.header_read_timeout, sniff(stream)) => s,
+        _ = crate::stopped(&mut shutdown) => return,
+    };
+    let (io, hijack) = match sniffed {
+        Ok(Ok(Some(s))) => s,
+        // Closed, failed or silent before sending a request: nothing to answer.
+        Ok(Ok(None) | Err(_)) | Err(_) => return,
+    };
+    let io = if hijack {
+        let guest = shared.router.default_guest();
+        match forward::hijack::splice_raw(guest, io).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "raw hijack ended with an error");
+                return;
+            }
+            // The guest is unavailable: let hyper answer with a proper error.
+            Err(io) => io,
+        }
+    } else {
+        io
+    };
+
+    let handler = Arc::clone(&shared);
+    let service = service_fn(move |req| {
+        let shared = Arc::clone(&handler);
+        async move { Ok::<_, Infallible>(shared.handle(req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.config.header_read_timeout)
+        .max_buf_size(MAX_HEAD.max(MAX_SNIFF * 2))
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = crate::stopped(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "client connection ended with an error");
+    }
+}
+
+/// Header blocks up to this size are accepted (`X-Registry-Config` can be tens of KiB).
+const MAX_HEAD: usize = 1 << 20;
+
+impl Shared {
+    /// The per-request stack: trace id → normalize → classify → route → ready → forward,
+    /// and the one place where a `GatewayError` becomes a response.
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
+        let trace_id = trace_id(&req);
+        let meta = normalize(req.uri());
+        let classified: Classified = classify(req.method(), meta.path(req.uri()), req.headers());
+        let span = tracing::debug_span!(
+            "request",
+            trace_id = ?trace_id,
+            method = %req.method(),
+            path = meta.path(req.uri()),
+            endpoint = ?classified.endpoint,
+        );
+        let result = async {
+            let guest = self.router.route(&classified);
+            guest.ready().await?;
+            forward::forward(guest, req, &classified, &self.drain).await
+        }
+        .instrument(span.clone())
+        .await;
+        let mut res = match result {
+            Ok(res) => res,
+            Err(e) => {
+                span.in_scope(
+                    || tracing::info!(status = %e.status(), error = %e, "berth answered"),
+                );
+                e.into_response().map(Either::Right)
+            }
+        };
+        res.headers_mut().insert(TRACE_ID, trace_id);
+        res
+    }
+}
+
+fn trace_id(req: &Request<Incoming>) -> HeaderValue {
+    if let Some(v) = req.headers().get(TRACE_ID) {
+        return v.clone();
+    }
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        t ^ (u64::from(std::process::id()) << 32)
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let id = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    HeaderValue::from_str(&format!("{id:016x}")).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Reads until the first request head is complete; tells whether it is a raw hijack.
+async fn sniff(mut stream: UnixStream) -> io::Result<Option<(ClientIo, bool)>> {
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Ok(None);
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        let hijack = match req.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => is_raw_hijack(&req),
+            Ok(httparse::Status::Partial) if buf.len() < MAX_SNIFF => continue,
+            // Malformed, too many headers or too large: hyper answers it.
+            _ => false,
+        };
+        return Ok(Some((
+            ClientIo {
+                stream,
+                prefix: buf.freeze(),
+            },
+            hijack,
+        )));
+    }
+}
+
+fn is_raw_hijack(req: &httparse::Request<'_, '_>) -> bool {
+    if req.method != Some("POST") {
+        return false;
+    }
+    let Some(Ok(uri)) = req.path.map(http::Uri::try_from) else {
+        return false;
+    };
+    let headers = req
+        .headers
+        .iter()
+        .filter_map(|h| {
+            Some((
+                http::HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+                HeaderValue::from_bytes(h.value).ok()?,
+            ))
+        })
+        .collect();
+    classify(&Method::POST, normalize(&uri).path(&uri), &headers).exchange == Exchange::Hijack
+}
+
+/// A client socket with the bytes already read from it put back in front.
+#[derive(Debug)]
+pub(crate) struct ClientIo {
+    stream: UnixStream,
+    prefix: Bytes,
+}
+
+impl ClientIo {
+    /// The socket and the bytes read from it that nobody consumed yet.
+    pub(crate) fn into_parts(self) -> (UnixStream, Bytes) {
+        (self.stream, self.prefix)
+    }
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.prefix.has_remaining() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,15 @@
+//! One module per subcommand.
+
+pub(crate) mod serve;
+
+/// A mistake in how berth was invoked or configured (exit code 64).
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
