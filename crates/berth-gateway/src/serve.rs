@@ -68,6 +68,10 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
         .timer(TokioTimer::new())
         .header_read_timeout(shared.config.header_read_timeout)
         .max_buf_size(MAX_HEAD.max(MAX_SNIFF * 2))
+        // dockerd's responses carry their own Date and Go-canonical header names; keep
+        // both so a client cannot tell berth from dockerd.
+        .auto_date_header(false)
+        .title_case_headers(true)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
@@ -153,13 +157,7 @@ async fn sniff(mut stream: UnixStream) -> io::Result<Option<(ClientIo, bool)>> {
             // Malformed, too many headers or too large: hyper answers it.
             _ => false,
         };
-        return Ok(Some((
-            ClientIo {
-                stream,
-                prefix: buf.freeze(),
-            },
-            hijack,
-        )));
+        return Ok(Some((ClientIo::new(stream, buf.freeze()), hijack)));
     }
 }
 
@@ -191,6 +189,10 @@ pub(crate) struct ClientIo {
 }
 
 impl ClientIo {
+    pub(crate) fn new(stream: UnixStream, prefix: Bytes) -> Self {
+        Self { stream, prefix }
+    }
+
     /// The socket and the bytes read from it that nobody consumed yet.
     pub(crate) fn into_parts(self) -> (UnixStream, Bytes) {
         (self.stream, self.prefix)

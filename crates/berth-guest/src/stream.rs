@@ -1,10 +1,10 @@
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use hyper_util::client::legacy::connect::{Connected, Connection};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 use tokio::net::{TcpStream, UnixStream};
 
 pin_project_lite::pin_project! {
@@ -31,6 +31,37 @@ impl From<UnixStream> for GuestStream {
 impl From<TcpStream> for GuestStream {
     fn from(inner: TcpStream) -> Self {
         Self::Tcp { inner }
+    }
+}
+
+impl GuestStream {
+    /// Waits until the stream is ready for `interest` (for zero-copy splicing).
+    pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
+        match self {
+            Self::Unix { inner } => inner.ready(interest).await,
+            Self::Tcp { inner } => inner.ready(interest).await,
+        }
+    }
+
+    /// Runs a raw I/O operation on the socket, clearing readiness on `WouldBlock`.
+    pub fn try_io<R>(
+        &self,
+        interest: Interest,
+        f: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R> {
+        match self {
+            Self::Unix { inner } => inner.try_io(interest, f),
+            Self::Tcp { inner } => inner.try_io(interest, f),
+        }
+    }
+}
+
+impl AsFd for GuestStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Self::Unix { inner } => inner.as_fd(),
+            Self::Tcp { inner } => inner.as_fd(),
+        }
     }
 }
 

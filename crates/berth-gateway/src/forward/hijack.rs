@@ -8,7 +8,7 @@
 use std::io;
 use std::sync::Arc;
 
-use tokio::io::AsyncWriteExt;
+use bytes::Bytes;
 
 use super::splice;
 use crate::guest::Guest;
@@ -23,17 +23,13 @@ pub(crate) async fn splice_raw(
     if guest.ready().await.is_err() {
         return Err(client);
     }
-    let mut upstream = match guest.connector().connect().await {
+    let upstream = match guest.connector().connect().await {
         Ok(s) => s,
         Err(e) => {
             let _ = guest.connect_error(&e);
             return Err(client);
         }
     };
-    let (mut stream, prelude) = client.into_parts();
-    Ok(async {
-        upstream.write_all(&prelude).await?;
-        splice::bridge_io(&mut stream, &mut upstream).await
-    }
-    .await)
+    let (stream, prelude) = client.into_parts();
+    Ok(splice::bridge_sockets(stream, &[prelude], upstream, Bytes::new()).await)
 }
