@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what berth needs to build, run and test, when it is missing (Debian, as root).
+#   scripts/deps.sh          runtime + build: docker.io, iproute2, util-linux, busybox-static, a Rust toolchain
+#   scripts/deps.sh --bench  also socat and haproxy (the classic forwarders the benchmark compares against)
+set -euo pipefail
+
+need() { command -v "$1" >/dev/null 2>&1; }
+
+pkgs=()
+need dockerd || pkgs+=(docker.io)
+need containerd || pkgs+=(containerd)
+need runc || pkgs+=(runc)
+need ip || pkgs+=(iproute2)
+need nsenter || pkgs+=(util-linux)
+[ -x /bin/busybox ] || pkgs+=(busybox-static)
+need curl || pkgs+=(curl)
+need cc || pkgs+=(gcc libc6-dev)
+need docker || pkgs+=(docker-cli)
+if [ "${1:-}" = "--bench" ]; then
+  need socat || pkgs+=(socat)
+  need haproxy || pkgs+=(haproxy)
+fi
+
+if [ ${#pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "berth: missing packages (${pkgs[*]}); run this as root to install them" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # docker-cli only exists on newer Debian releases; docker.io ships the CLI on older ones.
+  apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null \
+    || apt-get install -y -qq --no-install-recommends "${pkgs[@]/docker-cli/}" >/dev/null
+fi
+
+if ! need cargo && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! need cargo; then
+  # rust-toolchain.toml pins the version; rustup installs it on first use.
+  if apt-cache show rustup >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustup >/dev/null
+  else
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi
