@@ -29,23 +29,38 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub(crate) engine: Option<String>,
 
-    /// Seconds allowed to open a connection to the engine.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
-    pub(crate) connect_timeout: f64,
+    /// Where managed machines keep their data [default: /var/lib/berth as root].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
 
-    /// Seconds allowed for the engine's readiness ping (GET /_ping) to answer.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    pub(crate) verify_timeout: f64,
+    /// Seconds allowed to open a connection to an engine [default: 5].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) connect_timeout: Option<f64>,
 
-    /// Seconds allowed for the response head of quick reads (0 disables).
-    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
-    pub(crate) head_timeout: f64,
+    /// Seconds allowed for an engine's readiness ping (GET /_ping) [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) verify_timeout: Option<f64>,
 
-    /// Seconds in-flight requests may run on after SIGINT/SIGTERM.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    pub(crate) shutdown_timeout: f64,
+    /// Seconds allowed for the response head of quick reads; 0 disables [default: 120].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) head_timeout: Option<f64>,
 
-    /// Configuration file (TOML).
-    #[arg(long, value_name = "FILE")]
+    /// Seconds in-flight requests may run on after SIGINT/SIGTERM [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) shutdown_timeout: Option<f64>,
+
+    /// Parse and validate the configuration, then exit.
+    #[arg(long)]
+    pub(crate) check_config: bool,
+
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct CommonArgs {
+    /// Configuration file (TOML) [default: /etc/berth/berth.toml as root].
+    #[arg(long, value_name = "FILE", global = true)]
     pub(crate) config: Option<PathBuf>,
 }

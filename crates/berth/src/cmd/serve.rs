@@ -1,7 +1,7 @@
 //! `berth serve`: build the engines and the gateway, bind the sockets, run until
 //! SIGINT/SIGTERM, drain.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -11,84 +11,176 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::UsageError;
 use crate::cli::ServeArgs;
+use crate::config::{self, FileConfig, MachineEntry, MachineKind};
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
+    let settings = Settings::resolve(args)?;
+    if settings.check_only {
+        println!("configuration is valid");
+        return Ok(());
+    }
+    raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args))
+    runtime.block_on(serve(settings))
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
-    let timeouts = GuestTimeouts {
-        connect: secs("--connect-timeout", args.connect_timeout)?,
-        verify: secs("--verify-timeout", args.verify_timeout)?,
-        head: if args.head_timeout == 0.0 {
-            Duration::MAX
+/// Flags merged over the configuration file, validated.
+#[derive(Debug)]
+struct Settings {
+    hosts: Vec<String>,
+    machines: Vec<MachineEntry>,
+    timeouts: GuestTimeouts,
+    drain_timeout: Duration,
+    check_only: bool,
+}
+
+impl Settings {
+    fn resolve(args: ServeArgs) -> Result<Self> {
+        let file = FileConfig::load(args.common.config.as_deref())?;
+        let secs = |flag: &str, cli: Option<f64>, file: Option<f64>, default: f64| {
+            let v = cli.or(file).unwrap_or(default);
+            Duration::try_from_secs_f64(v)
+                .map_err(|_| UsageError(format!("{flag}: {v} is not a number of seconds")))
+        };
+        let head = secs(
+            "--head-timeout",
+            args.head_timeout,
+            file.head_timeout,
+            120.0,
+        )?;
+        let timeouts = GuestTimeouts {
+            connect: secs(
+                "--connect-timeout",
+                args.connect_timeout,
+                file.connect_timeout,
+                5.0,
+            )?,
+            verify: secs(
+                "--verify-timeout",
+                args.verify_timeout,
+                file.verify_timeout,
+                10.0,
+            )?,
+            head: if head.is_zero() { Duration::MAX } else { head },
+        };
+        let drain_timeout = secs(
+            "--shutdown-timeout",
+            args.shutdown_timeout,
+            file.shutdown_timeout,
+            10.0,
+        )?;
+        let machines = match &args.engine {
+            // `--engine URL` is shorthand for one external machine.
+            Some(url) => {
+                url.parse::<GuestEndpoint>()
+                    .map_err(|e| UsageError(format!("--engine: {e}")))?;
+                vec![MachineEntry {
+                    name: "default".into(),
+                    kind: MachineKind::External,
+                    endpoint: Some(url.clone()),
+                    dockerd: None,
+                    dockerd_args: Vec::new(),
+                    default: true,
+                }]
+            }
+            None if file.machines.is_empty() => vec![MachineEntry {
+                name: "default".into(),
+                kind: MachineKind::Managed,
+                endpoint: None,
+                dockerd: None,
+                dockerd_args: Vec::new(),
+                default: true,
+            }],
+            None => file.machines.clone(),
+        };
+        let hosts = if !args.hosts.is_empty() {
+            args.hosts
+        } else if !file.hosts.is_empty() {
+            file.hosts
         } else {
-            secs("--head-timeout", args.head_timeout)?
-        },
-    };
-    let Some(engine) = &args.engine else {
-        return Err(UsageError(
-            "no engine configured: pass --engine unix:///path/docker.sock".into(),
-        )
-        .into());
-    };
-    let endpoint: GuestEndpoint = engine
-        .parse()
-        .map_err(|e| UsageError(format!("--engine: {e}")))?;
-    let guest = Guest::new(
-        "default",
-        GuestConnector::new(endpoint, timeouts.connect),
-        timeouts,
-        None,
-    );
-    let config = Config {
-        drain_timeout: secs("--shutdown-timeout", args.shutdown_timeout)?,
-        ..Config::default()
-    };
+            vec![format!("unix://{}", config::default_socket().display())]
+        };
+        for host in &hosts {
+            config::unix_host_path(host)?;
+        }
+        let _state_dir = args
+            .state_dir
+            .or(file.state_dir)
+            .unwrap_or_else(config::default_state_dir);
+        Ok(Self {
+            hosts,
+            machines,
+            timeouts,
+            drain_timeout,
+            check_only: args.check_config,
+        })
+    }
+}
+
+async fn serve(settings: Settings) -> Result<()> {
+    let mut guests = Vec::new();
+    // The default machine goes first: the router treats the first guest as default.
+    let mut machines = settings.machines.clone();
+    if let Some(i) = machines.iter().position(|m| m.default) {
+        machines.swap(0, i);
+    }
+    for machine in &machines {
+        guests.push(build_guest(machine, settings.timeouts)?);
+    }
 
     let mut sockets = Vec::new();
-    let hosts = if args.hosts.is_empty() {
-        vec![format!("unix://{}", default_socket().display())]
-    } else {
-        args.hosts.clone()
-    };
-    for host in &hosts {
-        let path = host
-            .strip_prefix("unix://")
-            .filter(|p| p.starts_with('/'))
-            .ok_or_else(|| {
-                UsageError(format!(
-                    "-H {host}: only unix:///absolute/path is supported"
-                ))
-            })?;
-        let socket = BoundSocket::bind(path.as_ref(), 0o660)?;
-        tracing::info!(socket = %socket.path().display(), engine = %engine, "berth listening");
+    for host in &settings.hosts {
+        let socket = BoundSocket::bind(&config::unix_host_path(host)?, 0o660)?;
+        tracing::info!(socket = %socket.path().display(), "berth listening");
         sockets.push(socket);
     }
 
-    let gateway = Gateway::new(config, EngineRouter::new(vec![guest]));
+    let config = Config {
+        drain_timeout: settings.drain_timeout,
+        ..Config::default()
+    };
+    let gateway = Gateway::new(config, EngineRouter::new(guests));
     gateway.run(sockets, shutdown_signal()?).await;
     Ok(())
 }
 
-fn secs(flag: &str, value: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| UsageError(format!("{flag}: {value} is not a number of seconds")).into())
+fn build_guest(machine: &MachineEntry, timeouts: GuestTimeouts) -> Result<Arc<Guest>> {
+    match machine.kind {
+        MachineKind::External => {
+            let endpoint: GuestEndpoint =
+                machine
+                    .endpoint
+                    .as_deref()
+                    .unwrap_or_default()
+                    .parse()
+                    .map_err(|e| UsageError(format!("machine {}: {e}", machine.name)))?;
+            tracing::info!(machine = %machine.name, %endpoint, "external engine");
+            Ok(Guest::new(
+                machine.name.clone(),
+                GuestConnector::new(endpoint, timeouts.connect),
+                timeouts,
+                None,
+            ))
+        }
+        MachineKind::Managed => Err(UsageError(format!(
+            "machine {}: managed machines are not available in this build; pass --engine URL",
+            machine.name
+        ))
+        .into()),
+    }
 }
 
-/// `/run/berth/docker.sock` as root, `$XDG_RUNTIME_DIR/berth/docker.sock` otherwise.
-fn default_socket() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/run/berth/docker.sock");
+/// Hijacked sessions hold two sockets each: raise the soft open-files limit to the hard one.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
     }
-    let runtime = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("berth-{}", nix::unistd::getuid())));
-    runtime.join("berth/docker.sock")
 }
 
 fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {

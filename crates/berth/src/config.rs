@@ -1,0 +1,272 @@
+//! `berth.toml`: parsed strictly (unknown keys are errors that name the key and line),
+//! merged with command-line flags (flags win), validated, and turned into what each
+//! crate needs. No file at the default path means the embedded default: one managed
+//! machine named `default`.
+//!
+//! ```toml
+//! hosts = ["unix:///run/berth/docker.sock"]   # like dockerd's -H
+//! state_dir = "/var/lib/berth"
+//!
+//! [[machines]]
+//! name = "default"
+//! kind = "managed"                 # berth runs dockerd itself
+//!
+//! [[machines]]
+//! name = "other"
+//! kind = "external"                # an engine berth does not run
+//! endpoint = "unix:///var/run/docker.sock"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Deserialize;
+
+use crate::cmd::UsageError;
+
+/// The whole configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    /// Sockets to listen on, as dockerd's `-H`.
+    #[serde(default)]
+    pub(crate) hosts: Vec<String>,
+    /// Where managed machines keep their data.
+    pub(crate) state_dir: Option<PathBuf>,
+    /// Seconds allowed to open a connection to an engine.
+    pub(crate) connect_timeout: Option<f64>,
+    /// Seconds allowed for an engine's readiness ping.
+    pub(crate) verify_timeout: Option<f64>,
+    /// Seconds allowed for the response head of quick reads (0 disables).
+    pub(crate) head_timeout: Option<f64>,
+    /// Seconds in-flight requests may run on after SIGINT/SIGTERM.
+    pub(crate) shutdown_timeout: Option<f64>,
+    /// The engines behind the socket.
+    #[serde(default)]
+    pub(crate) machines: Vec<MachineEntry>,
+}
+
+/// One `[[machines]]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MachineEntry {
+    /// `[a-z0-9-]{1,20}`.
+    pub(crate) name: String,
+    /// Who runs the engine.
+    pub(crate) kind: MachineKind,
+    /// `external`: where the engine listens (`unix:///path` or `tcp://host:port`).
+    pub(crate) endpoint: Option<String>,
+    /// `managed`: the dockerd binary.
+    pub(crate) dockerd: Option<PathBuf>,
+    /// `managed`: extra dockerd arguments.
+    #[serde(default)]
+    pub(crate) dockerd_args: Vec<String>,
+    /// The machine for requests that name no platform (the first one if none says so).
+    #[serde(default)]
+    pub(crate) default: bool,
+}
+
+/// Who runs a machine's engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum MachineKind {
+    /// berth starts and supervises dockerd.
+    Managed,
+    /// Someone else runs it; berth only connects.
+    External,
+}
+
+impl FileConfig {
+    /// Reads the configuration: `explicit` must exist; the default path may be absent.
+    pub(crate) fn load(explicit: Option<&Path>) -> Result<Self> {
+        let (path, required) = match explicit {
+            Some(p) => (p.to_owned(), true),
+            None => (default_config_path(), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::default());
+            }
+            Err(e) => {
+                return Err(UsageError(format!("reading {}: {e}", path.display())).into());
+            }
+        };
+        Self::parse(&text, &path)
+    }
+
+    /// Parses and validates a configuration text; `path` only names it in errors.
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| {
+            // toml's message already names the key, line and column.
+            UsageError(format!("invalid configuration {}: {e}", path.display()))
+        })?;
+        config
+            .validate()
+            .map_err(|e| UsageError(format!("invalid configuration {}: {e}", path.display())))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        for (i, m) in self.machines.iter().enumerate() {
+            let at = format!("machines[{i}]");
+            if !valid_machine_name(&m.name) {
+                return Err(format!(
+                    "{at}.name: {:?} must be 1 to 20 of a-z, 0-9 and -",
+                    m.name
+                ));
+            }
+            if !names.insert(m.name.as_str()) {
+                return Err(format!("{at}.name: machine {:?} is defined twice", m.name));
+            }
+            match m.kind {
+                MachineKind::External => {
+                    let Some(endpoint) = &m.endpoint else {
+                        return Err(format!(
+                            "{at}.endpoint: an external machine needs an endpoint"
+                        ));
+                    };
+                    endpoint
+                        .parse::<berth_guest::GuestEndpoint>()
+                        .map_err(|e| format!("{at}.endpoint: {e}"))?;
+                    if m.dockerd.is_some() || !m.dockerd_args.is_empty() {
+                        return Err(format!(
+                            "{at}: dockerd settings only apply to managed machines"
+                        ));
+                    }
+                }
+                MachineKind::Managed => {
+                    if m.endpoint.is_some() {
+                        return Err(format!(
+                            "{at}.endpoint: a managed machine's endpoint is chosen by berth"
+                        ));
+                    }
+                }
+            }
+        }
+        if self.machines.iter().filter(|m| m.default).count() > 1 {
+            return Err("machines: more than one machine says default = true".into());
+        }
+        for (key, v) in [
+            ("connect_timeout", self.connect_timeout),
+            ("verify_timeout", self.verify_timeout),
+            ("head_timeout", self.head_timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
+        ] {
+            if v.is_some_and(|s| !(s.is_finite() && s >= 0.0)) {
+                return Err(format!("{key}: must be a number of seconds"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn valid_machine_name(name: &str) -> bool {
+    (1..=20).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)
+}
+
+/// `/etc/berth/berth.toml` as root, `$XDG_CONFIG_HOME/berth/berth.toml` otherwise.
+pub(crate) fn default_config_path() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/etc/berth/berth.toml");
+    }
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map_or_else(|| home().join(".config"), PathBuf::from)
+        .join("berth/berth.toml")
+}
+
+/// `/var/lib/berth` as root, `$XDG_STATE_HOME/berth` otherwise.
+pub(crate) fn default_state_dir() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/var/lib/berth");
+    }
+    std::env::var_os("XDG_STATE_HOME")
+        .map_or_else(|| home().join(".local/state"), PathBuf::from)
+        .join("berth")
+}
+
+/// `/run/berth/docker.sock` as root, `$XDG_RUNTIME_DIR/berth/docker.sock` otherwise.
+pub(crate) fn default_socket() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/run/berth/docker.sock");
+    }
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("berth-{}", nix::unistd::getuid())))
+        .join("berth/docker.sock")
+}
+
+/// The path of a `unix://` host, or a usage error.
+pub(crate) fn unix_host_path(host: &str) -> Result<PathBuf> {
+    host.strip_prefix("unix://")
+        .filter(|p| p.starts_with('/'))
+        .map(PathBuf::from)
+        .ok_or_else(|| UsageError(format!("-H {host}: expected unix:///absolute/path")).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> std::result::Result<FileConfig, String> {
+        FileConfig::parse(text, Path::new("berth.toml")).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = parse(
+            r#"
+hosts = ["unix:///run/berth/docker.sock"]
+state_dir = "/var/lib/berth"
+
+[[machines]]
+name = "default"
+kind = "managed"
+dockerd = "/usr/sbin/dockerd"
+dockerd_args = ["--storage-driver", "overlay2"]
+
+[[machines]]
+name = "other"
+kind = "external"
+endpoint = "unix:///var/run/docker.sock"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.machines.len(), 2);
+        assert_eq!(c.machines[1].kind, MachineKind::External);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let e = parse(
+            "hosts = []\n\n[[machines]]\nname = \"a\"\nkind = \"managed\"\ndockerd_argz = []\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("dockerd_argz"), "{e}");
+        assert!(e.contains("line 6"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let e = parse("[[machines]]\nname = \"x\"\nkind = \"external\"\n").unwrap_err();
+        assert!(e.contains("machines[0].endpoint"), "{e}");
+        let e = parse("[[machines]]\nname = \"Bad Name\"\nkind = \"managed\"\n").unwrap_err();
+        assert!(e.contains("machines[0].name"), "{e}");
+        let e = parse("[[machines]]\nname = \"x\"\nkind = \"vm\"\n").unwrap_err();
+        assert!(e.contains("kind"), "{e}");
+        let e = parse("connect_timeout = -1\n").unwrap_err();
+        assert!(e.contains("connect_timeout"), "{e}");
+    }
+}
