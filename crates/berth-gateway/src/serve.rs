@@ -40,7 +40,11 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
         _ = crate::stopped(&mut shutdown) => return,
     };
     let (io, hijack) = match sniffed {
-        Ok(Ok(Some(s))) => s,
+        Ok(Ok(Some(First::Request(io, hijack)))) => (io, hijack),
+        Ok(Ok(Some(First::Malformed(mut stream, reason)))) => {
+            reject_malformed(&mut stream, &reason).await;
+            return;
+        }
         // Closed, failed or silent before sending a request: nothing to answer.
         Ok(Ok(None) | Err(_)) | Err(_) => return,
     };
@@ -71,6 +75,7 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
         // dockerd's responses carry their own Date and Go-canonical header names; keep
         // both so a client cannot tell berth from dockerd.
         .auto_date_header(false)
+        .preserve_header_case(true)
         .title_case_headers(true)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
@@ -142,8 +147,30 @@ fn trace_id(req: &Request<Incoming>) -> HeaderValue {
     HeaderValue::from_str(&format!("{id:016x}")).unwrap_or(HeaderValue::from_static("0"))
 }
 
+/// What the first request head on a connection turned out to be.
+enum First {
+    /// A request (for hyper, or a raw hijack when the flag is set).
+    Request(ClientIo, bool),
+    /// Bytes that are not HTTP/1.x.
+    Malformed(UnixStream, String),
+}
+
+/// Answers a connection whose first bytes are not HTTP with Docker's JSON error shape,
+/// then closes it (hyper would answer a bare 400 with no body).
+async fn reject_malformed(stream: &mut UnixStream, reason: &str) {
+    use tokio::io::AsyncWriteExt;
+    let body =
+        serde_json::json!({ "message": format!("malformed HTTP request: {reason}") }).to_string();
+    let head = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len() + 1
+    );
+    let _ = stream.write_all(format!("{head}{body}\n").as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
 /// Reads until the first request head is complete; tells whether it is a raw hijack.
-async fn sniff(mut stream: UnixStream) -> io::Result<Option<(ClientIo, bool)>> {
+async fn sniff(mut stream: UnixStream) -> io::Result<Option<First>> {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
         if stream.read_buf(&mut buf).await? == 0 {
@@ -154,10 +181,14 @@ async fn sniff(mut stream: UnixStream) -> io::Result<Option<(ClientIo, bool)>> {
         let hijack = match req.parse(&buf) {
             Ok(httparse::Status::Complete(_)) => is_raw_hijack(&req),
             Ok(httparse::Status::Partial) if buf.len() < MAX_SNIFF => continue,
-            // Malformed, too many headers or too large: hyper answers it.
-            _ => false,
+            // Beyond what berth sniffs: hyper applies its own limits.
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => false,
+            Err(e) => return Ok(Some(First::Malformed(stream, e.to_string()))),
         };
-        return Ok(Some((ClientIo::new(stream, buf.freeze()), hijack)));
+        return Ok(Some(First::Request(
+            ClientIo::new(stream, buf.freeze()),
+            hijack,
+        )));
     }
 }
 

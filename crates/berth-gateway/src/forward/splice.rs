@@ -75,7 +75,15 @@ pub(crate) async fn bridge_sockets(
     let (mut up_done, mut down_done) = (false, false);
     loop {
         tokio::select! {
-            r = &mut up, if !up_done => { r?; up_done = true; }
+            r = &mut up, if !up_done => {
+                r?;
+                up_done = true;
+                // A full close (not a half-close) of the client ends the exchange now,
+                // as closing a direct connection to dockerd would.
+                if !down_done && peer_hung_up(&client) {
+                    return Ok(());
+                }
+            }
             r = &mut down, if !down_done => { r?; down_done = true; }
             _ = tokio::time::sleep(HUP_CHECK), if up_done && !down_done => {
                 if peer_hung_up(&client) {
