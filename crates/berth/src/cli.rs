@@ -17,6 +17,26 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Serve the Docker Engine API on a local socket.
     Serve(ServeArgs),
+    /// Point the docker CLI at berth (a docker context named `berth`).
+    Docker {
+        #[command(subcommand)]
+        command: DockerCommand,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Print a shell completion script.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DockerCommand {
+    /// Create the `berth` docker context and make it current.
+    Enable,
+    /// Restore the docker context that was current before `enable`.
+    Disable,
 }
 
 #[derive(Debug, Args)]
@@ -53,8 +73,9 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     pub(crate) check_config: bool,
 
-    #[command(flatten)]
-    pub(crate) common: CommonArgs,
+    /// Configuration file (TOML) [default: /etc/berth/berth.toml as root].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
 }
 
 /// Options every command takes.
@@ -63,4 +84,8 @@ pub(crate) struct CommonArgs {
     /// Configuration file (TOML) [default: /etc/berth/berth.toml as root].
     #[arg(long, value_name = "FILE", global = true)]
     pub(crate) config: Option<PathBuf>,
+
+    /// The daemon's API socket, when it is not the configuration's first host.
+    #[arg(long = "socket", value_name = "URL", global = true)]
+    pub(crate) socket: Option<String>,
 }

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+mod client;
+pub(crate) mod docker;
 pub(crate) mod serve;
 
 /// A mistake in how berth was invoked or configured (exit code 64).

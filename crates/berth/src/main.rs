@@ -14,6 +14,12 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         cli::Command::Serve(args) => cmd::serve::run(args),
+        cli::Command::Docker { command, common } => cmd::docker::run(&common, &command),
+        cli::Command::Completion { shell } => {
+            let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "berth", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

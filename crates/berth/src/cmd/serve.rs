@@ -39,7 +39,7 @@ struct Settings {
 
 impl Settings {
     fn resolve(args: ServeArgs) -> Result<Self> {
-        let file = FileConfig::load(args.common.config.as_deref())?;
+        let file = FileConfig::load(args.config.as_deref())?;
         let secs = |flag: &str, cli: Option<f64>, file: Option<f64>, default: f64| {
             let v = cli.or(file).unwrap_or(default);
             Duration::try_from_secs_f64(v)
