@@ -227,8 +227,6 @@ fn build_client(connector: &GuestConnector) -> GuestClient {
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
-        // Keep the guest's header case so it reaches the client as dockerd wrote it.
-        .http1_preserve_header_case(true)
         .build(connector.clone())
 }
 

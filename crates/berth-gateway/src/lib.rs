@@ -103,9 +103,12 @@ impl Gateway {
                 loop {
                     tokio::select! {
                         accepted = socket.listener().accept() => match accepted {
-                            Ok((stream, _)) => {
-                                tokio::spawn(serve::serve_connection(Arc::clone(&shared), stream));
-                            }
+                            Ok((stream, _)) => match berth_guest::LeanSocket::from_unix(stream) {
+                                Ok(socket) => {
+                                    tokio::spawn(serve::serve_connection(Arc::clone(&shared), socket));
+                                }
+                                Err(e) => tracing::warn!(error = %e, "registering a client socket failed"),
+                            },
                             Err(e) => {
                                 // EMFILE and friends: back off instead of spinning.
                                 tracing::warn!(error = %e, "accept failed");

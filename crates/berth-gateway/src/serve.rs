@@ -9,15 +9,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use berth_guest::LeanSocket;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::UnixStream;
 use tracing::Instrument;
 
 use crate::classify::{classify, Classified, Exchange};
@@ -32,7 +32,7 @@ const TRACE_ID: &str = "x-trace-id";
 const MAX_SNIFF: usize = 64 * 1024;
 
 /// Serves one accepted connection until it closes or the gateway drains.
-pub(crate) async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
+pub(crate) async fn serve_connection(shared: Arc<Shared>, stream: LeanSocket) {
     let _guard = shared.drain.guard();
     let mut shutdown = shared.drain.signal();
     let sniffed = tokio::select! {
@@ -68,14 +68,14 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
         let shared = Arc::clone(&handler);
         async move { Ok::<_, Infallible>(shared.handle(req).await) }
     });
+    // No header-read timer per request: it costs a timer-wheel entry and two clock reads
+    // on every exchange; the first head is bounded by the sniff above, and dockerd keeps
+    // idle keep-alive connections open indefinitely too.
     let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.config.header_read_timeout)
         .max_buf_size(MAX_HEAD.max(MAX_SNIFF * 2))
         // dockerd's responses carry their own Date and Go-canonical header names; keep
         // both so a client cannot tell berth from dockerd.
         .auto_date_header(false)
-        .preserve_header_case(true)
         .title_case_headers(true)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
@@ -152,12 +152,12 @@ enum First {
     /// A request (for hyper, or a raw hijack when the flag is set).
     Request(ClientIo, bool),
     /// Bytes that are not HTTP/1.x.
-    Malformed(UnixStream, String),
+    Malformed(LeanSocket, String),
 }
 
 /// Answers a connection whose first bytes are not HTTP with Docker's JSON error shape,
 /// then closes it (hyper would answer a bare 400 with no body).
-async fn reject_malformed(stream: &mut UnixStream, reason: &str) {
+async fn reject_malformed(stream: &mut LeanSocket, reason: &str) {
     use tokio::io::AsyncWriteExt;
     let body =
         serde_json::json!({ "message": format!("malformed HTTP request: {reason}") }).to_string();
@@ -170,7 +170,7 @@ async fn reject_malformed(stream: &mut UnixStream, reason: &str) {
 }
 
 /// Reads until the first request head is complete; tells whether it is a raw hijack.
-async fn sniff(mut stream: UnixStream) -> io::Result<Option<First>> {
+async fn sniff(mut stream: LeanSocket) -> io::Result<Option<First>> {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
         if stream.read_buf(&mut buf).await? == 0 {
@@ -215,17 +215,17 @@ fn is_raw_hijack(req: &httparse::Request<'_, '_>) -> bool {
 /// A client socket with the bytes already read from it put back in front.
 #[derive(Debug)]
 pub(crate) struct ClientIo {
-    stream: UnixStream,
+    stream: LeanSocket,
     prefix: Bytes,
 }
 
 impl ClientIo {
-    pub(crate) fn new(stream: UnixStream, prefix: Bytes) -> Self {
+    pub(crate) fn new(stream: LeanSocket, prefix: Bytes) -> Self {
         Self { stream, prefix }
     }
 
     /// The socket and the bytes read from it that nobody consumed yet.
-    pub(crate) fn into_parts(self) -> (UnixStream, Bytes) {
+    pub(crate) fn into_parts(self) -> (LeanSocket, Bytes) {
         (self.stream, self.prefix)
     }
 }

@@ -11,10 +11,12 @@
 
 mod endpoint;
 mod error;
+mod lean_socket;
 mod stream;
 
 pub use endpoint::{EndpointParseError, GuestEndpoint};
 pub use error::ConnectError;
+pub use lean_socket::LeanSocket;
 pub use stream::GuestStream;
 
 use std::future::Future;
@@ -51,12 +53,14 @@ impl GuestConnector {
     pub async fn connect(&self) -> Result<GuestStream, ConnectError> {
         let attempt = async {
             match &self.endpoint {
-                GuestEndpoint::Unix(path) => UnixStream::connect(path).await.map(GuestStream::from),
+                GuestEndpoint::Unix(path) => {
+                    LeanSocket::from_unix(UnixStream::connect(path).await?).map(GuestStream::new)
+                }
                 GuestEndpoint::Tcp(addr) => {
                     let s = TcpStream::connect(addr.as_str()).await?;
                     // Docker API exchanges are small request/response pairs: latency matters.
                     s.set_nodelay(true)?;
-                    Ok(GuestStream::from(s))
+                    LeanSocket::from_tcp(s).map(GuestStream::new)
                 }
             }
         };

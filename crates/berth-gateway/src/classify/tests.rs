@@ -26,7 +26,15 @@ fn endpoint_table() {
     use Exchange as X;
     let upgrade = [("connection", "Upgrade"), ("upgrade", "tcp")];
     let h2c = [("connection", "Upgrade"), ("upgrade", "h2c")];
-    let rows: &[(&str, &str, &[(&str, &str)], E, X, Option<&str>)] = &[
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        E,
+        X,
+        Option<&'a str>,
+    );
+    let rows: &[Row<'_>] = &[
         ("GET", "/_ping", &[], E::Ping, X::Ordinary, None),
         ("HEAD", "/_ping", &[], E::Ping, X::Ordinary, None),
         ("POST", "/_ping", &[], E::Other, X::Ordinary, None),

@@ -102,7 +102,7 @@ impl Readiness {
             .wait_for(Option::is_some)
             .await
             .map_err(|_| GatewayError::Internal("readiness verification vanished".into()))?;
-        outcome.clone().unwrap_or_else(|| Ok(()))
+        outcome.clone().unwrap_or(Ok(()))
     }
 
     fn finish(&self, outcome: Result<u64, GatewayError>, tx: &watch::Sender<Outcome>) {

@@ -20,7 +20,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         return Ok(());
     }
     raise_fd_limit();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
