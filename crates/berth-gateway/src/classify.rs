@@ -35,7 +35,9 @@ pub enum Endpoint {
     ContainerInspect,
     /// `POST /containers/{id}/start`
     ContainerStart,
-    /// `POST /containers/{id}/stop`, `/restart`, `/kill`, `/pause`, `/unpause`
+    /// `POST /containers/{id}/restart`
+    ContainerRestart,
+    /// `POST /containers/{id}/stop`, `/kill`, `/pause`, `/unpause`
     ContainerLifecycle,
     /// `POST /containers/{id}/wait`
     ContainerWait,
@@ -204,9 +206,8 @@ fn endpoint_of(method: &Method, path: &str) -> (Endpoint, Option<Range<usize>>) 
             let endpoint = match (op, method) {
                 ("json", &Method::GET) => E::ContainerInspect,
                 ("start", &Method::POST) => E::ContainerStart,
-                ("stop" | "restart" | "kill" | "pause" | "unpause", &Method::POST) => {
-                    E::ContainerLifecycle
-                }
+                ("restart", &Method::POST) => E::ContainerRestart,
+                ("stop" | "kill" | "pause" | "unpause", &Method::POST) => E::ContainerLifecycle,
                 ("wait", &Method::POST) => E::ContainerWait,
                 ("attach", &Method::POST) => E::ContainerAttach,
                 ("logs", &Method::GET) => E::ContainerLogs,

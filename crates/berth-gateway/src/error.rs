@@ -33,6 +33,10 @@ pub enum GatewayError {
         what: &'static str,
         after: Duration,
     },
+    /// A host port that a container publishes is taken on the host; worded as dockerd
+    /// words its own "port is already allocated" failure, with its status (notes 3.2).
+    #[error("{0}")]
+    PortUnavailable(String),
     /// A fault in berth itself.
     #[error("berth: internal error: {0}")]
     Internal(String),
@@ -46,7 +50,7 @@ impl GatewayError {
             Self::GuestUnreachable { .. } => StatusCode::BAD_GATEWAY,
             Self::GuestNotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::GuestTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::PortUnavailable(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -38,7 +38,12 @@ pub(crate) async fn forward(
             let deadline = classified
                 .head_deadline_applies(req.method())
                 .then_some(guest.timeouts().head);
-            ordinary::forward(guest, req, deadline).await
+            let host_work = crate::host::plan(guest, classified, req.uri());
+            let res = ordinary::forward(guest, req, deadline).await?;
+            match host_work {
+                Some(work) => work.after_response(guest, res).await,
+                None => Ok(res),
+            }
         }
         Exchange::Upgrade => upgrade::forward(guest, req, drain).await,
     }

@@ -38,6 +38,24 @@ pub trait EngineLifecycle: Send + Sync + fmt::Debug + 'static {
     fn generation(&self) -> u64;
 }
 
+/// Brings a container's published ports to the host (engines in their own network
+/// namespace). Errors are dockerd-style texts ("Bind for 0.0.0.0:8080 failed: port is
+/// already allocated").
+pub trait PortPublisher: Send + Sync + fmt::Debug + 'static {
+    /// Makes host listeners match inspect's `NetworkSettings.Ports` for one container;
+    /// all are bound before it returns.
+    fn publish<'a>(
+        &'a self,
+        container_id: &'a str,
+        ports: &'a serde_json::Value,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+    /// Drops a container's host listeners.
+    fn unpublish<'a>(
+        &'a self,
+        container_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
 /// Per-engine timeouts.
 #[derive(Clone, Copy, Debug)]
 pub struct GuestTimeouts {
@@ -70,6 +88,16 @@ pub struct Guest {
     client: RwLock<(u64, GuestClient)>,
     readiness: Readiness,
     lifecycle: Option<Arc<dyn EngineLifecycle>>,
+    ports: Option<Arc<dyn PortPublisher>>,
+}
+
+/// What a guest has beyond a way to reach it.
+#[derive(Clone, Debug, Default)]
+pub struct GuestOptions {
+    /// Set for engines berth runs itself.
+    pub lifecycle: Option<Arc<dyn EngineLifecycle>>,
+    /// Set for engines whose published ports must be brought to the host.
+    pub ports: Option<Arc<dyn PortPublisher>>,
 }
 
 impl Guest {
@@ -78,17 +106,69 @@ impl Guest {
         name: impl Into<String>,
         connector: GuestConnector,
         timeouts: GuestTimeouts,
-        lifecycle: Option<Arc<dyn EngineLifecycle>>,
+        options: GuestOptions,
     ) -> Arc<Self> {
-        let generation = lifecycle.as_ref().map_or(0, |l| l.generation());
+        let generation = options.lifecycle.as_ref().map_or(0, |l| l.generation());
         Arc::new(Self {
             name: name.into(),
             client: RwLock::new((generation, build_client(&connector))),
             connector,
             timeouts,
             readiness: Readiness::default(),
-            lifecycle,
+            lifecycle: options.lifecycle,
+            ports: options.ports,
         })
+    }
+
+    /// The port publisher, if this engine's ports must be brought to the host.
+    pub fn ports(&self) -> Option<&Arc<dyn PortPublisher>> {
+        self.ports.as_ref()
+    }
+
+    /// `GET path` on the engine, JSON-decoded; for host-side behaviour (not pass-through).
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, GatewayError> {
+        let (status, body) = self.request(http::Method::GET, path).await?;
+        if !status.is_success() {
+            return Err(GatewayError::Internal(format!(
+                "engine answered {status} to GET {path}"
+            )));
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            GatewayError::Internal(format!("engine sent invalid JSON for GET {path}: {e}"))
+        })
+    }
+
+    /// Sends a body-less request berth makes itself; returns status and whole body.
+    pub async fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+    ) -> Result<(StatusCode, Bytes), GatewayError> {
+        use http_body_util::BodyExt;
+        let uri: http::Uri = path
+            .parse()
+            .map_err(|_| GatewayError::Internal(format!("bad path {path}")))?;
+        let req = Request::builder()
+            .method(method)
+            .uri(guest_uri_from(&uri))
+            .body(Either::Right(Full::new(Bytes::new())))
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let res = self
+            .client()
+            .request(req)
+            .await
+            .map_err(|e| self.upstream_error(&e))?;
+        let status = res.status();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| GatewayError::GuestUnreachable {
+                engine: self.name.clone(),
+                reason: format!("reading a response: {e}"),
+            })?
+            .to_bytes();
+        Ok((status, body))
     }
 
     /// The engine's configured name.

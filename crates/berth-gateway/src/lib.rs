@@ -17,6 +17,7 @@ pub mod classify;
 pub mod error;
 mod forward;
 pub mod guest;
+mod host;
 pub mod listen;
 pub mod normalize;
 pub mod route;
@@ -29,7 +30,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 pub use error::{GatewayError, ListenError};
-pub use guest::{EngineLifecycle, Guest, GuestTimeouts};
+pub use guest::{EngineLifecycle, Guest, GuestOptions, GuestTimeouts, PortPublisher};
 pub use listen::BoundSocket;
 pub use route::EngineRouter;
 

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use berth_gateway::{BoundSocket, Config, EngineRouter, Gateway, Guest, GuestTimeouts};
+use berth_gateway::{
+    BoundSocket, Config, EngineRouter, Gateway, Guest, GuestOptions, GuestTimeouts,
+};
 use berth_guest::{GuestConnector, GuestEndpoint};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -162,7 +164,7 @@ fn build_guest(machine: &MachineEntry, timeouts: GuestTimeouts) -> Result<Arc<Gu
                 machine.name.clone(),
                 GuestConnector::new(endpoint, timeouts.connect),
                 timeouts,
-                None,
+                GuestOptions::default(),
             ))
         }
         MachineKind::Managed => Err(UsageError(format!(
