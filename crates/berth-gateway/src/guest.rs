@@ -20,6 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::error::GatewayError;
+use crate::host::paths::PathTranslator;
 
 /// The body berth sends upstream: the client's own, or one berth holds whole.
 pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
@@ -89,6 +90,7 @@ pub struct Guest {
     readiness: Readiness,
     lifecycle: Option<Arc<dyn EngineLifecycle>>,
     ports: Option<Arc<dyn PortPublisher>>,
+    paths: Option<PathTranslator>,
 }
 
 /// What a guest has beyond a way to reach it.
@@ -98,6 +100,8 @@ pub struct GuestOptions {
     pub lifecycle: Option<Arc<dyn EngineLifecycle>>,
     /// Set for engines whose published ports must be brought to the host.
     pub ports: Option<Arc<dyn PortPublisher>>,
+    /// Set for engines that see the host's files under other paths.
+    pub paths: Option<PathTranslator>,
 }
 
 impl Guest {
@@ -117,7 +121,13 @@ impl Guest {
             readiness: Readiness::default(),
             lifecycle: options.lifecycle,
             ports: options.ports,
+            paths: options.paths,
         })
+    }
+
+    /// Bind-mount path mappings, if this engine sees host files under other paths.
+    pub fn paths(&self) -> Option<&PathTranslator> {
+        self.paths.as_ref()
     }
 
     /// The port publisher, if this engine's ports must be brought to the host.

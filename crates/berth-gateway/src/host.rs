@@ -6,9 +6,15 @@
 //!   answer, so a client connecting right after `docker start` returns never finds the
 //!   port closed. If a host port is taken, the container is stopped again and the client
 //!   gets dockerd's own 500 "port is already allocated" shape.
+//! - `POST /containers/create` on an engine with path mappings: bind sources are
+//!   translated (`host/paths.rs`, `host/create.rs`); an unmapped host path is a 400.
+
+mod create;
+pub(crate) mod paths;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{Method, Response, StatusCode, Uri};
 
 use crate::classify::{Classified, Endpoint};
@@ -23,6 +29,8 @@ use crate::normalize::normalize;
 pub(crate) enum HostWork {
     /// Bind the container's published ports once it started.
     PublishPorts { container: String },
+    /// Translate bind-mount sources in the create body.
+    TranslateBinds,
 }
 
 /// What host-side work `classified` needs on `guest`; `None` for plain pass-through
@@ -36,11 +44,44 @@ pub(crate) fn plan(guest: &Guest, classified: &Classified, uri: &Uri) -> Option<
                 container: path.get(range)?.to_owned(),
             })
         }
+        Endpoint::ContainerCreate if guest.paths().is_some() => Some(HostWork::TranslateBinds),
         _ => None,
     }
 }
 
 impl HostWork {
+    /// Whether the request body must be rewritten before it is forwarded.
+    pub(crate) fn rewrites_body(&self) -> bool {
+        matches!(self, Self::TranslateBinds)
+    }
+
+    /// Rewrites a whole request body (only when `rewrites_body`).
+    pub(crate) fn rewrite_body(
+        &self,
+        guest: &Guest,
+        body: &[u8],
+    ) -> Result<Option<Bytes>, GatewayError> {
+        let (Self::TranslateBinds, Some(paths)) = (self, guest.paths()) else {
+            return Ok(None);
+        };
+        if body.is_empty() {
+            // dockerd answers an empty create body itself.
+            return Ok(None);
+        }
+        let mut value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| GatewayError::BadRequest(format!("invalid JSON in request body: {e}")))?;
+        create::translate_binds(&mut value, paths).map_err(|e| match e {
+            create::CreateRewriteError::Invalid(m) => GatewayError::BadRequest(m),
+            create::CreateRewriteError::Unmapped(p) => GatewayError::BadRequest(format!(
+                "berth: bind mount source {p:?} is not shared with engine {:?}: no path mapping covers it",
+                guest.name()
+            )),
+        })?;
+        serde_json::to_vec(&value)
+            .map(|v| Some(Bytes::from(v)))
+            .map_err(|e| GatewayError::Internal(e.to_string()))
+    }
+
     /// Runs after the guest answered `res`.
     pub(crate) async fn after_response(
         self,
@@ -54,7 +95,7 @@ impl HostWork {
                 }
                 Ok(res)
             }
-            Self::PublishPorts { .. } => Ok(res),
+            Self::PublishPorts { .. } | Self::TranslateBinds => Ok(res),
         }
     }
 }

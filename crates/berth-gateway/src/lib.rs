@@ -17,7 +17,7 @@ pub mod classify;
 pub mod error;
 mod forward;
 pub mod guest;
-mod host;
+pub mod host;
 pub mod listen;
 pub mod normalize;
 pub mod route;
@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use error::{GatewayError, ListenError};
 pub use guest::{EngineLifecycle, Guest, GuestOptions, GuestTimeouts, PortPublisher};
+pub use host::paths::PathTranslator;
 pub use listen::BoundSocket;
 pub use route::EngineRouter;
 

@@ -64,6 +64,20 @@ pub(crate) struct MachineEntry {
     /// The machine for requests that name no platform (the first one if none says so).
     #[serde(default)]
     pub(crate) default: bool,
+    /// Host prefix → engine prefix, for engines that see host files under other paths;
+    /// with any mapping set, bind sources outside every mapping are refused.
+    #[serde(default)]
+    pub(crate) path_mappings: Vec<PathMapping>,
+}
+
+/// One `path_mappings` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PathMapping {
+    /// An absolute host path prefix.
+    pub(crate) host: PathBuf,
+    /// Where the engine sees it.
+    pub(crate) guest: PathBuf,
 }
 
 /// Who runs a machine's engine.
@@ -142,6 +156,15 @@ impl FileConfig {
                             "{at}.endpoint: a managed machine's endpoint is chosen by berth"
                         ));
                     }
+                }
+            }
+        }
+        for (i, m) in self.machines.iter().enumerate() {
+            for (j, p) in m.path_mappings.iter().enumerate() {
+                if !p.host.is_absolute() || !p.guest.is_absolute() {
+                    return Err(format!(
+                        "machines[{i}].path_mappings[{j}]: host and guest must be absolute paths"
+                    ));
                 }
             }
         }

@@ -12,25 +12,22 @@ use std::time::Duration;
 
 use http::{Request, Response, Version};
 use http_body_util::Either;
-use hyper::body::Incoming;
 
 use super::headers::strip_hop_by_hop;
 use super::ResponseBody;
 use crate::error::GatewayError;
-use crate::guest::{guest_uri_from, Guest};
+use crate::guest::{guest_uri_from, Guest, UpstreamBody};
 
 pub(super) async fn forward(
     guest: &Arc<Guest>,
-    req: Request<Incoming>,
+    req: Request<UpstreamBody>,
     head_deadline: Option<Duration>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, true);
     parts.uri = guest_uri_from(&parts.uri);
     parts.version = Version::HTTP_11;
-    let upstream = guest
-        .client()
-        .request(Request::from_parts(parts, Either::Left(body)));
+    let upstream = guest.client().request(Request::from_parts(parts, body));
     let res =
         match head_deadline {
             Some(after) => tokio::time::timeout(after, upstream).await.map_err(|_| {

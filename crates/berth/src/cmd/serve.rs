@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use berth_gateway::{
-    BoundSocket, Config, EngineRouter, Gateway, Guest, GuestOptions, GuestTimeouts,
+    BoundSocket, Config, EngineRouter, Gateway, Guest, GuestOptions, GuestTimeouts, PathTranslator,
 };
 use berth_guest::{GuestConnector, GuestEndpoint};
 use tokio::signal::unix::{signal, SignalKind};
@@ -86,6 +86,7 @@ impl Settings {
                     dockerd: None,
                     dockerd_args: Vec::new(),
                     default: true,
+                    path_mappings: Vec::new(),
                 }]
             }
             None if file.machines.is_empty() => vec![MachineEntry {
@@ -95,6 +96,7 @@ impl Settings {
                 dockerd: None,
                 dockerd_args: Vec::new(),
                 default: true,
+                path_mappings: Vec::new(),
             }],
             None => file.machines.clone(),
         };
@@ -164,7 +166,10 @@ fn build_guest(machine: &MachineEntry, timeouts: GuestTimeouts) -> Result<Arc<Gu
                 machine.name.clone(),
                 GuestConnector::new(endpoint, timeouts.connect),
                 timeouts,
-                GuestOptions::default(),
+                GuestOptions {
+                    paths: path_translator(machine),
+                    ..GuestOptions::default()
+                },
             ))
         }
         MachineKind::Managed => Err(UsageError(format!(
@@ -173,6 +178,18 @@ fn build_guest(machine: &MachineEntry, timeouts: GuestTimeouts) -> Result<Arc<Gu
         ))
         .into()),
     }
+}
+
+/// The machine's bind-mount path mappings, if it has any.
+fn path_translator(machine: &MachineEntry) -> Option<PathTranslator> {
+    (!machine.path_mappings.is_empty()).then(|| {
+        PathTranslator::new(
+            machine
+                .path_mappings
+                .iter()
+                .map(|p| (p.host.clone(), p.guest.clone())),
+        )
+    })
 }
 
 /// Hijacked sessions hold two sockets each: raise the soft open-files limit to the hard one.
