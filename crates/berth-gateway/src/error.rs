@@ -80,6 +80,14 @@ impl ListenError {
         }
     }
 
+    pub(crate) fn config(path: &Path, what: &str) -> Self {
+        Self {
+            path: path.to_owned(),
+            what: what.to_owned(),
+            source: None,
+        }
+    }
+
     pub(crate) fn in_use(path: &Path) -> Self {
         Self {
             path: path.to_owned(),

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 pub use error::{GatewayError, ListenError};
 pub use guest::{EngineLifecycle, Guest, GuestOptions, GuestTimeouts, PortPublisher};
 pub use host::paths::PathTranslator;
-pub use listen::BoundSocket;
+pub use listen::{tls::TlsSettings, BoundSocket, Listener, PeerIdentity, TcpEndpoint};
 pub use route::EngineRouter;
 
 /// Gateway-wide settings.
@@ -93,24 +93,29 @@ impl Gateway {
         &self.shared.router
     }
 
-    /// Serves `sockets` until `shutdown` resolves, then stops accepting and lets
+    /// Serves `listeners` until `shutdown` resolves, then stops accepting and lets
     /// in-flight exchanges finish for up to `drain_timeout`.
-    pub async fn run(mut self, sockets: Vec<BoundSocket>, shutdown: impl Future<Output = ()>) {
+    pub async fn run(mut self, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) {
         let (accept_stop_tx, _) = watch::channel(false);
         let mut accept_tasks = Vec::new();
-        for socket in sockets {
+        for listener in listeners {
             let shared = Arc::clone(&self.shared);
             let mut stop = accept_stop_tx.subscribe();
             accept_tasks.push(tokio::spawn(async move {
                 loop {
                     tokio::select! {
-                        accepted = socket.listener().accept() => match accepted {
-                            Ok((stream, _)) => match berth_guest::LeanSocket::from_unix(stream) {
-                                Ok(socket) => {
-                                    tokio::spawn(serve::serve_connection(Arc::clone(&shared), socket));
-                                }
-                                Err(e) => tracing::warn!(error = %e, "registering a client socket failed"),
-                            },
+                        accepted = listener.accept() => match accepted {
+                            Ok(connecting) => {
+                                let shared = Arc::clone(&shared);
+                                tokio::spawn(async move {
+                                    match connecting.await {
+                                        Ok((stream, peer)) => {
+                                            serve::serve_connection(shared, stream, peer).await;
+                                        }
+                                        Err(e) => tracing::debug!(error = %e, "client connection not established"),
+                                    }
+                                });
+                            }
                             Err(e) => {
                                 // EMFILE and friends: back off instead of spinning.
                                 tracing::warn!(error = %e, "accept failed");
@@ -120,7 +125,7 @@ impl Gateway {
                         _ = stopped(&mut stop) => break,
                     }
                 }
-                drop(socket);
+                drop(listener);
             }));
         }
         shutdown.await;

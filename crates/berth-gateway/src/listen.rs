@@ -1,16 +1,41 @@
-//! Listen: bind the Unix socket safely, accept connections, drain on shutdown.
+//! Listen: bind the sockets safely, accept connections, tell who is connecting.
 //!
-//! A socket file left by a crashed berth is replaced only if nothing answers on it; a
-//! live one belongs to another server and binding fails with a clear error instead of
-//! stealing it. The file is removed on clean shutdown, if it is still ours.
+//! A Unix socket file left by a crashed berth is replaced only if nothing answers on
+//! it; a live one belongs to another server and binding fails with a clear error
+//! instead of stealing it. The file is removed on clean shutdown, if it is still ours.
+//! TCP listeners serve TLS (`listen/tls.rs`), or plain TCP only when explicitly marked
+//! insecure.
+
+pub mod tls;
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use tokio::net::UnixListener;
+use berth_guest::LeanSocket;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_rustls::TlsAcceptor;
 
 use crate::error::ListenError;
+use crate::serve::ClientStream;
+
+/// Who is on the other end of a client connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// A local process, from `SO_PEERCRED`.
+    Unix { uid: u32, gid: u32, pid: i32 },
+    /// A TLS client; `subject` is its certificate's subject when it sent one.
+    Tls {
+        addr: SocketAddr,
+        subject: Option<String>,
+    },
+    /// A plain TCP client (an insecure listener).
+    Tcp { addr: SocketAddr },
+    /// Unknown (credentials could not be read).
+    Unknown,
+}
 
 /// A bound Unix socket that removes its file when dropped.
 #[derive(Debug)]
@@ -21,17 +46,16 @@ pub struct BoundSocket {
 }
 
 impl BoundSocket {
-    /// Binds `path` with `mode` (e.g. `0o660`), creating the parent directory.
-    pub fn bind(path: &Path, mode: u32) -> Result<Self, ListenError> {
+    /// Binds `path` with `mode` (e.g. `0o660`) and, if given, group `gid` (dockerd's
+    /// `--group`), creating the parent directory.
+    pub fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<Self, ListenError> {
         let err = |what: &str, e: io::Error| ListenError::new(path, what, e);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| err("creating its directory", e))?;
         }
         if std::fs::symlink_metadata(path).is_ok() {
             match std::os::unix::net::UnixStream::connect(path) {
-                Ok(_) => {
-                    return Err(ListenError::in_use(path));
-                }
+                Ok(_) => return Err(ListenError::in_use(path)),
                 Err(_) => {
                     std::fs::remove_file(path).map_err(|e| err("removing a stale socket", e))?;
                 }
@@ -40,6 +64,10 @@ impl BoundSocket {
         let listener = UnixListener::bind(path).map_err(|e| err("binding", e))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| err("setting its mode", e))?;
+        if let Some(gid) = gid {
+            std::os::unix::fs::chown(path, None, Some(gid))
+                .map_err(|e| err("setting its group", e))?;
+        }
         let inode = std::fs::metadata(path)
             .map_err(|e| err("reading it back", e))?
             .ino();
@@ -54,10 +82,6 @@ impl BoundSocket {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    pub(crate) fn listener(&self) -> &UnixListener {
-        &self.listener
-    }
 }
 
 impl Drop for BoundSocket {
@@ -67,5 +91,106 @@ impl Drop for BoundSocket {
         if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+/// A TCP listener: TLS unless explicitly insecure.
+pub struct TcpEndpoint {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for TcpEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpEndpoint")
+            .field("listener", &self.listener)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl TcpEndpoint {
+    /// Binds `addr`; `tls: None` serves plain TCP (the caller has checked it is allowed).
+    pub async fn bind(addr: &str, tls: Option<TlsAcceptor>) -> Result<Self, ListenError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| ListenError::new(Path::new(addr), "binding", e))?;
+        Ok(Self { listener, tls })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// Something the gateway accepts clients on.
+#[derive(Debug)]
+pub enum Listener {
+    /// A Unix socket.
+    Unix(BoundSocket),
+    /// A TCP port, with or without TLS.
+    Tcp(TcpEndpoint),
+}
+
+/// How long a TLS client may take to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Listener {
+    /// Accepts the next client; the TLS handshake, if any, happens in the returned
+    /// future so that a slow client does not hold up the accept loop.
+    pub(crate) async fn accept(
+        &self,
+    ) -> io::Result<
+        impl std::future::Future<Output = io::Result<(ClientStream, PeerIdentity)>> + Send + 'static,
+    > {
+        enum Accepted {
+            Plain(LeanSocket, PeerIdentity),
+            Tls(LeanSocket, SocketAddr, TlsAcceptor),
+        }
+        let accepted = match self {
+            Self::Unix(socket) => {
+                let (stream, _) = socket.listener.accept().await?;
+                let peer = unix_peer(&stream);
+                Accepted::Plain(LeanSocket::from_unix(stream)?, peer)
+            }
+            Self::Tcp(endpoint) => {
+                let (stream, addr) = endpoint.listener.accept().await?;
+                stream.set_nodelay(true)?;
+                let socket = LeanSocket::from_tcp(stream)?;
+                match &endpoint.tls {
+                    Some(acceptor) => Accepted::Tls(socket, addr, acceptor.clone()),
+                    None => Accepted::Plain(socket, PeerIdentity::Tcp { addr }),
+                }
+            }
+        };
+        Ok(async move {
+            match accepted {
+                Accepted::Plain(socket, peer) => Ok((ClientStream::Plain(socket), peer)),
+                Accepted::Tls(socket, addr, acceptor) => {
+                    let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket))
+                        .await
+                        .map_err(|_| {
+                            io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                        })??;
+                    let subject = tls::peer_subject(tls.get_ref().1);
+                    Ok((
+                        ClientStream::Tls(Box::new(tls)),
+                        PeerIdentity::Tls { addr, subject },
+                    ))
+                }
+            }
+        })
+    }
+}
+
+fn unix_peer(stream: &tokio::net::UnixStream) -> PeerIdentity {
+    match stream.peer_cred() {
+        Ok(cred) => PeerIdentity::Unix {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid().unwrap_or(0),
+        },
+        Err(_) => PeerIdentity::Unknown,
     }
 }

@@ -4,26 +4,28 @@
 
 use std::convert::Infallible;
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use berth_guest::LeanSocket;
-use bytes::{Buf, Bytes, BytesMut};
+use crate::listen::PeerIdentity;
+use bytes::BytesMut;
 use http::{HeaderValue, Method, Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::AsyncReadExt;
 use tracing::Instrument;
 
 use crate::classify::{classify, Classified, Exchange};
 use crate::forward::{self, ResponseBody};
 use crate::normalize::normalize;
 use crate::Shared;
+
+mod client_io;
+
+pub(crate) use client_io::{ClientIo, ClientStream, Prefixed};
 
 /// The request/trace id header; a client's own value is kept.
 const TRACE_ID: &str = "x-trace-id";
@@ -32,7 +34,11 @@ const TRACE_ID: &str = "x-trace-id";
 const MAX_SNIFF: usize = 64 * 1024;
 
 /// Serves one accepted connection until it closes or the gateway drains.
-pub(crate) async fn serve_connection(shared: Arc<Shared>, stream: LeanSocket) {
+pub(crate) async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: ClientStream,
+    peer: PeerIdentity,
+) {
     let _guard = shared.drain.guard();
     let mut shutdown = shared.drain.signal();
     let sniffed = tokio::select! {
@@ -64,9 +70,11 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, stream: LeanSocket) {
     };
 
     let handler = Arc::clone(&shared);
+    let peer = Arc::new(peer);
     let service = service_fn(move |req| {
         let shared = Arc::clone(&handler);
-        async move { Ok::<_, Infallible>(shared.handle(req).await) }
+        let peer = Arc::clone(&peer);
+        async move { Ok::<_, Infallible>(shared.handle(req, &peer).await) }
     });
     // No header-read timer per request: it costs a timer-wheel entry and two clock reads
     // on every exchange; the first head is bounded by the sniff above, and dockerd keeps
@@ -98,7 +106,11 @@ const MAX_HEAD: usize = 1 << 20;
 impl Shared {
     /// The per-request stack: trace id → normalize → classify → route → ready → forward,
     /// and the one place where a `GatewayError` becomes a response.
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: &PeerIdentity,
+    ) -> Response<ResponseBody> {
         let trace_id = trace_id(&req);
         let meta = normalize(req.uri());
         let classified: Classified = classify(req.method(), meta.path(req.uri()), req.headers());
@@ -108,6 +120,7 @@ impl Shared {
             method = %req.method(),
             path = meta.path(req.uri()),
             endpoint = ?classified.endpoint,
+            peer = ?peer,
         );
         let result = async {
             let guest = self.router.route(&classified);
@@ -152,12 +165,12 @@ enum First {
     /// A request (for hyper, or a raw hijack when the flag is set).
     Request(ClientIo, bool),
     /// Bytes that are not HTTP/1.x.
-    Malformed(LeanSocket, String),
+    Malformed(ClientStream, String),
 }
 
 /// Answers a connection whose first bytes are not HTTP with Docker's JSON error shape,
 /// then closes it (hyper would answer a bare 400 with no body).
-async fn reject_malformed(stream: &mut LeanSocket, reason: &str) {
+async fn reject_malformed(stream: &mut ClientStream, reason: &str) {
     use tokio::io::AsyncWriteExt;
     let body =
         serde_json::json!({ "message": format!("malformed HTTP request: {reason}") }).to_string();
@@ -170,7 +183,7 @@ async fn reject_malformed(stream: &mut LeanSocket, reason: &str) {
 }
 
 /// Reads until the first request head is complete; tells whether it is a raw hijack.
-async fn sniff(mut stream: LeanSocket) -> io::Result<Option<First>> {
+async fn sniff(mut stream: ClientStream) -> io::Result<Option<First>> {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
         if stream.read_buf(&mut buf).await? == 0 {
@@ -210,68 +223,4 @@ fn is_raw_hijack(req: &httparse::Request<'_, '_>) -> bool {
         })
         .collect();
     classify(&Method::POST, normalize(&uri).path(&uri), &headers).exchange == Exchange::Hijack
-}
-
-/// A client socket with the bytes already read from it put back in front.
-#[derive(Debug)]
-pub(crate) struct ClientIo {
-    stream: LeanSocket,
-    prefix: Bytes,
-}
-
-impl ClientIo {
-    pub(crate) fn new(stream: LeanSocket, prefix: Bytes) -> Self {
-        Self { stream, prefix }
-    }
-
-    /// The socket and the bytes read from it that nobody consumed yet.
-    pub(crate) fn into_parts(self) -> (LeanSocket, Bytes) {
-        (self.stream, self.prefix)
-    }
-}
-
-impl AsyncRead for ClientIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.prefix.has_remaining() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for ClientIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
 }

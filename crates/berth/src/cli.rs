@@ -49,6 +49,34 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub(crate) engine: Option<String>,
 
+    /// Group that owns the Unix sockets (name or gid), as dockerd's --group.
+    #[arg(short = 'G', long, value_name = "GROUP")]
+    pub(crate) group: Option<String>,
+
+    /// Serve TLS on TCP listeners (implied by --tlsverify).
+    #[arg(long)]
+    pub(crate) tls: bool,
+
+    /// Serve TLS and require client certificates signed by --tlscacert.
+    #[arg(long)]
+    pub(crate) tlsverify: bool,
+
+    /// Trust client certificates signed by this CA (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tlscacert: Option<PathBuf>,
+
+    /// Server certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tlscert: Option<PathBuf>,
+
+    /// Server private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tlskey: Option<PathBuf>,
+
+    /// Allow a TCP listener without TLS (anyone who reaches it is root on this host).
+    #[arg(long)]
+    pub(crate) insecure: bool,
+
     /// Where managed machines keep their data [default: /var/lib/berth as root].
     #[arg(long, value_name = "DIR")]
     pub(crate) state_dir: Option<PathBuf>,

@@ -33,6 +33,23 @@ pub(crate) struct FileConfig {
     pub(crate) hosts: Vec<String>,
     /// Where managed machines keep their data.
     pub(crate) state_dir: Option<PathBuf>,
+    /// Group that owns the Unix sockets (name or gid), as dockerd's `--group`.
+    pub(crate) group: Option<String>,
+    /// Serve TLS on TCP listeners.
+    #[serde(default)]
+    pub(crate) tls: bool,
+    /// Serve TLS and require client certificates signed by `tlscacert`.
+    #[serde(default)]
+    pub(crate) tlsverify: bool,
+    /// CA bundle that client certificates must chain to.
+    pub(crate) tlscacert: Option<PathBuf>,
+    /// Server certificate (PEM).
+    pub(crate) tlscert: Option<PathBuf>,
+    /// Server private key (PEM).
+    pub(crate) tlskey: Option<PathBuf>,
+    /// Allow TCP listeners without TLS (anyone who reaches the port is root on the host).
+    #[serde(default)]
+    pub(crate) insecure: bool,
     /// Seconds allowed to open a connection to an engine.
     pub(crate) connect_timeout: Option<f64>,
     /// Seconds allowed for an engine's readiness ping.
@@ -237,6 +254,33 @@ pub(crate) fn unix_host_path(host: &str) -> Result<PathBuf> {
         .filter(|p| p.starts_with('/'))
         .map(PathBuf::from)
         .ok_or_else(|| UsageError(format!("-H {host}: expected unix:///absolute/path")).into())
+}
+
+/// A listener address from `-H`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum HostAddr {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+/// Parses `unix:///path` or `tcp://host:port`.
+pub(crate) fn parse_host(host: &str) -> Result<HostAddr> {
+    if let Some(addr) = host.strip_prefix("tcp://") {
+        let addr = addr.trim_end_matches('/');
+        if addr
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            return Ok(HostAddr::Tcp(addr.to_owned()));
+        }
+        return Err(UsageError(format!("-H {host}: expected tcp://host:port")).into());
+    }
+    unix_host_path(host).map(HostAddr::Unix).map_err(|_| {
+        UsageError(format!(
+            "-H {host}: expected unix:///absolute/path or tcp://host:port"
+        ))
+        .into()
+    })
 }
 
 #[cfg(test)]

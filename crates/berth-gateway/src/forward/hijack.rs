@@ -31,5 +31,5 @@ pub(crate) async fn splice_raw(
         }
     };
     let (stream, prelude) = client.into_parts();
-    Ok(splice::bridge_sockets(&stream, &[prelude], upstream.socket(), Bytes::new()).await)
+    Ok(splice::bridge_client(stream, &[prelude], upstream, Bytes::new()).await)
 }

@@ -20,7 +20,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use nix::fcntl::{splice, OFlag, SpliceFFlags};
 
-use crate::serve::ClientIo;
+use crate::serve::{ClientIo, ClientStream, Prefixed};
 
 /// How often a half-closed client is checked for a full close.
 const HUP_CHECK: Duration = Duration::from_secs(2);
@@ -32,33 +32,47 @@ const PIPE_CHUNK: usize = 64 * 1024;
 pub(crate) async fn bridge(client: Upgraded, upstream: Upgraded) -> io::Result<()> {
     let (client, client_read) = match client.downcast::<TokioIo<ClientIo>>() {
         Ok(parts) => (parts.io.into_inner(), parts.read_buf),
-        Err(client) => return copy(client, upstream).await,
+        Err(client) => return copy_io(TokioIo::new(client), TokioIo::new(upstream)).await,
     };
+    // Bytes hyper read past each head belong to the stream (notes 4.1); on the client
+    // side, anything still in the sniff buffer comes after them.
+    let (stream, prefix) = client.into_parts();
+    let to_guest = [client_read, prefix];
     match upstream.downcast::<TokioIo<GuestStream>>() {
         Ok(parts) => {
-            // Bytes hyper read past each head belong to the stream (notes 4.1); on the
-            // client side, anything still in the sniff buffer comes after them.
-            let (socket, prefix) = client.into_parts();
-            bridge_sockets(
-                &socket,
-                &[client_read, prefix],
-                parts.io.into_inner().socket(),
-                parts.read_buf,
-            )
-            .await
+            let guest = parts.io.into_inner();
+            bridge_client(stream, &to_guest, guest, parts.read_buf).await
         }
         Err(upstream) => {
             // Not expected with berth's own connector; keep a correct, slower path.
-            let (socket, prefix) = client.into_parts();
-            let client = ClientIo::new(socket, [client_read, prefix].concat().into());
+            let client = Prefixed::new(stream, Bytes::from(to_guest.concat()));
             copy_io(client, TokioIo::new(upstream)).await
+        }
+    }
+}
+
+/// Bridges a client to a guest stream: zero-copy for plain sockets, through user space
+/// for TLS clients (their bytes must be decrypted).
+pub(crate) async fn bridge_client(
+    client: ClientStream,
+    to_guest: &[Bytes],
+    guest: GuestStream,
+    to_client: Bytes,
+) -> io::Result<()> {
+    match client {
+        ClientStream::Plain(socket) => {
+            bridge_sockets(&socket, to_guest, guest.socket(), to_client).await
+        }
+        tls @ ClientStream::Tls(_) => {
+            let client = Prefixed::new(tls, Bytes::from(to_guest.concat()));
+            copy_io(client, Prefixed::new(guest, to_client)).await
         }
     }
 }
 
 /// Splices a client socket to a guest socket. `to_guest` and `to_client` are bytes
 /// already read from one side that belong to the other.
-pub(crate) async fn bridge_sockets(
+async fn bridge_sockets(
     client: &LeanSocket,
     to_guest: &[Bytes],
     guest: &LeanSocket,
@@ -148,11 +162,7 @@ fn peer_hung_up(socket: &LeanSocket) -> bool {
             .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
 }
 
-/// The portable fallback: copy through user space with tokio's small default buffers.
-async fn copy(client: Upgraded, upstream: Upgraded) -> io::Result<()> {
-    copy_io(TokioIo::new(client), TokioIo::new(upstream)).await
-}
-
+/// The portable path: copy through user space with tokio's small default buffers.
 async fn copy_io<A, B>(mut a: A, mut b: B) -> io::Result<()>
 where
     A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,

@@ -1,19 +1,21 @@
 //! `berth serve`: build the engines and the gateway, bind the sockets, run until
 //! SIGINT/SIGTERM, drain.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use berth_gateway::{
-    BoundSocket, Config, EngineRouter, Gateway, Guest, GuestOptions, GuestTimeouts, PathTranslator,
+    BoundSocket, Config, EngineRouter, Gateway, Guest, GuestOptions, GuestTimeouts, Listener,
+    PathTranslator, TcpEndpoint, TlsSettings,
 };
 use berth_guest::{GuestConnector, GuestEndpoint};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::UsageError;
 use crate::cli::ServeArgs;
-use crate::config::{self, FileConfig, MachineEntry, MachineKind};
+use crate::config::{self, FileConfig, HostAddr, MachineEntry, MachineKind};
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
     let settings = Settings::resolve(args)?;
@@ -32,7 +34,11 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
 /// Flags merged over the configuration file, validated.
 #[derive(Debug)]
 struct Settings {
-    hosts: Vec<String>,
+    hosts: Vec<HostAddr>,
+    /// Group of the Unix sockets.
+    group: Option<u32>,
+    /// TLS for TCP listeners; `None` means plain TCP (allowed only with `insecure`).
+    tls: Option<TlsSettings>,
     machines: Vec<MachineEntry>,
     timeouts: GuestTimeouts,
     drain_timeout: Duration,
@@ -107,8 +113,38 @@ impl Settings {
         } else {
             vec![format!("unix://{}", config::default_socket().display())]
         };
-        for host in &hosts {
-            config::unix_host_path(host)?;
+        let hosts = hosts
+            .iter()
+            .map(|h| config::parse_host(h))
+            .collect::<Result<Vec<_>>>()?;
+        let group = match args.group.or(file.group) {
+            Some(g) => Some(resolve_group(&g)?),
+            None => None,
+        };
+        let tlsverify = args.tlsverify || file.tlsverify;
+        let tls_on = tlsverify || args.tls || file.tls;
+        let tls = if tls_on {
+            let need = |flag: &str, v: Option<PathBuf>| {
+                v.ok_or_else(|| UsageError(format!("{flag} is required with --tls/--tlsverify")))
+            };
+            Some(TlsSettings {
+                cert: need("--tlscert", args.tlscert.or(file.tlscert))?,
+                key: need("--tlskey", args.tlskey.or(file.tlskey))?,
+                client_ca: if tlsverify {
+                    Some(need("--tlscacert", args.tlscacert.or(file.tlscacert))?)
+                } else {
+                    None
+                },
+            })
+        } else {
+            None
+        };
+        let insecure = args.insecure || file.insecure;
+        if tls.is_none() && !insecure && hosts.iter().any(|h| matches!(h, HostAddr::Tcp(_))) {
+            return Err(UsageError(
+                "a tcp:// listener needs --tlsverify (or --tls) with certificates, or an explicit --insecure / insecure = true".into(),
+            )
+            .into());
         }
         let _state_dir = args
             .state_dir
@@ -116,6 +152,8 @@ impl Settings {
             .unwrap_or_else(config::default_state_dir);
         Ok(Self {
             hosts,
+            group,
+            tls,
             machines,
             timeouts,
             drain_timeout,
@@ -135,11 +173,36 @@ async fn serve(settings: Settings) -> Result<()> {
         guests.push(build_guest(machine, settings.timeouts)?);
     }
 
-    let mut sockets = Vec::new();
+    let mut listeners = Vec::new();
+    let acceptor = match &settings.tls {
+        Some(tls) => Some(tls.acceptor()?),
+        None => None,
+    };
     for host in &settings.hosts {
-        let socket = BoundSocket::bind(&config::unix_host_path(host)?, 0o660)?;
-        tracing::info!(socket = %socket.path().display(), "berth listening");
-        sockets.push(socket);
+        match host {
+            HostAddr::Unix(path) => {
+                let socket = BoundSocket::bind(path, 0o660, settings.group)?;
+                tracing::info!(socket = %socket.path().display(), "berth listening");
+                listeners.push(Listener::Unix(socket));
+            }
+            HostAddr::Tcp(addr) => {
+                let endpoint = TcpEndpoint::bind(addr, acceptor.clone()).await?;
+                match &settings.tls {
+                    Some(tls) if tls.client_ca.is_some() => {
+                        tracing::info!(%addr, "berth listening (TLS, client certificates verified)");
+                    }
+                    Some(_) => tracing::warn!(
+                        %addr,
+                        "berth listening with TLS but without --tlsverify: any client that reaches this port is root on this host"
+                    ),
+                    None => tracing::warn!(
+                        %addr,
+                        "berth listening on plain TCP (insecure): anyone who reaches this port is root on this host"
+                    ),
+                }
+                listeners.push(Listener::Tcp(endpoint));
+            }
+        }
     }
 
     let config = Config {
@@ -147,7 +210,7 @@ async fn serve(settings: Settings) -> Result<()> {
         ..Config::default()
     };
     let gateway = Gateway::new(config, EngineRouter::new(guests));
-    gateway.run(sockets, shutdown_signal()?).await;
+    gateway.run(listeners, shutdown_signal()?).await;
     Ok(())
 }
 
@@ -177,6 +240,17 @@ fn build_guest(machine: &MachineEntry, timeouts: GuestTimeouts) -> Result<Arc<Gu
             machine.name
         ))
         .into()),
+    }
+}
+
+/// A group name or number, as dockerd's `--group`.
+fn resolve_group(group: &str) -> Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        _ => Err(UsageError(format!("--group {group}: no such group")).into()),
     }
 }
 
