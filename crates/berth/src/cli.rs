@@ -16,7 +16,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Serve the Docker Engine API on a local socket.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Point the docker CLI at berth (a docker context named `berth`).
     Docker {
         #[command(subcommand)]

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_tracing();
     let result = match cli.command {
-        cli::Command::Serve(args) => cmd::serve::run(args),
+        cli::Command::Serve(args) => cmd::serve::run(*args),
         cli::Command::Docker { command, common } => cmd::docker::run(&common, &command),
         cli::Command::Completion { shell } => {
             let mut cmd = <cli::Cli as clap::CommandFactory>::command();
