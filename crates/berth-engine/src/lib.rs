@@ -1,1 +1,29 @@
-//! placeholder
+//! Managed engines: the dockerd berth launches, supervises and stops itself. With no
+//! configuration berth runs one such machine, `default`.
+//!
+//! ```text
+//!  gateway route ──ensure_running()──► EngineSupervisor ──spawns──► nsenter --net=… dockerd
+//!    │  Generation: drop pooled         │ readiness: /_ping,          (+ the containerd it starts)
+//!    │  connections of older ones       │ exit watcher, backoff       netns  /var/run/netns/berth-<name>
+//!    └──── connects to socket_path() ───┼──────────────────────────►  state_dir/docker.sock
+//!  host-port forwarder ── opens sockets inside netns_path()
+//! ```
+//!
+//! Modules, in the order a start uses them: [`config`](MachineConfig) (plain data),
+//! `prerequisites` (programs and their Debian packages), `netns` (the namespace),
+//! `launcher` (layout, command line, log, pidfile, leftovers), `readiness` (the state word
+//! and `/_ping`), `supervisor` (lazy start, restart, stop). Everything fallible returns
+//! [`EngineError`].
+
+mod config;
+mod error;
+mod launcher;
+mod netns;
+mod prerequisites;
+mod readiness;
+mod supervisor;
+
+pub use config::{BackoffConfig, MachineConfig, DEFAULT_MACHINES_DIR};
+pub use error::EngineError;
+pub use readiness::{Generation, MachineState, MachineStatus};
+pub use supervisor::EngineSupervisor;
