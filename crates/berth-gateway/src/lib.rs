@@ -13,6 +13,7 @@
 //! Every error berth answers itself is a [`GatewayError`], turned into Docker's JSON
 //! shape in one place (`serve`); everything the guest answers passes through as is.
 
+pub mod audit;
 pub mod classify;
 pub mod error;
 mod forward;
@@ -42,6 +43,8 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// How long in-flight exchanges may run on after a shutdown signal.
     pub drain_timeout: Duration,
+    /// Where mutating requests are recorded, if anywhere.
+    pub audit: Option<audit::AuditLog>,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
         Self {
             header_read_timeout: Duration::from_secs(300),
             drain_timeout: Duration::from_secs(10),
+            audit: None,
         }
     }
 }

@@ -112,6 +112,13 @@ impl Shared {
         peer: &PeerIdentity,
     ) -> Response<ResponseBody> {
         let trace_id = trace_id(&req);
+        let method = req.method().clone();
+        // Only kept when an audit log wants it: no allocation on the plain path.
+        let path = self
+            .config
+            .audit
+            .is_some()
+            .then(|| req.uri().path().to_owned());
         let meta = normalize(req.uri());
         let classified: Classified = classify(req.method(), meta.path(req.uri()), req.headers());
         let span = tracing::debug_span!(
@@ -129,6 +136,11 @@ impl Shared {
         }
         .instrument(span.clone())
         .await;
+        let audit = self
+            .config
+            .audit
+            .as_ref()
+            .filter(|_| method_mutates(&method));
         let mut res = match result {
             Ok(res) => res,
             Err(e) => {
@@ -138,9 +150,26 @@ impl Shared {
                 e.into_response().map(Either::Right)
             }
         };
+        if let Some(audit) = audit {
+            audit.record(crate::audit::AuditRecord {
+                time: crate::audit::rfc3339_now(),
+                client: crate::audit::describe_peer(peer),
+                method: method.to_string(),
+                path: path.unwrap_or_default(),
+                decision: "allow",
+                rule: None,
+                trace_id: String::from_utf8_lossy(trace_id.as_bytes()).into_owned(),
+                status: res.status().as_u16(),
+            });
+        }
         res.headers_mut().insert(TRACE_ID, trace_id);
         res
     }
+}
+
+/// GET and HEAD only read; everything else is audited.
+fn method_mutates(method: &Method) -> bool {
+    method != Method::GET && method != Method::HEAD
 }
 
 fn trace_id(req: &Request<Incoming>) -> HeaderValue {

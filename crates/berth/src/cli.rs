@@ -73,6 +73,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) tlskey: Option<PathBuf>,
 
+    /// Record every mutating request as a JSON line in this file (rotated at 10 MiB).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) audit_log: Option<PathBuf>,
+
     /// Allow a TCP listener without TLS (anyone who reaches it is root on this host).
     #[arg(long)]
     pub(crate) insecure: bool,

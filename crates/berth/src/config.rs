@@ -47,6 +47,10 @@ pub(crate) struct FileConfig {
     pub(crate) tlscert: Option<PathBuf>,
     /// Server private key (PEM).
     pub(crate) tlskey: Option<PathBuf>,
+    /// JSON-lines audit log of every mutating request.
+    pub(crate) audit_log: Option<PathBuf>,
+    /// Rotate the audit log past this many bytes (default 10 MiB).
+    pub(crate) audit_log_max_bytes: Option<u64>,
     /// Allow TCP listeners without TLS (anyone who reaches the port is root on the host).
     #[serde(default)]
     pub(crate) insecure: bool,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use berth_gateway::audit::{AuditConfig, AuditLog};
 use berth_gateway::{
     BoundSocket, Config, EngineRouter, Gateway, Guest, GuestOptions, GuestTimeouts, Listener,
     PathTranslator, TcpEndpoint, TlsSettings,
@@ -39,6 +40,7 @@ struct Settings {
     group: Option<u32>,
     /// TLS for TCP listeners; `None` means plain TCP (allowed only with `insecure`).
     tls: Option<TlsSettings>,
+    audit: Option<AuditConfig>,
     machines: Vec<MachineEntry>,
     timeouts: GuestTimeouts,
     drain_timeout: Duration,
@@ -150,10 +152,15 @@ impl Settings {
             .state_dir
             .or(file.state_dir)
             .unwrap_or_else(config::default_state_dir);
+        let audit = args.audit_log.or(file.audit_log).map(|path| AuditConfig {
+            path,
+            max_bytes: file.audit_log_max_bytes.unwrap_or(10 << 20),
+        });
         Ok(Self {
             hosts,
             group,
             tls,
+            audit,
             machines,
             timeouts,
             drain_timeout,
@@ -205,8 +212,16 @@ async fn serve(settings: Settings) -> Result<()> {
         }
     }
 
+    let audit = match &settings.audit {
+        Some(a) => Some(
+            AuditLog::start(a.clone())
+                .with_context(|| format!("opening the audit log {}", a.path.display()))?,
+        ),
+        None => None,
+    };
     let config = Config {
         drain_timeout: settings.drain_timeout,
+        audit,
         ..Config::default()
     };
     let gateway = Gateway::new(config, EngineRouter::new(guests));
