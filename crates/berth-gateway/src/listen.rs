@@ -82,6 +82,13 @@ impl BoundSocket {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Accepts one plain connection (for side channels such as a control socket).
+    pub async fn accept(
+        &self,
+    ) -> io::Result<(tokio::net::UnixStream, tokio::net::unix::SocketAddr)> {
+        self.listener.accept().await
+    }
 }
 
 impl Drop for BoundSocket {

@@ -17,6 +17,21 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Serve the Docker Engine API on a local socket.
     Serve(Box<ServeArgs>),
+    /// Operate the machines of the running daemon.
+    Machine {
+        #[command(subcommand)]
+        command: MachineCommand,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Show the daemon: listeners, machines, forwards.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Point the docker CLI at berth (a docker context named `berth`).
     Docker {
         #[command(subcommand)]
@@ -29,6 +44,22 @@ pub(crate) enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MachineCommand {
+    /// List machines and their state.
+    Ls,
+    /// Start a managed machine.
+    Start { name: String },
+    /// Stop a managed machine (its data is kept).
+    Stop { name: String },
+    /// Stop and start a managed machine.
+    Restart { name: String },
+    /// Stop a managed machine and delete its data.
+    Rm { name: String },
+    /// Print the last lines of a managed machine's dockerd log.
+    Logs { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,7 +2,9 @@
 
 mod client;
 pub(crate) mod docker;
+pub(crate) mod machine;
 pub(crate) mod serve;
+pub(crate) mod status;
 
 /// A mistake in how berth was invoked or configured (exit code 64).
 #[derive(Debug)]

@@ -4,6 +4,8 @@
 mod cli;
 mod cmd;
 mod config;
+mod control;
+mod machines;
 
 use std::process::ExitCode;
 
@@ -14,6 +16,8 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         cli::Command::Serve(args) => cmd::serve::run(*args),
+        cli::Command::Machine { command, common } => cmd::machine::run(&common, &command),
+        cli::Command::Status { json, common } => cmd::status::run(&common, json),
         cli::Command::Docker { command, common } => cmd::docker::run(&common, &command),
         cli::Command::Completion { shell } => {
             let mut cmd = <cli::Cli as clap::CommandFactory>::command();

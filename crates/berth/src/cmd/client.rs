@@ -19,3 +19,10 @@ pub(crate) fn api_socket(common: &CommonArgs) -> Result<PathBuf> {
         None => Ok(config::default_socket()),
     }
 }
+
+/// A current-thread runtime for one client request.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}

@@ -8,15 +8,16 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use berth_gateway::audit::{AuditConfig, AuditLog};
 use berth_gateway::{
-    BoundSocket, Config, EngineRouter, Gateway, Guest, GuestOptions, GuestTimeouts, Listener,
-    PathTranslator, TcpEndpoint, TlsSettings,
+    BoundSocket, Config, EngineRouter, Gateway, GuestTimeouts, Listener, TcpEndpoint, TlsSettings,
 };
-use berth_guest::{GuestConnector, GuestEndpoint};
+use berth_guest::GuestEndpoint;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::UsageError;
 use crate::cli::ServeArgs;
 use crate::config::{self, FileConfig, HostAddr, MachineEntry, MachineKind};
+use crate::control::{self, ControlState};
+use crate::machines::MachineSet;
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
     let settings = Settings::resolve(args)?;
@@ -35,6 +36,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
 /// Flags merged over the configuration file, validated.
 #[derive(Debug)]
 struct Settings {
+    state_dir: PathBuf,
     hosts: Vec<HostAddr>,
     /// Group of the Unix sockets.
     group: Option<u32>,
@@ -148,7 +150,7 @@ impl Settings {
             )
             .into());
         }
-        let _state_dir = args
+        let state_dir = args
             .state_dir
             .or(file.state_dir)
             .unwrap_or_else(config::default_state_dir);
@@ -157,6 +159,7 @@ impl Settings {
             max_bytes: file.audit_log_max_bytes.unwrap_or(10 << 20),
         });
         Ok(Self {
+            state_dir,
             hosts,
             group,
             tls,
@@ -170,17 +173,15 @@ impl Settings {
 }
 
 async fn serve(settings: Settings) -> Result<()> {
-    let mut guests = Vec::new();
-    // The default machine goes first: the router treats the first guest as default.
-    let mut machines = settings.machines.clone();
-    if let Some(i) = machines.iter().position(|m| m.default) {
-        machines.swap(0, i);
-    }
-    for machine in &machines {
-        guests.push(build_guest(machine, settings.timeouts)?);
-    }
+    let machines = Arc::new(MachineSet::build(
+        &settings.machines,
+        &settings.state_dir,
+        settings.timeouts,
+    )?);
 
     let mut listeners = Vec::new();
+    let mut listener_names = Vec::new();
+    let mut control = None;
     let acceptor = match &settings.tls {
         Some(tls) => Some(tls.acceptor()?),
         None => None,
@@ -190,6 +191,15 @@ async fn serve(settings: Settings) -> Result<()> {
             HostAddr::Unix(path) => {
                 let socket = BoundSocket::bind(path, 0o660, settings.group)?;
                 tracing::info!(socket = %socket.path().display(), "berth listening");
+                if control.is_none() {
+                    // Next to the first API socket, so `berth status --config …` finds it.
+                    control = Some(BoundSocket::bind(
+                        &control::control_path(path),
+                        0o600,
+                        None,
+                    )?);
+                }
+                listener_names.push(format!("unix://{}", path.display()));
                 listeners.push(Listener::Unix(socket));
             }
             HostAddr::Tcp(addr) => {
@@ -207,10 +217,22 @@ async fn serve(settings: Settings) -> Result<()> {
                         "berth listening on plain TCP (insecure): anyone who reaches this port is root on this host"
                     ),
                 }
+                listener_names.push(format!("tcp://{addr}"));
                 listeners.push(Listener::Tcp(endpoint));
             }
         }
     }
+
+    let control_task = control.map(|socket| {
+        tokio::spawn(control::serve(
+            socket,
+            Arc::new(ControlState {
+                machines: Arc::clone(&machines),
+                listeners: listener_names.clone(),
+            }),
+        ))
+    });
+    machines.resume();
 
     let audit = match &settings.audit {
         Some(a) => Some(
@@ -224,38 +246,14 @@ async fn serve(settings: Settings) -> Result<()> {
         audit,
         ..Config::default()
     };
-    let gateway = Gateway::new(config, EngineRouter::new(guests));
+    let gateway = Gateway::new(config, EngineRouter::new(machines.guests()));
     gateway.run(listeners, shutdown_signal()?).await;
-    Ok(())
-}
-
-fn build_guest(machine: &MachineEntry, timeouts: GuestTimeouts) -> Result<Arc<Guest>> {
-    match machine.kind {
-        MachineKind::External => {
-            let endpoint: GuestEndpoint =
-                machine
-                    .endpoint
-                    .as_deref()
-                    .unwrap_or_default()
-                    .parse()
-                    .map_err(|e| UsageError(format!("machine {}: {e}", machine.name)))?;
-            tracing::info!(machine = %machine.name, %endpoint, "external engine");
-            Ok(Guest::new(
-                machine.name.clone(),
-                GuestConnector::new(endpoint, timeouts.connect),
-                timeouts,
-                GuestOptions {
-                    paths: path_translator(machine),
-                    ..GuestOptions::default()
-                },
-            ))
-        }
-        MachineKind::Managed => Err(UsageError(format!(
-            "machine {}: managed machines are not available in this build; pass --engine URL",
-            machine.name
-        ))
-        .into()),
+    if let Some(task) = control_task {
+        task.abort();
     }
+    tracing::info!("stopping managed machines");
+    machines.shutdown().await;
+    Ok(())
 }
 
 /// A group name or number, as dockerd's `--group`.
@@ -267,18 +265,6 @@ fn resolve_group(group: &str) -> Result<u32> {
         Ok(Some(g)) => Ok(g.gid.as_raw()),
         _ => Err(UsageError(format!("--group {group}: no such group")).into()),
     }
-}
-
-/// The machine's bind-mount path mappings, if it has any.
-fn path_translator(machine: &MachineEntry) -> Option<PathTranslator> {
-    (!machine.path_mappings.is_empty()).then(|| {
-        PathTranslator::new(
-            machine
-                .path_mappings
-                .iter()
-                .map(|p| (p.host.clone(), p.guest.clone())),
-        )
-    })
 }
 
 /// Hijacked sessions hold two sockets each: raise the soft open-files limit to the hard one.

@@ -1,0 +1,260 @@
+//! The machines behind the socket, as the daemon holds them: each has a `Guest` for the
+//! request path and, when berth runs its engine, an `EngineSupervisor`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use berth_engine::{EngineSupervisor, MachineConfig, MachineState};
+use berth_gateway::{EngineLifecycle, Guest, GuestOptions, GuestTimeouts, PathTranslator};
+use berth_guest::{GuestConnector, GuestEndpoint};
+use serde::Serialize;
+
+use crate::cmd::UsageError;
+use crate::config::{MachineEntry, MachineKind};
+
+/// One machine.
+#[derive(Debug)]
+pub(crate) struct Machine {
+    pub(crate) name: String,
+    pub(crate) guest: Arc<Guest>,
+    /// Set when berth runs this machine's dockerd.
+    pub(crate) supervisor: Option<Arc<EngineSupervisor>>,
+    /// A managed machine's own directory (data, logs, socket).
+    pub(crate) state_dir: Option<std::path::PathBuf>,
+}
+
+/// All machines; the default one first.
+#[derive(Debug)]
+pub(crate) struct MachineSet {
+    pub(crate) machines: Vec<Machine>,
+}
+
+impl MachineSet {
+    /// Builds machines from configuration entries (the default one is put first).
+    pub(crate) fn build(
+        entries: &[MachineEntry],
+        state_dir: &std::path::Path,
+        timeouts: GuestTimeouts,
+    ) -> Result<Self> {
+        let mut entries = entries.to_vec();
+        if let Some(i) = entries.iter().position(|m| m.default) {
+            entries.swap(0, i);
+        }
+        let mut machines = Vec::new();
+        for entry in &entries {
+            machines.push(build_machine(entry, state_dir, timeouts)?);
+        }
+        Ok(Self { machines })
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Machine> {
+        self.machines.iter().find(|m| m.name == name)
+    }
+
+    pub(crate) fn guests(&self) -> Vec<Arc<Guest>> {
+        self.machines.iter().map(|m| Arc::clone(&m.guest)).collect()
+    }
+
+    /// Starts, in the background, the managed machines that were running when berth
+    /// last stopped, so containers with restart policies come back as on a plain host.
+    pub(crate) fn resume(&self) {
+        for machine in &self.machines {
+            if let Some(sup) = &machine.supervisor {
+                if sup.was_running_at_last_shutdown() {
+                    let sup = Arc::clone(sup);
+                    let name = machine.name.clone();
+                    tokio::spawn(async move {
+                        tracing::info!(machine = %name, "resuming machine that was running at last shutdown");
+                        if let Err(e) = sup.ensure_running().await {
+                            tracing::warn!(machine = %name, error = %e, "resuming failed");
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Stops every managed machine cleanly (data is kept).
+    pub(crate) async fn shutdown(&self) {
+        for machine in &self.machines {
+            if let Some(sup) = &machine.supervisor {
+                if let Err(e) = sup.shutdown().await {
+                    tracing::warn!(machine = %machine.name, error = %e, "stopping machine failed");
+                }
+            }
+        }
+    }
+}
+
+fn build_machine(
+    entry: &MachineEntry,
+    state_dir: &std::path::Path,
+    timeouts: GuestTimeouts,
+) -> Result<Machine> {
+    match entry.kind {
+        MachineKind::External => {
+            let endpoint: GuestEndpoint = entry
+                .endpoint
+                .as_deref()
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| UsageError(format!("machine {}: {e}", entry.name)))?;
+            tracing::info!(machine = %entry.name, %endpoint, "external engine");
+            let guest = Guest::new(
+                entry.name.clone(),
+                GuestConnector::new(endpoint, timeouts.connect),
+                timeouts,
+                GuestOptions {
+                    paths: path_translator(entry),
+                    ..GuestOptions::default()
+                },
+            );
+            Ok(Machine {
+                name: entry.name.clone(),
+                guest,
+                supervisor: None,
+                state_dir: None,
+            })
+        }
+        MachineKind::Managed => {
+            let config_dir = state_dir.join("machines").join(&entry.name);
+            let mut config = MachineConfig::named(&entry.name);
+            config.state_dir = config_dir.clone();
+            if let Some(dockerd) = &entry.dockerd {
+                config.dockerd = dockerd.clone();
+            }
+            config.dockerd_args = entry.dockerd_args.clone();
+            let supervisor = Arc::new(
+                EngineSupervisor::new(config).with_context(|| format!("machine {}", entry.name))?,
+            );
+            let endpoint = GuestEndpoint::Unix(supervisor.socket_path());
+            tracing::info!(machine = %entry.name, %endpoint, "managed engine (starts on first request)");
+            let guest = Guest::new(
+                entry.name.clone(),
+                GuestConnector::new(endpoint, timeouts.connect),
+                timeouts,
+                GuestOptions {
+                    lifecycle: Some(Arc::new(ManagedLifecycle(Arc::clone(&supervisor)))),
+                    paths: path_translator(entry),
+                    ..GuestOptions::default()
+                },
+            );
+            Ok(Machine {
+                name: entry.name.clone(),
+                guest,
+                supervisor: Some(supervisor),
+                state_dir: Some(config_dir),
+            })
+        }
+    }
+}
+
+/// The gateway's view of a managed engine.
+#[derive(Debug)]
+struct ManagedLifecycle(Arc<EngineSupervisor>);
+
+impl EngineLifecycle for ManagedLifecycle {
+    fn ensure_running(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send + '_>> {
+        Box::pin(async move {
+            self.0
+                .ensure_running()
+                .await
+                .map(|g| g.get())
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn generation(&self) -> u64 {
+        self.0.generation().get()
+    }
+}
+
+/// What `berth status` and `berth machine ls` show for one machine.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(crate) struct MachineReport {
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) endpoint: String,
+    pub(crate) state: String,
+    pub(crate) pid: Option<u32>,
+    pub(crate) uptime_secs: Option<u64>,
+    pub(crate) engine_version: Option<String>,
+    pub(crate) running_containers: Option<u64>,
+}
+
+impl Machine {
+    /// A report; asks the engine for its version and container count only if it runs.
+    pub(crate) async fn report(&self) -> MachineReport {
+        let (kind, state, pid, uptime_secs) = match &self.supervisor {
+            Some(sup) => {
+                let status = sup.status();
+                (
+                    "managed",
+                    status.state.to_string(),
+                    status.pid,
+                    status.uptime.map(|d| d.as_secs()),
+                )
+            }
+            None => ("external", "external".to_owned(), None, None),
+        };
+        let running = self
+            .supervisor
+            .as_ref()
+            .is_none_or(|s| matches!(s.status().state, MachineState::Running));
+        let (engine_version, running_containers) = if running {
+            engine_facts(&self.guest).await.unwrap_or((None, None))
+        } else {
+            (None, None)
+        };
+        MachineReport {
+            name: self.name.clone(),
+            kind: kind.to_owned(),
+            endpoint: self.guest.connector().endpoint().to_string(),
+            state,
+            pid,
+            uptime_secs,
+            engine_version,
+            running_containers,
+        }
+    }
+}
+
+/// `ServerVersion` and `ContainersRunning` from the engine's `/info`, without starting it.
+async fn engine_facts(guest: &Guest) -> Option<(Option<String>, Option<u64>)> {
+    use http_body_util::BodyExt;
+    let stream = guest.connector().connect().await.ok()?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .ok()?;
+    tokio::spawn(conn);
+    let req = http::Request::get("/info")
+        .header(http::header::HOST, "berth")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .ok()?;
+    let res = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req))
+        .await
+        .ok()?
+        .ok()?;
+    let body = res.into_body().collect().await.ok()?.to_bytes();
+    let info: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    Some((
+        info["ServerVersion"].as_str().map(str::to_owned),
+        info["ContainersRunning"].as_u64(),
+    ))
+}
+
+/// The machine's bind-mount path mappings, if it has any.
+fn path_translator(entry: &MachineEntry) -> Option<PathTranslator> {
+    (!entry.path_mappings.is_empty()).then(|| {
+        PathTranslator::new(
+            entry
+                .path_mappings
+                .iter()
+                .map(|p| (p.host.clone(), p.guest.clone())),
+        )
+    })
+}
