@@ -193,10 +193,41 @@ impl EngineError {
 }
 
 /// `": <last log line>"` for a one-line message, or nothing when the log is empty.
-/// The whole tail is available from [`EngineError::log_tail`].
+/// The whole tail is available from [`EngineError::log_tail`]. Skips the usage hint
+/// ("See 'dockerd --help'.") that follows a flag error: the line before says what is
+/// wrong.
 fn last_line(log_tail: &str) -> String {
-    match log_tail.lines().rev().find(|line| !line.trim().is_empty()) {
+    let telling = |line: &&str| {
+        let line = line.trim();
+        !line.is_empty() && !line.starts_with("See '")
+    };
+    match log_tail.lines().rev().find(telling) {
         Some(line) => format!(": {}", line.trim()),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exited(log_tail: &str) -> EngineError {
+        EngineError::Exited {
+            machine: "be-t".to_owned(),
+            status: "exit status: 125".to_owned(),
+            log_tail: log_tail.to_owned(),
+        }
+    }
+
+    #[test]
+    fn start_errors_show_the_telling_log_line() {
+        let err = exited("unknown flag: --no-such-flag\nSee 'dockerd --help'.\n");
+        assert_eq!(
+            err.to_string(),
+            "engine \"be-t\" failed to start: dockerd exited (exit status: 125): unknown flag: --no-such-flag"
+        );
+        assert!(err.log_tail().unwrap().contains("See 'dockerd --help'."));
+        let quiet = exited("");
+        assert!(quiet.to_string().ends_with("(exit status: 125)"));
     }
 }

@@ -66,6 +66,11 @@ impl MachineLayout {
         }
     }
 
+    /// Written by dockerd for the containerd it starts.
+    pub(crate) fn containerd_pidfile(&self) -> PathBuf {
+        self.exec_root.join("containerd/containerd.pid")
+    }
+
     /// Rejects a state dir whose sockets would not fit in `sun_path`.
     pub(crate) fn check_socket_lengths(&self) -> Result<(), EngineError> {
         for path in [
@@ -159,9 +164,28 @@ impl DockerdLauncher {
     }
 
     /// Removes what a dead dockerd left: its pidfile (dockerd refuses to start while
-    /// the pid in it is alive, and pids get reused) and its socket.
+    /// the pid in it is alive, and pids get reused), its socket, and containerd's pidfile
+    /// unless that containerd still runs.
+    ///
+    /// The containerd pidfile matters: dockerd starts containerd with
+    /// `Pdeathsig: SIGKILL`, so a killed dockerd takes its containerd along, but the
+    /// dead containerd stays a zombie until init reaps it. A new dockerd that reads the
+    /// pidfile meanwhile sees the pid "alive" (`kill(pid, 0)` succeeds on a zombie),
+    /// waits for that containerd's socket, and fails with "timeout waiting for
+    /// containerd to start". A live containerd of this machine is kept: dockerd reuses it.
     pub(crate) fn remove_stale_files(&self) -> Result<(), EngineError> {
-        for path in [&self.layout.pidfile, &self.layout.socket] {
+        let containerd_pidfile = self.layout.containerd_pidfile();
+        let containerd_runs = std::fs::read_to_string(&containerd_pidfile)
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+            .is_some_and(|pid| {
+                process::is_alive(pid) && process::mentions(pid, &self.layout.exec_root)
+            });
+        let mut stale = vec![&self.layout.pidfile, &self.layout.socket];
+        if !containerd_runs {
+            stale.push(&containerd_pidfile);
+        }
+        for path in stale {
             match std::fs::remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

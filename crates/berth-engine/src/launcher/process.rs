@@ -208,6 +208,18 @@ pub(crate) fn runs_with_pidfile(pid: u32, pidfile: &Path) -> bool {
     has_pidfile_arg(&cmdline, pidfile)
 }
 
+/// Whether some argument of process `pid` lies under `dir`.
+pub(crate) fn mentions(pid: u32, dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let dir = dir.as_os_str().as_bytes();
+    cmdline
+        .split(|b| *b == 0)
+        .any(|arg| arg.starts_with(dir) && arg.get(dir.len()) == Some(&b'/'))
+}
+
 fn has_pidfile_arg(cmdline: &[u8], pidfile: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let want = pidfile.as_os_str().as_bytes();
