@@ -150,6 +150,14 @@ pub enum EngineError {
         machine: String,
     },
 
+    /// `stop` was called while this start waited (backoff or readiness); the start was
+    /// abandoned and its dockerd stopped.
+    #[error("engine {machine:?}: start abandoned: stop requested")]
+    StopRequested {
+        /// The machine name.
+        machine: String,
+    },
+
     /// dockerd did not exit even after SIGKILL.
     #[error("engine {machine:?}: dockerd (pid {pid}) did not exit after SIGKILL")]
     StopTimeout {

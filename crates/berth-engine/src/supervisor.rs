@@ -65,6 +65,9 @@ struct Shared {
     inflight: Mutex<Option<watch::Receiver<Option<StartOutcome>>>>,
     /// Serialises start and stop; holds the dockerd of the current run.
     lifecycle: tokio::sync::Mutex<Option<DockerdProcess>>,
+    /// Bumped by `stop` before it waits for the lifecycle lock, so a start that is
+    /// sleeping (backoff) or waiting for `/_ping` gives way instead of making stop wait.
+    stop_epoch: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -130,6 +133,7 @@ impl EngineSupervisor {
                 record: Mutex::new(Record::default()),
                 inflight: Mutex::new(None),
                 lifecycle: tokio::sync::Mutex::new(None),
+                stop_epoch: watch::Sender::new(0),
             }),
         })
     }
@@ -317,6 +321,8 @@ impl Shared {
         if let Some(generation) = self.cell.running_generation() {
             return Ok(generation);
         }
+        // Stops requested from here on abandon this start.
+        let mut stop = self.stop_epoch.subscribe();
         let (generation, _) = self.cell.load();
         let backoff = self.config.restart_backoff;
         let wait = {
@@ -334,11 +340,17 @@ impl Shared {
         self.cell.store(generation, Phase::Starting);
         if !wait.is_zero() {
             tracing::info!(machine = %self.config.name, ?wait, "waiting before restarting dockerd");
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {
+                    self.cell.store(generation, Phase::Stopped);
+                    return Err(self.stop_requested());
+                }
+            }
         }
 
         let begun = Instant::now();
-        match self.launch(&mut lifecycle).await {
+        match self.launch(&mut lifecycle, &mut stop).await {
             Ok(process) => {
                 let next = generation.next();
                 {
@@ -364,6 +376,10 @@ impl Shared {
                 self.cell.store(next, Phase::Running);
                 tokio::spawn(watch_exit(Arc::downgrade(self), next, exit));
                 Ok(next)
+            }
+            Err(error @ EngineError::StopRequested { .. }) => {
+                self.cell.store(generation, Phase::Stopped);
+                Err(error)
             }
             Err(error) => {
                 let failures = {
@@ -391,6 +407,7 @@ impl Shared {
     async fn launch(
         self: &Arc<Self>,
         lifecycle: &mut Option<DockerdProcess>,
+        stop: &mut watch::Receiver<u64>,
     ) -> Result<DockerdProcess, EngineError> {
         // A dockerd of ours that an earlier stop could not end.
         if let Some(old) = lifecycle.take() {
@@ -417,7 +434,7 @@ impl Shared {
 
         self.launcher.remove_stale_files()?;
         let process = self.launcher.spawn()?;
-        if let Err(error) = self.wait_ready(&process).await {
+        if let Err(error) = self.wait_ready(&process, stop).await {
             if let Err(e) = self.terminate_with(&process, FAILED_START_GRACE).await {
                 tracing::warn!(machine = %self.config.name, %e, "could not stop a dockerd that failed to start");
             }
@@ -457,8 +474,13 @@ impl Shared {
         Ok(None)
     }
 
-    /// Polls `/_ping` until it answers, dockerd exits, or `start_timeout` passes.
-    async fn wait_ready(&self, process: &DockerdProcess) -> Result<(), EngineError> {
+    /// Polls `/_ping` until it answers, dockerd exits, `start_timeout` passes, or a stop
+    /// is requested.
+    async fn wait_ready(
+        &self,
+        process: &DockerdProcess,
+        stop: &mut watch::Receiver<u64>,
+    ) -> Result<(), EngineError> {
         let deadline = Instant::now() + self.config.start_timeout;
         let mut pause = Duration::from_millis(5);
         loop {
@@ -490,12 +512,14 @@ impl Shared {
             tokio::select! {
                 () = tokio::time::sleep(pause.min(left)) => {}
                 () = exited => {}
+                _ = stop.changed() => return Err(self.stop_requested()),
             }
             pause = (pause * 2).min(MAX_PROBE_PAUSE);
         }
     }
 
     async fn halt(self: &Arc<Self>, marker: MarkerUpdate) -> Result<(), EngineError> {
+        self.stop_epoch.send_modify(|epoch| *epoch += 1);
         let mut lifecycle = self.lifecycle.lock().await;
         let (generation, _) = self.cell.load();
         self.cell.store(generation, Phase::Stopping);
@@ -635,6 +659,12 @@ impl Shared {
             failures: record.failures,
             reason,
             log_tail,
+        }
+    }
+
+    fn stop_requested(&self) -> EngineError {
+        EngineError::StopRequested {
+            machine: self.config.name.clone(),
         }
     }
 

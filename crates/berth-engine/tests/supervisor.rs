@@ -264,6 +264,9 @@ async fn lazy_start_serves_the_docker_cli_and_concurrent_callers_share_one_docke
     );
 
     let begun = Instant::now();
+    // A caller that gives up does not cancel the start: the others join it.
+    let impatient = tokio::time::timeout(Duration::from_millis(1), sup.ensure_running()).await;
+    assert!(impatient.is_err(), "a cold start takes longer than 1 ms");
     let callers: Vec<_> = (0..8)
         .map(|_| {
             let sup = sup.clone();
@@ -355,6 +358,9 @@ async fn killed_dockerd_is_restarted_with_a_new_generation() {
     assert_ne!(new_pid, pid);
     assert_eq!(m.dockerd_pids(), [new_pid]);
     m.docker(&["info", "--format", "{{.ID}}"]);
+    // The killed run's log was rotated, not lost.
+    let previous = std::fs::read_to_string(m.dir.join("dockerd.log.1")).unwrap();
+    assert!(previous.contains("API listen on"), "{previous}");
 
     sup.teardown().await.unwrap();
     assert!(m.dockerd_pids().is_empty());
@@ -369,14 +375,17 @@ async fn stop_then_start_keeps_an_imported_image_and_containers_run() {
     let out = m.docker(&["run", "--rm", "be-busybox:1", "echo", "hello from be-keep"]);
     assert_eq!(out.trim(), "hello from be-keep");
 
-    sup.stop().await.unwrap();
+    // berth exiting: dockerd stops, the marker stays for the next berth start.
+    sup.shutdown().await.unwrap();
     assert!(m.dockerd_pids().is_empty());
+    assert!(sup.was_running_at_last_shutdown());
     let generation = sup.ensure_running().await.unwrap();
     assert_eq!(generation.get(), 2);
     let images = m.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(images.lines().any(|l| l == "be-busybox:1"), "{images}");
 
     sup.teardown().await.unwrap();
+    assert!(!sup.was_running_at_last_shutdown());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,6 +464,52 @@ async fn bad_dockerd_args_fail_with_the_log_tail_then_give_up() {
     assert_eq!(sup.status().state, MachineState::Stopped);
     assert_eq!(sup.status().consecutive_failures, 0);
     assert!(m.dockerd_pids().is_empty());
+    sup.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockerd_not_ready_in_time_is_killed_and_reported_with_the_log_tail() {
+    let m = Machine::with("be-slow", |c| c.start_timeout = Duration::from_millis(100));
+    let err = m.supervisor.ensure_running().await.unwrap_err();
+    assert!(matches!(err, EngineError::StartTimeout { .. }), "{err:?}");
+    assert!(err.log_tail().is_some());
+    assert!(m.dockerd_pids().is_empty(), "the slow dockerd was stopped");
+    assert_eq!(m.supervisor.status().state, MachineState::Stopped);
+    m.supervisor.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_cuts_a_backoff_wait_short() {
+    let m = Machine::with("be-backoff", |c| {
+        c.dockerd_args = vec!["--no-such-flag".to_owned()];
+        c.restart_backoff = BackoffConfig {
+            initial: Duration::from_secs(60),
+            ..BackoffConfig::default()
+        };
+    });
+    let sup = &m.supervisor;
+    // Two failures: the next attempt would wait a minute first.
+    sup.ensure_running().await.unwrap_err();
+    sup.ensure_running().await.unwrap_err();
+    let waiting = tokio::spawn({
+        let sup = sup.clone();
+        async move { sup.ensure_running().await }
+    });
+    eventually("the third attempt is waiting", || {
+        sup.status().state == MachineState::Starting
+    })
+    .await;
+    let begun = Instant::now();
+    sup.stop().await.unwrap();
+    assert!(
+        begun.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        begun.elapsed()
+    );
+    let err = waiting.await.unwrap().unwrap_err();
+    assert!(matches!(err, EngineError::StopRequested { .. }), "{err:?}");
+    assert_eq!(sup.status().state, MachineState::Stopped);
+    assert_eq!(sup.status().consecutive_failures, 0);
     sup.teardown().await.unwrap();
 }
 
