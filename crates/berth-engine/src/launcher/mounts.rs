@@ -31,7 +31,12 @@ pub(crate) fn unmount_leftovers(layout: &MachineLayout) -> Vec<(PathBuf, nix::Er
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
     };
-    let mut targets = leftovers(&parse_mountinfo(&text), layout);
+    // mountinfo shows resolved paths: resolve ours too (a symlinked /var/lib/berth).
+    let resolved = match std::fs::canonicalize(&layout.state_dir) {
+        Ok(state_dir) => MachineLayout::new(&state_dir),
+        Err(_) => layout.clone(),
+    };
+    let mut targets = leftovers(&parse_mountinfo(&text), &resolved);
     // Deepest first, so a parent is unmounted after what sits on it.
     targets.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
     targets.dedup();
