@@ -11,8 +11,6 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo build"
-cargo build --workspace --all-targets --locked
 echo "== cargo test"
 # One process per test binary: engines (real dockerd) are shared by the tests of a binary.
 cargo test --workspace --locked -- --test-threads "${BERTH_TEST_THREADS:-4}"
