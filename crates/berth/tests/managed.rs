@@ -273,24 +273,25 @@ fn managed_machine_lives_through_kills_and_restarts() {
     // `berth docker enable` makes plain `docker` go through berth; `disable` restores.
     let docker_config = dir.join("docker-config");
     std::fs::create_dir_all(&docker_config).unwrap();
-    let enable = Command::new(BERTH)
-        .args(["docker", "enable", "--config"])
-        .arg(Daemon::config(&dir))
-        .env("DOCKER_CONFIG", &docker_config)
-        .env_remove("DOCKER_HOST")
-        .env("XDG_STATE_HOME", dir.join("xdg"))
-        .output()
-        .unwrap();
-    ok(&enable, "berth docker enable");
-    let current = ok(
-        &docker_at(
+    let berth_docker = |action: &str| {
+        Command::new(BERTH)
+            .args(["docker", action, "--config"])
+            .arg(Daemon::config(&dir))
+            .env("DOCKER_CONFIG", &docker_config)
+            .env_remove("DOCKER_HOST")
+            .output()
+            .unwrap()
+    };
+    let context = || {
+        let out = docker_at(
             &Daemon::socket(&dir),
             &["context", "show"],
             Some(&docker_config),
-        ),
-        "context show",
-    );
-    assert_eq!(current, "berth");
+        );
+        ok(&out, "docker context show")
+    };
+    ok(&berth_docker("enable"), "berth docker enable");
+    assert_eq!(context(), "berth");
     let via_context = ok(
         &docker_at(
             &Daemon::socket(&dir),
@@ -300,22 +301,8 @@ fn managed_machine_lives_through_kills_and_restarts() {
         "docker images via context",
     );
     assert!(!via_context.is_empty());
-    let disable = Command::new(BERTH)
-        .args(["docker", "disable"])
-        .env("DOCKER_CONFIG", &docker_config)
-        .env_remove("DOCKER_HOST")
-        .env("XDG_STATE_HOME", dir.join("xdg"))
-        .output()
-        .unwrap();
-    ok(&disable, "berth docker disable");
-    let current = ok(
-        &docker_at(
-            &Daemon::socket(&dir),
-            &["context", "show"],
-            Some(&docker_config),
-        ),
-        "context show",
-    );
+    ok(&berth_docker("disable"), "berth docker disable");
+    let current = context();
     assert_eq!(current, "default");
 }
 

@@ -10,7 +10,6 @@ use anyhow::{bail, Context, Result};
 
 use super::client;
 use crate::cli::{CommonArgs, DockerCommand};
-use crate::config;
 
 const CONTEXT: &str = "berth";
 
@@ -69,9 +68,18 @@ fn disable() -> Result<()> {
     Ok(())
 }
 
-/// Where `enable` remembers the context to go back to.
+/// Where `enable` remembers the context to go back to: beside the docker CLI's own
+/// configuration (`$DOCKER_CONFIG`, or `~/.docker`), whose current context it changed.
 fn previous_file() -> PathBuf {
-    config::default_state_dir().join("docker-previous-context")
+    let dir = std::env::var_os("DOCKER_CONFIG").map_or_else(
+        || {
+            std::env::var_os("HOME")
+                .map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+                .join(".docker")
+        },
+        PathBuf::from,
+    );
+    dir.join("berth-previous-context")
 }
 
 /// Runs the docker CLI; returns its trimmed stdout.
