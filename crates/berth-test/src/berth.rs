@@ -40,8 +40,10 @@ impl BerthProcess {
             quoted.join(" "),
             bin = bin.display(),
         );
-        let cleanup = "kill $SVC 2>/dev/null; for i in $(seq 1 100); do kill -0 $SVC 2>/dev/null || break; sleep 0.1; done; kill -9 $SVC 2>/dev/null";
-        let watchdog = watchdog::spawn(&script, cleanup, &dir.join("watchdog.log"))?;
+        let cleanup = format!(
+            "kill $SVC 2>/dev/null; for i in $(seq 1 100); do kill -0 $SVC 2>/dev/null || break; sleep 0.1; done; kill -9 $SVC 2>/dev/null; rm -rf {d}"
+        );
+        let watchdog = watchdog::spawn(&script, &cleanup, &dir.join("watchdog.log"))?;
         let sock = dir.join("berth.sock");
         let deadline = Instant::now() + Duration::from_secs(30);
         let pid = loop {

@@ -44,19 +44,22 @@ impl TestEngine {
 ip netns del {name} 2>/dev/null
 ip netns add {name} && ip netns exec {name} ip link set lo up || exit 1
 echo '{{}}' > {d}/daemon.json
-nsenter --net=/var/run/netns/{name} setsid dockerd --config-file {d}/daemon.json \
+nsenter --net=/var/run/netns/{name} setsid dockerd --config-file {d}/daemon.json --shutdown-timeout 1 \
   --data-root {d}/data --exec-root {d}/exec --pidfile {d}/dockerd.pid \
   -H unix://{d}/docker.sock > {d}/dockerd.log 2>&1 < /dev/null &
 SVC=$!
 "#
         );
+        // Patterns are written `[c]…` so that pkill does not match this very script.
         let cleanup = format!(
             r#"kill $SVC 2>/dev/null; for i in $(seq 1 100); do kill -0 $SVC 2>/dev/null || break; sleep 0.1; done; kill -9 $SVC 2>/dev/null;
-pkill -9 -f "containerd --config {d}/" 2>/dev/null;
+for c in {d}/data/containers/*; do id=$(basename "$c"); for p in $(cat /sys/fs/cgroup/pids/docker/$id/cgroup.procs /sys/fs/cgroup/docker/$id/cgroup.procs 2>/dev/null); do kill -9 $p 2>/dev/null; done; done;
+pkill -9 -f "[c]ontainerd-shim.*{d}/" 2>/dev/null;
+pkill -9 -f "[c]ontainerd --config {d}/" 2>/dev/null;
 for m in $(awk -v p="{d}/" 'index($2, p) == 1 {{ print $2 }}' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null; done;
 ip netns del {name} 2>/dev/null; rm -rf {d}"#
         );
-        let watchdog = watchdog::spawn(&script, &cleanup, &dir.with_extension("watchdog.log"))?;
+        let watchdog = watchdog::spawn(&script, &cleanup, &dir.join("watchdog.log"))?;
         let engine = Self {
             dir,
             netns: name.to_owned(),
