@@ -40,7 +40,7 @@ const ADOPTION_PING_TIMEOUT: Duration = Duration::from_secs(2);
 const FAILED_START_GRACE: Duration = Duration::from_secs(5);
 
 /// Longest pause between two readiness probes while dockerd starts.
-const MAX_PROBE_PAUSE: Duration = Duration::from_millis(50);
+const MAX_PROBE_PAUSE: Duration = Duration::from_millis(10);
 
 type StartOutcome = Result<Generation, EngineError>;
 
