@@ -1,1 +1,404 @@
-fn main() {}
+//! berth-bench: berth's overhead against a direct connection to the same dockerd, and
+//! against socat and HAProxy forwarding the same socket, interleaved in one run.
+//!
+//! ```text
+//! client ──► direct ───────────────► dockerd (berth-test TestEngine, own netns)
+//!        ──► berth serve ──────────►   │
+//!        ──► socat (fork per conn) ─►   │
+//!        ──► HAProxy (TCP mode) ────►   ┘
+//! ```
+//!
+//! Each round runs every scenario against every target, the target order rotating per
+//! round and scenario so that drift hits all alike; the table shows medians of rounds.
+
+mod client;
+mod data;
+mod forwarders;
+mod procfs;
+mod report;
+mod scenarios;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use berth_test::{BerthProcess, TestEngine};
+use clap::Parser;
+use http::Method;
+
+use crate::forwarders::Forwarder;
+use crate::report::Samples;
+use crate::scenarios::{MemProbe, Params, Scenario, Target};
+
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+const TARGETS: [&str; 4] = ["direct", "berth", "socat", "haproxy"];
+
+/// Measures berth against a direct connection to the same dockerd, socat and HAProxy.
+///
+/// Build berth first: `cargo build --release -p berth` (or pass --build). Needs root,
+/// dockerd, socat and haproxy (Debian packages docker.io, socat, haproxy).
+#[derive(Debug, Parser)]
+#[command(name = "berth-bench")]
+struct Args {
+    /// Fewer rounds and smaller sizes: about two minutes in all.
+    #[arg(long)]
+    quick: bool,
+    /// Rounds (default: 3 with --quick, else 5).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Only these scenarios or groups, comma-separated: ping-ka, json-ka, ping-fresh,
+    /// json-fresh (latency); rps-1, rps-16, rps-64, rps-256 (rps); download, load,
+    /// archive (stream); hijack; idle.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Targets, comma-separated, in column order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "direct,berth,socat,haproxy"
+    )]
+    targets: Vec<String>,
+    /// The berth binary [default: target/release/berth].
+    #[arg(long)]
+    berth: Option<PathBuf>,
+    /// Build berth first (`cargo build --release -p berth` in this workspace).
+    #[arg(long, conflicts_with = "berth")]
+    build: bool,
+    /// An extra argument for `berth serve` (repeatable).
+    #[arg(long = "berth-arg", allow_hyphen_values = true)]
+    berth_args: Vec<String>,
+    /// Size of the download/upload streams in MiB (default: 64 with --quick, else 1024).
+    #[arg(long)]
+    stream_mib: Option<u64>,
+    /// Bytes through the hijacked `cat`, in MiB (default: 64 with --quick, else 512).
+    #[arg(long)]
+    hijack_mib: Option<u64>,
+    /// Idle hijacked sessions (default: 100 with --quick, else 500).
+    #[arg(long)]
+    idle: Option<usize>,
+    /// Also write the report (Markdown) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also print every round's samples.
+    #[arg(long)]
+    raw: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<()> {
+    let mut params = if args.quick {
+        Params::quick()
+    } else {
+        Params::full()
+    };
+    if let Some(r) = args.rounds {
+        params.rounds = r.max(1);
+    }
+    if let Some(m) = args.stream_mib {
+        params.stream_bytes = m.max(1) << 20;
+    }
+    if let Some(m) = args.hijack_mib {
+        params.hijack_bytes = m.max(1) << 20;
+    }
+    if let Some(n) = args.idle {
+        params.idle_n = n.max(1);
+    }
+    let scenarios = select(&args.only)?;
+    let targets = targets(&args.targets)?;
+    let want = |t: &str| targets.contains(&t);
+
+    // Everything that can be missing is checked before anything starts.
+    if want("socat") {
+        forwarders::which("socat", "socat")?;
+    }
+    if want("haproxy") {
+        forwarders::which("haproxy", "haproxy")?;
+    }
+    let berth_bin = if want("berth") {
+        Some(berth_binary(args)?)
+    } else {
+        None
+    };
+    raise_nofile();
+
+    let started = Instant::now();
+    let dir = tempfile::Builder::new().prefix("bb-bench-").tempdir()?;
+    eprintln!("starting dockerd…");
+    let engine = TestEngine::start(&format!("bb-{}", std::process::id()))
+        .context("starting the engine (berth-test TestEngine; needs root and dockerd)")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let engine_sock = engine.socket();
+    let busybox = "bb-busybox";
+    if scenarios
+        .iter()
+        .any(|s| matches!(s, Scenario::Archive | Scenario::Hijack | Scenario::Idle))
+    {
+        engine.import_busybox(busybox)?;
+    }
+    eprintln!("making fixtures…");
+    let fixtures = rt.block_on(scenarios::fixtures(
+        &engine_sock,
+        &scenarios,
+        &params,
+        busybox,
+    ))?;
+    let version = rt.block_on(client::api_ok(&engine_sock, Method::GET, "/version", None))?;
+
+    let berth = match &berth_bin {
+        Some(bin) => {
+            let extra: Vec<&str> = args.berth_args.iter().map(String::as_str).collect();
+            Some(BerthProcess::start(bin, &engine.host(), &extra)?)
+        }
+        None => None,
+    };
+    let socat = if want("socat") {
+        Some(Forwarder::socat(dir.path(), &engine_sock)?)
+    } else {
+        None
+    };
+    let haproxy = if want("haproxy") {
+        Some(Forwarder::haproxy(dir.path(), &engine_sock)?)
+    } else {
+        None
+    };
+    let list: Vec<Target> = targets
+        .iter()
+        .map(|&name| match name {
+            "berth" => {
+                let b = berth.as_ref().expect("berth started");
+                Target {
+                    name,
+                    socket: b.socket(),
+                    mem: MemProbe::Rss(b.pid()),
+                }
+            }
+            "socat" | "haproxy" => {
+                let f = if name == "socat" {
+                    socat.as_ref()
+                } else {
+                    haproxy.as_ref()
+                }
+                .expect("started");
+                let mem = if name == "socat" {
+                    MemProbe::TreePss(f.pid())
+                } else {
+                    MemProbe::Rss(f.pid())
+                };
+                debug_assert_eq!(f.name(), name);
+                Target {
+                    name,
+                    socket: f.socket().to_owned(),
+                    mem,
+                }
+            }
+            _ => Target {
+                name,
+                socket: engine_sock.clone(),
+                mem: MemProbe::None,
+            },
+        })
+        .collect();
+    eprintln!(
+        "ready after {:.0?}; {} rounds",
+        started.elapsed(),
+        params.rounds
+    );
+
+    let samples = rt.block_on(async {
+        tokio::select! {
+            r = bench(&list, &scenarios, &params, &fixtures) => r,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        }
+    })?;
+
+    let verdict = report::table(&samples, &targets, params.idle_n);
+    let mut md = header(args, &params, &version, started);
+    md.push_str(&verdict.table);
+    if !verdict.misses.is_empty() {
+        md.push_str("\nWhere berth misses:\n\n");
+        for m in &verdict.misses {
+            md.push_str(&format!("- {m}\n"));
+        }
+    }
+    println!("{md}");
+    if args.raw {
+        println!("Per-round samples:\n\n```\n{}```", report::raw(&samples));
+    }
+    if let Some(out) = &args.out {
+        std::fs::write(out, &md).with_context(|| format!("writing {}", out.display()))?;
+    }
+    // Forwarders and berth go before the engine they forward to.
+    drop((haproxy, socat, berth));
+    drop(engine);
+    Ok(())
+}
+
+async fn bench(
+    targets: &[Target],
+    scenarios: &[Scenario],
+    p: &Params,
+    f: &scenarios::Fixtures,
+) -> Result<Samples> {
+    let mut samples = Samples::new();
+    for round in 0..p.rounds {
+        for (k, s) in scenarios.iter().enumerate() {
+            let mut order: Vec<&Target> = targets.iter().collect();
+            order.rotate_left((round + k) % targets.len());
+            let mut line = format!("[{}/{}] {:<10}", round + 1, p.rounds, s.name());
+            for t in order {
+                let metrics = scenarios::run(*s, t, p, f)
+                    .await
+                    .with_context(|| format!("{} against {}", s.name(), t.name))?;
+                if let Some((key, v)) = metrics.iter().find(|(k, _)| !k.ends_with("before")) {
+                    line.push_str(&format!(
+                        "  {}: {v:.1} ({})",
+                        t.name,
+                        key.rsplit('.').next().unwrap_or(key)
+                    ));
+                }
+                for (key, v) in metrics {
+                    samples.entry((key, t.name)).or_default().push(v);
+                }
+            }
+            eprintln!("{line}");
+        }
+    }
+    Ok(samples)
+}
+
+fn select(only: &[String]) -> Result<Vec<Scenario>> {
+    let all = Scenario::all();
+    if only.is_empty() {
+        return Ok(all);
+    }
+    for o in only {
+        if !all.iter().any(|s| s.name() == *o || s.group() == o) {
+            let names: Vec<String> = all.iter().map(Scenario::name).collect();
+            bail!(
+                "unknown scenario {o:?}; scenarios: {}; groups: latency, rps, stream, hijack, idle",
+                names.join(", ")
+            );
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|s| only.iter().any(|o| s.name() == *o || s.group() == o))
+        .collect())
+}
+
+fn targets(list: &[String]) -> Result<Vec<&'static str>> {
+    let mut out = Vec::new();
+    for t in list {
+        let Some(known) = TARGETS.iter().find(|k| **k == t.as_str()) else {
+            bail!("unknown target {t:?}; targets: {}", TARGETS.join(", "));
+        };
+        if !out.contains(known) {
+            out.push(*known);
+        }
+    }
+    if out.is_empty() {
+        bail!("no targets");
+    }
+    Ok(out)
+}
+
+fn berth_binary(args: &Args) -> Result<PathBuf> {
+    let built = Path::new(WORKSPACE).join("target/release/berth");
+    if args.build {
+        eprintln!("cargo build --release -p berth…");
+        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["build", "--release", "-p", "berth"])
+            .current_dir(WORKSPACE)
+            .status()
+            .context("running cargo")?;
+        if !status.success() {
+            bail!("cargo build --release -p berth failed");
+        }
+        return Ok(built);
+    }
+    let candidates = match &args.berth {
+        Some(p) => vec![p.clone()],
+        None => vec![PathBuf::from("target/release/berth"), built],
+    };
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .with_context(|| {
+            "berth binary not found: build it first with `cargo build --release -p berth`, \
+         or pass --berth PATH (or --build, or leave berth out with --targets)"
+        })
+}
+
+/// Hundreds of connections need file descriptors: soft limit up to the hard one.
+fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+fn header(args: &Args, p: &Params, version: &serde_json::Value, started: Instant) -> String {
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let model = Command::new("lscpu")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("Model name:").map(|m| m.trim().to_owned()))
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let nproc = std::thread::available_parallelism().map_or(0, usize::from);
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let cmdline: Vec<String> = std::env::args().skip(1).collect();
+    format!(
+        "## berth-bench: {mode}, {rounds} rounds\n\n\
+         - date: {date}\n\
+         - machine: {nproc} CPUs (`nproc`), {model}, {mem_gib:.0} GiB\n\
+         - dockerd: {dv} (API {api})\n\
+         - command: `cargo run --release -p berth-bench -- {cmd}`\n\
+         - sizes: streams {stream} MiB, hijack {hijack} MiB, {idle} idle sessions; \
+         latency over {ping}/{json} keep-alive and {fping}/{fjson} fresh requests \
+         (`/_ping` / `/containers/json`) per round; req/s over {rps:.1} s per round\n\
+         - wall time: {wall:.0} s\n\n",
+        mode = if args.quick { "quick" } else { "full" },
+        rounds = p.rounds,
+        dv = version["Version"].as_str().unwrap_or("?"),
+        api = version["ApiVersion"].as_str().unwrap_or("?"),
+        cmd = cmdline.join(" "),
+        stream = p.stream_bytes >> 20,
+        hijack = p.hijack_bytes >> 20,
+        idle = p.idle_n,
+        ping = p.ping_n,
+        json = p.json_n,
+        fping = p.fresh_ping_n,
+        fjson = p.fresh_json_n,
+        rps = p.rps_dur.as_secs_f64(),
+        wall = started.elapsed().as_secs_f64(),
+    )
+}

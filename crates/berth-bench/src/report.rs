@@ -1,0 +1,274 @@
+//! The Markdown table: medians across rounds, ratios to direct, and pass/fail against
+//! the issue's targets.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::stats::median;
+
+/// Samples per (metric, target), one per round.
+pub(crate) type Samples = BTreeMap<(String, &'static str), Vec<f64>>;
+
+#[derive(Debug, Clone, Copy)]
+enum Goal {
+    /// No target of its own; berth must still beat socat and HAProxy.
+    None,
+    /// berth ÷ direct at most this (latency).
+    RatioAtMost(f64),
+    /// berth ÷ direct at least this (throughput).
+    RatioAtLeast(f64),
+    /// berth's own value at most this.
+    AtMost(f64),
+    /// Memory kept after the sessions closed: at most 1 MiB or a quarter of the growth.
+    Released,
+}
+
+#[derive(Debug)]
+struct Row {
+    key: String,
+    label: String,
+    unit: &'static str,
+    higher_better: bool,
+    goal: Goal,
+    /// Whether berth must beat the other forwarders on this row.
+    compete: bool,
+}
+
+fn rows(idle_n: usize) -> Vec<Row> {
+    let mut v = Vec::new();
+    let mut row = |key: &str, label: String, unit, higher_better, goal, compete| {
+        v.push(Row {
+            key: key.into(),
+            label,
+            unit,
+            higher_better,
+            goal,
+            compete,
+        });
+    };
+    for (fresh, goals) in [(false, [1.20, 1.15]), (true, [1.30, 1.30])] {
+        let how = if fresh {
+            "fresh connection"
+        } else {
+            "keep-alive"
+        };
+        let tag = if fresh { "fresh" } else { "ka" };
+        for (i, (name, path)) in [("ping", "/_ping"), ("json", "/containers/json")]
+            .into_iter()
+            .enumerate()
+        {
+            row(
+                &format!("{name}-{tag}.p50"),
+                format!("`GET {path}` p50, {how}"),
+                "µs",
+                false,
+                Goal::RatioAtMost(goals[i]),
+                true,
+            );
+            row(
+                &format!("{name}-{tag}.p99"),
+                format!("`GET {path}` p99, {how}"),
+                "µs",
+                false,
+                Goal::None,
+                true,
+            );
+        }
+    }
+    for (n, goal) in [(1, 0.80), (16, 0.85), (64, 0.85), (256, 0.85)] {
+        row(
+            &format!("rps-{n}"),
+            format!("`GET /_ping` req/s, {n} connections"),
+            "req/s",
+            true,
+            Goal::RatioAtLeast(goal),
+            true,
+        );
+    }
+    row(
+        "download",
+        "download `GET /images/{name}/get`".into(),
+        "MiB/s",
+        true,
+        Goal::RatioAtLeast(0.95),
+        true,
+    );
+    row(
+        "load",
+        "upload `POST /images/load`".into(),
+        "MiB/s",
+        true,
+        Goal::RatioAtLeast(0.97),
+        true,
+    );
+    row(
+        "archive",
+        "upload `PUT /containers/{id}/archive`".into(),
+        "MiB/s",
+        true,
+        Goal::RatioAtLeast(0.95),
+        true,
+    );
+    row(
+        "hijack",
+        "hijack: exec `cat`, bytes checked".into(),
+        "MiB/s",
+        true,
+        Goal::RatioAtLeast(0.90),
+        true,
+    );
+    row(
+        "idle.rss",
+        format!("{idle_n} idle hijacks: memory held"),
+        "MiB",
+        false,
+        Goal::AtMost(16.0),
+        true,
+    );
+    row(
+        "idle.retained",
+        "idle hijacks closed: memory kept".into(),
+        "MiB",
+        false,
+        Goal::Released,
+        false,
+    );
+    v
+}
+
+fn fmt_value(v: f64, unit: &str) -> String {
+    if v.is_nan() {
+        return "—".into();
+    }
+    match unit {
+        "µs" if v < 100.0 => format!("{v:.1}"),
+        "MiB" => format!("{v:.1}"),
+        _ => format!("{v:.0}"),
+    }
+}
+
+fn goal_text(g: Goal) -> String {
+    match g {
+        Goal::None => "—".into(),
+        Goal::RatioAtMost(x) => format!("≤ {x:.2}×"),
+        Goal::RatioAtLeast(x) => format!("≥ {x:.2}×"),
+        Goal::AtMost(x) => format!("≤ {x:.0} MiB"),
+        Goal::Released => "released".into(),
+    }
+}
+
+/// The report's verdicts, for the summary.
+#[derive(Debug, Default)]
+pub(crate) struct Verdict {
+    pub(crate) table: String,
+    pub(crate) misses: Vec<String>,
+}
+
+/// Renders the table for the targets in `targets` (in column order).
+pub(crate) fn table(samples: &Samples, targets: &[&'static str], idle_n: usize) -> Verdict {
+    let med = |key: &str, t: &'static str| {
+        samples
+            .get(&(key.to_owned(), t))
+            .map_or(f64::NAN, |v| median(v))
+    };
+    let has_direct = targets.contains(&"direct");
+    let others: Vec<&'static str> = targets.iter().copied().filter(|t| *t != "direct").collect();
+    let mut out = String::new();
+    let mut head = String::from("| Row | Unit |");
+    let mut rule = String::from("|---|---|");
+    for t in targets {
+        let _ = write!(head, " {t} |");
+        rule.push_str("---:|");
+    }
+    if has_direct {
+        for t in &others {
+            let _ = write!(head, " {t} ÷ direct |");
+            rule.push_str("---:|");
+        }
+    }
+    head.push_str(" Target | berth |");
+    rule.push_str("---|---|");
+    let _ = writeln!(out, "{head}\n{rule}");
+    let mut misses = Vec::new();
+    for r in rows(idle_n) {
+        if !targets
+            .iter()
+            .any(|t| samples.contains_key(&(r.key.clone(), *t)))
+        {
+            continue;
+        }
+        let _ = write!(out, "| {} | {} |", r.label, r.unit);
+        for t in targets {
+            let _ = write!(out, " {} |", fmt_value(med(&r.key, t), r.unit));
+        }
+        let direct = med(&r.key, "direct");
+        if has_direct {
+            for t in &others {
+                let ratio = med(&r.key, t) / direct;
+                if ratio.is_finite() {
+                    let _ = write!(out, " {ratio:.2}× |");
+                } else {
+                    out.push_str(" — |");
+                }
+            }
+        }
+        let berth = med(&r.key, "berth");
+        let mut fails = Vec::new();
+        if !berth.is_nan() {
+            let ratio = berth / direct;
+            let ok = match r.goal {
+                Goal::None => true,
+                Goal::RatioAtMost(x) => !ratio.is_finite() || ratio <= x,
+                Goal::RatioAtLeast(x) => !ratio.is_finite() || ratio >= x,
+                Goal::AtMost(x) => berth <= x,
+                Goal::Released => {
+                    let growth = med("idle.rss", "berth") - med("idle.before", "berth");
+                    berth <= 1.0f64.max(0.25 * growth)
+                }
+            };
+            if !ok {
+                fails.push(format!("misses {}", goal_text(r.goal)));
+            }
+            if r.compete {
+                for t in ["socat", "haproxy"] {
+                    let theirs = med(&r.key, t);
+                    let worse = if r.higher_better {
+                        berth <= theirs
+                    } else {
+                        berth >= theirs
+                    };
+                    if worse {
+                        fails.push(format!("loses to {t}"));
+                    }
+                }
+            }
+        }
+        let verdict = if berth.is_nan() {
+            "—".to_owned()
+        } else if fails.is_empty() {
+            "pass".to_owned()
+        } else {
+            misses.push(format!("{}: {}", r.label, fails.join(", ")));
+            format!("**FAIL**: {}", fails.join(", "))
+        };
+        let _ = writeln!(out, " {} | {verdict} |", goal_text(r.goal));
+    }
+    let _ = writeln!(
+        out,
+        "\nMedians across rounds. Ratio = target ÷ direct: for µs and MiB lower is better \
+         (a ratio above 1 is slower), for req/s and MiB/s higher is better (a ratio below 1 is \
+         slower). Memory: VmRSS of berth and of HAProxy; summed Pss of socat's processes (it \
+         forks per connection); \"memory kept\" is memory after closing minus before opening."
+    );
+    Verdict { table: out, misses }
+}
+
+/// Per-round samples, for `--raw`.
+pub(crate) fn raw(samples: &Samples) -> String {
+    let mut out = String::new();
+    for ((key, t), v) in samples {
+        let vals: Vec<String> = v.iter().map(|x| format!("{x:.1}")).collect();
+        let _ = writeln!(out, "{key:<16} {t:<8} {}", vals.join(" "));
+    }
+    out
+}
