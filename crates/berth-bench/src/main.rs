@@ -30,7 +30,7 @@ use http::Method;
 
 use crate::forwarders::Forwarder;
 use crate::report::Samples;
-use crate::scenarios::{MemProbe, Params, Scenario, Target};
+use crate::scenarios::{Params, Probe, Scenario, Target};
 
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const TARGETS: [&str; 4] = ["direct", "berth", "socat", "haproxy"];
@@ -141,7 +141,7 @@ fn run(args: &Args) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let engine_sock = engine.socket();
+    let engine_sock = engine.socket().to_owned();
     let busybox = "bb-busybox";
     if scenarios
         .iter()
@@ -182,8 +182,8 @@ fn run(args: &Args) -> Result<()> {
                 let b = berth.as_ref().expect("berth started");
                 Target {
                     name,
-                    socket: b.socket(),
-                    mem: MemProbe::Rss(b.pid()),
+                    socket: b.socket().to_owned(),
+                    probe: Probe::Process(b.pid()),
                 }
             }
             "socat" | "haproxy" => {
@@ -193,22 +193,22 @@ fn run(args: &Args) -> Result<()> {
                     haproxy.as_ref()
                 }
                 .expect("started");
-                let mem = if name == "socat" {
-                    MemProbe::TreePss(f.pid())
+                let probe = if name == "socat" {
+                    Probe::Tree(f.pid())
                 } else {
-                    MemProbe::Rss(f.pid())
+                    Probe::Process(f.pid())
                 };
                 debug_assert_eq!(f.name(), name);
                 Target {
                     name,
                     socket: f.socket().to_owned(),
-                    mem,
+                    probe,
                 }
             }
             _ => Target {
                 name,
                 socket: engine_sock.clone(),
-                mem: MemProbe::None,
+                probe: Probe::None,
             },
         })
         .collect();
@@ -228,6 +228,11 @@ fn run(args: &Args) -> Result<()> {
     let verdict = report::table(&samples, &targets, params.idle_n);
     let mut md = header(args, &params, &version, started);
     md.push_str(&verdict.table);
+    let cpu = report::cpu_table(&samples, &targets);
+    if !cpu.is_empty() {
+        md.push('\n');
+        md.push_str(&cpu);
+    }
     if !verdict.misses.is_empty() {
         md.push_str("\nWhere berth misses:\n\n");
         for m in &verdict.misses {
@@ -258,12 +263,13 @@ async fn bench(
         for (k, s) in scenarios.iter().enumerate() {
             let mut order: Vec<&Target> = targets.iter().collect();
             order.rotate_left((round + k) % targets.len());
-            let mut line = format!("[{}/{}] {:<10}", round + 1, p.rounds, s.name());
+            let t0 = Instant::now();
+            let mut line = String::new();
             for t in order {
                 let metrics = scenarios::run(*s, t, p, f)
                     .await
                     .with_context(|| format!("{} against {}", s.name(), t.name))?;
-                if let Some((key, v)) = metrics.iter().find(|(k, _)| !k.ends_with("before")) {
+                if let Some((key, v)) = metrics.first() {
                     line.push_str(&format!(
                         "  {}: {v:.1} ({})",
                         t.name,
@@ -274,7 +280,13 @@ async fn bench(
                     samples.entry((key, t.name)).or_default().push(v);
                 }
             }
-            eprintln!("{line}");
+            eprintln!(
+                "[{}/{}] {:<10} {:>5.1}s {line}",
+                round + 1,
+                p.rounds,
+                s.name(),
+                t0.elapsed().as_secs_f64()
+            );
         }
     }
     Ok(samples)

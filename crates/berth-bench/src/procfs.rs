@@ -19,6 +19,57 @@ pub(crate) fn pss_kib(pid: u32) -> Option<u64> {
     field_kib(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
 }
 
+/// CPU time of `pid` in seconds: the run time of all its threads (schedstat, in ns:
+/// per-process utime/stime are truncated to 10 ms ticks, which loses all of a short-lived
+/// socat child), plus, when `reaped`, its waited-for children's (`cutime + cstime`).
+pub(crate) fn cpu_secs(pid: u32, reaped: bool) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after "(comm)": state is the first, utime the 12th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    if f.len() < 4 {
+        return None;
+    }
+    let children = if reaped {
+        (f[2] + f[3]) as f64 / clock_ticks()
+    } else {
+        0.0
+    };
+    let mut run_ns = 0u64;
+    let mut threads = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        if let Some(ns) = std::fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        {
+            run_ns += ns;
+            threads += 1;
+        }
+    }
+    let own = if threads > 0 {
+        run_ns as f64 / 1e9
+    } else {
+        (f[0] + f[1]) as f64 / clock_ticks()
+    };
+    Some(own + children)
+}
+
+fn clock_ticks() -> f64 {
+    use nix::unistd::{sysconf, SysconfVar};
+    sysconf(SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |t| t as f64)
+}
+
 /// Direct children of `pid`.
 pub(crate) fn children(pid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -46,6 +97,12 @@ mod tests {
         let me = std::process::id();
         assert!(vm_rss_kib(me).unwrap() > 0);
         assert!(pss_kib(me).unwrap() > 0);
+        let t0 = cpu_secs(me, true).unwrap();
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(100) {
+            std::hint::black_box(0u64);
+        }
+        assert!(cpu_secs(me, true).unwrap() > t0);
         let mut child = std::process::Command::new("sleep")
             .arg("5")
             .spawn()

@@ -263,6 +263,66 @@ pub(crate) fn table(samples: &Samples, targets: &[&'static str], idle_n: usize) 
     Verdict { table: out, misses }
 }
 
+/// The forwarders' own CPU time per request (from /proc/<pid>/stat), for diagnosis.
+pub(crate) fn cpu_table(samples: &Samples, targets: &[&'static str]) -> String {
+    let fwd: Vec<&'static str> = targets.iter().copied().filter(|t| *t != "direct").collect();
+    let keys = [
+        ("ping-ka", "`GET /_ping`, keep-alive"),
+        ("json-ka", "`GET /containers/json`, keep-alive"),
+        ("ping-fresh", "`GET /_ping`, fresh connection"),
+        ("json-fresh", "`GET /containers/json`, fresh connection"),
+        ("rps-1", "req/s, 1 connection"),
+        ("rps-16", "req/s, 16 connections"),
+        ("rps-64", "req/s, 64 connections"),
+        ("rps-256", "req/s, 256 connections"),
+    ];
+    let mut out = String::new();
+    let present: Vec<_> = keys
+        .iter()
+        .filter(|(k, _)| {
+            fwd.iter()
+                .any(|t| samples.contains_key(&(format!("{k}.cpu"), *t)))
+        })
+        .collect();
+    if fwd.is_empty() || present.is_empty() {
+        return out;
+    }
+    let _ = write!(out, "| Forwarder CPU per request (µs) |");
+    for t in &fwd {
+        let _ = write!(out, " {t} |");
+    }
+    let _ = write!(out, "\n|---|");
+    for _ in &fwd {
+        out.push_str("---:|");
+    }
+    out.push('\n');
+    for (k, label) in present {
+        let _ = write!(out, "| {label} |");
+        for t in &fwd {
+            let v = samples
+                .get(&(format!("{k}.cpu"), *t))
+                .map_or(f64::NAN, |v| median(v));
+            let _ = write!(
+                out,
+                " {} |",
+                if v.is_nan() {
+                    "—".into()
+                } else {
+                    format!("{v:.1}")
+                }
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "\nRun time of the forwarding process's threads (socat: with its per-connection \
+         children) over the measured requests, from /proc/<pid>/task/*/schedstat and, for \
+         exited children, /proc/<pid>/stat."
+    );
+    out
+}
+
 /// Per-round samples, for `--raw`.
 pub(crate) fn raw(samples: &Samples) -> String {
     let mut out = String::new();

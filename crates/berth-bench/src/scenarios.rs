@@ -109,8 +109,8 @@ impl Params {
             fresh_ping_n: 300,
             fresh_json_n: 150,
             warmup: 50,
-            rps_warm: Duration::from_millis(200),
-            rps_dur: Duration::from_millis(600),
+            rps_warm: Duration::from_millis(150),
+            rps_dur: Duration::from_millis(500),
             stream_bytes: 64 << 20,
             hijack_bytes: 64 << 20,
             idle_n: 100,
@@ -134,32 +134,68 @@ impl Params {
     }
 }
 
-/// How a target's memory is read.
+/// How a target's forwarding process is observed.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum MemProbe {
-    /// Not measured (direct).
+pub(crate) enum Probe {
+    /// Nothing in between (direct).
     None,
-    /// `VmRSS` of one process (berth, HAProxy).
-    Rss(u32),
-    /// Summed `Pss` of a process and its children (socat forks per connection).
-    TreePss(u32),
+    /// One process (berth, HAProxy): its `VmRSS` and CPU time.
+    Process(u32),
+    /// A process and its children (socat forks per connection): summed `Pss` (shared
+    /// pages divided among them) and CPU time, reaped children included.
+    Tree(u32),
 }
 
-impl MemProbe {
+impl Probe {
+    /// Resident memory in KiB.
     fn kib(self) -> Option<u64> {
         match self {
             Self::None => None,
-            Self::Rss(pid) => procfs::vm_rss_kib(pid),
-            Self::TreePss(pid) => {
-                let kids = procfs::children(pid);
-                Some(
-                    std::iter::once(pid)
-                        .chain(kids)
-                        .filter_map(procfs::pss_kib)
-                        .sum(),
-                )
+            Self::Process(pid) => procfs::vm_rss_kib(pid),
+            Self::Tree(pid) => Some(
+                std::iter::once(pid)
+                    .chain(procfs::children(pid))
+                    .filter_map(procfs::pss_kib)
+                    .sum(),
+            ),
+        }
+    }
+
+    /// CPU time (user + system) in seconds.
+    fn cpu(self) -> Option<f64> {
+        match self {
+            Self::None => None,
+            Self::Process(pid) => procfs::cpu_secs(pid, true),
+            Self::Tree(pid) => {
+                let kids: f64 = procfs::children(pid)
+                    .into_iter()
+                    .filter_map(|c| procfs::cpu_secs(c, false))
+                    .sum();
+                Some(procfs::cpu_secs(pid, true)? + kids)
             }
         }
+    }
+}
+
+/// Reads the forwarder's CPU time around a measurement.
+#[derive(Debug, Clone, Copy)]
+struct CpuMeter {
+    probe: Probe,
+    start: Option<f64>,
+}
+
+impl CpuMeter {
+    fn start(probe: Probe) -> Self {
+        Self {
+            probe,
+            start: probe.cpu(),
+        }
+    }
+
+    /// µs of forwarder CPU per request since `start`.
+    fn per_request(&self, requests: u64) -> Option<f64> {
+        let spent = self.probe.cpu()? - self.start?;
+        Some(spent * 1e6 / requests.max(1) as f64)
     }
 }
 
@@ -168,7 +204,7 @@ impl MemProbe {
 pub(crate) struct Target {
     pub(crate) name: &'static str,
     pub(crate) socket: PathBuf,
-    pub(crate) mem: MemProbe,
+    pub(crate) probe: Probe,
 }
 
 /// What the scenarios work on, made once through the direct socket.
@@ -198,10 +234,18 @@ pub(crate) async fn run(s: Scenario, t: &Target, p: &Params, f: &Fixtures) -> Re
                 (false, true) => p.fresh_ping_n,
                 (true, true) => p.fresh_json_n,
             };
-            let (p50, p99) = latency(sock, &uri, fresh, n, p.warmup).await?;
-            vec![(format!("{name}.p50"), p50), (format!("{name}.p99"), p99)]
+            let [p50, p99, mean, cpu] = latency(sock, t.probe, &uri, fresh, n, p.warmup).await?;
+            vec![
+                (format!("{name}.p50"), p50),
+                (format!("{name}.p99"), p99),
+                (format!("{name}.mean"), mean),
+                (format!("{name}.cpu"), cpu),
+            ]
         }
-        Scenario::Rps(conns) => vec![(name, rps(sock, conns, p.rps_warm, p.rps_dur).await?)],
+        Scenario::Rps(conns) => {
+            let (rate, cpu) = rps(sock, t.probe, conns, p.rps_warm, p.rps_dur).await?;
+            vec![(name.clone(), rate), (format!("{name}.cpu"), cpu)]
+        }
         Scenario::Download => {
             let (image, tar) = f.big_image.as_ref().context("no big image")?;
             vec![(name, download(sock, image, tar.len() as u64).await?)]
@@ -236,11 +280,11 @@ pub(crate) async fn run(s: Scenario, t: &Target, p: &Params, f: &Fixtures) -> Re
         }
         Scenario::Idle => {
             let id = f.cat_container.as_ref().context("no cat container")?;
-            match idle(sock, t.mem, id, p.idle_n).await? {
+            match idle(sock, t.probe, id, p.idle_n).await? {
                 None => Vec::new(),
                 Some([before, during, after]) => vec![
-                    ("idle.before".into(), before),
                     ("idle.rss".into(), during),
+                    ("idle.before".into(), before),
                     ("idle.after".into(), after),
                     ("idle.retained".into(), after - before),
                 ],
@@ -253,17 +297,22 @@ fn mib_per_s(bytes: u64, dt: Duration) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / dt.as_secs_f64()
 }
 
-/// p50 and p99 in µs.
+/// p50, p99 and mean in µs, and the forwarder's CPU µs per request (NaN for direct).
 async fn latency(
     sock: &Path,
+    probe: Probe,
     uri: &Uri,
     fresh: bool,
     n: usize,
     warmup: usize,
-) -> Result<(f64, f64)> {
+) -> Result<[f64; 4]> {
     let mut us = Vec::with_capacity(n);
+    let mut meter = CpuMeter::start(probe);
     if fresh {
         for i in 0..warmup + n {
+            if i == warmup {
+                meter = CpuMeter::start(probe);
+            }
             let t = Instant::now();
             let (mut s, conn) = client::http::<Empty<Bytes>>(sock).await?;
             client::get(&mut s, uri).await?;
@@ -278,6 +327,9 @@ async fn latency(
     } else {
         let (mut s, _conn) = client::http::<Empty<Bytes>>(sock).await?;
         for i in 0..warmup + n {
+            if i == warmup {
+                meter = CpuMeter::start(probe);
+            }
             let t = Instant::now();
             client::get(&mut s, uri).await?;
             let dt = t.elapsed();
@@ -286,12 +338,25 @@ async fn latency(
             }
         }
     }
-    Ok((percentile(&mut us, 50.0), percentile(&mut us, 99.0)))
+    let mean = us.iter().sum::<f64>() / us.len().max(1) as f64;
+    let cpu = meter.per_request(n as u64).unwrap_or(f64::NAN);
+    Ok([
+        percentile(&mut us, 50.0),
+        percentile(&mut us, 99.0),
+        mean,
+        cpu,
+    ])
 }
 
 /// `GET /_ping` per second over `conns` keep-alive connections, counted over `dur`
-/// after `warm`.
-async fn rps(sock: &Path, conns: usize, warm: Duration, dur: Duration) -> Result<f64> {
+/// after `warm`; and the forwarder's CPU µs per request over that time.
+async fn rps(
+    sock: &Path,
+    probe: Probe,
+    conns: usize,
+    warm: Duration,
+    dur: Duration,
+) -> Result<(f64, f64)> {
     let barrier = Arc::new(tokio::sync::Barrier::new(conns + 1));
     let (tx, rx) = tokio::sync::watch::channel(None::<(Instant, Instant)>);
     let mut tasks = tokio::task::JoinSet::new();
@@ -331,12 +396,18 @@ async fn rps(sock: &Path, conns: usize, warm: Duration, dur: Duration) -> Result
     }
     barrier.wait().await;
     let t0 = Instant::now();
-    let _ = tx.send(Some((t0 + warm, t0 + warm + dur)));
+    let (start, end) = (t0 + warm, t0 + warm + dur);
+    let _ = tx.send(Some((start, end)));
+    tokio::time::sleep_until(start.into()).await;
+    let meter = CpuMeter::start(probe);
+    tokio::time::sleep_until(end.into()).await;
+    let spent = meter.per_request(1);
     let mut total = 0;
     while let Some(r) = tasks.join_next().await {
         total += r??;
     }
-    Ok(total as f64 / dur.as_secs_f64())
+    let cpu = spent.map_or(f64::NAN, |us| us / total.max(1) as f64);
+    Ok((total as f64 / dur.as_secs_f64(), cpu))
 }
 
 /// MiB/s of `GET /images/{image}/get`, checking the length.
@@ -466,7 +537,7 @@ impl Checker<'_> {
 
 /// Opens `n` idle attach sessions to `container`; returns the target's memory (MiB)
 /// before, with them open, and after closing them (None when not measured).
-async fn idle(sock: &Path, mem: MemProbe, container: &str, n: usize) -> Result<Option<[f64; 3]>> {
+async fn idle(sock: &Path, mem: Probe, container: &str, n: usize) -> Result<Option<[f64; 3]>> {
     const LINE: &[u8] = b"berth-bench idle check\n";
     let Some(_) = mem.kib() else {
         return Ok(None);
