@@ -2,114 +2,184 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::watchdog;
 
-/// `berth serve` running for a test; stopped on drop or when the test process exits.
+/// How long berth gets to accept connections on its socket.
+const LISTEN_WITHIN: Duration = Duration::from_secs(30);
+
+/// When the test process is gone: kill berth (if `$SVC` still is a process whose
+/// command line names its socket `$NEEDLE`) and remove `$D`.
+const CLEANUP: &str = r#"
+if alive "$SVC" && grep -qF -- "$NEEDLE" "/proc/$SVC/cmdline" 2>/dev/null; then kill -KILL "$SVC"; fi
+rm -rf "$D"
+"#;
+
+/// `berth serve` running for a test, on a socket in its own temp dir. Killed on drop or
+/// when the test process goes away.
 #[derive(Debug)]
 pub struct BerthProcess {
     dir: PathBuf,
+    socket: PathBuf,
+    child: Child,
     watchdog: Child,
-    pid: u32,
+    exited: Option<ExitStatus>,
 }
 
 impl BerthProcess {
-    /// Runs `bin serve --engine engine_url -H unix://<tmp>/berth.sock extra_args…` and
-    /// waits until the socket accepts connections (30 s).
-    pub fn start(bin: &Path, engine_url: &str, extra_args: &[&str]) -> io::Result<Self> {
-        let mut args = vec!["--engine".to_owned(), engine_url.to_owned()];
-        args.extend(extra_args.iter().map(|s| (*s).to_owned()));
-        Self::start_with(bin, &args)
-    }
-
-    /// Runs `bin serve -H unix://<tmp>/berth.sock args…`.
-    pub fn start_with(bin: &Path, args: &[String]) -> io::Result<Self> {
+    /// Runs `<bin> serve --engine <engine_url> -H unix://<tempdir>/berth.sock
+    /// <extra_args…>` with `RUST_LOG` unset (stdout and stderr go to a file in the temp
+    /// dir), and blocks until the socket accepts connections (30 s).
+    pub fn start(bin: &Path, engine_url: &str, extra_args: &[&str]) -> io::Result<BerthProcess> {
         let dir = tempfile::Builder::new()
             .prefix("bt-berth-")
-            .tempdir_in("/tmp")?
+            .tempdir_in(std::env::temp_dir())?
             .keep();
-        let d = dir.display();
-        let quoted: Vec<String> = args
-            .iter()
-            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
-            .collect();
-        let script = format!(
-            "env -u RUST_LOG {bin} serve -H unix://{d}/berth.sock {} > {d}/berth.log 2>&1 < /dev/null &\nSVC=$!\necho $SVC > {d}/berth.pid\n",
-            quoted.join(" "),
-            bin = bin.display(),
-        );
-        let cleanup = format!(
-            "kill $SVC 2>/dev/null; for i in $(seq 1 100); do kill -0 $SVC 2>/dev/null || break; sleep 0.1; done; kill -9 $SVC 2>/dev/null; rm -rf {d}"
-        );
-        let watchdog = watchdog::spawn(&script, &cleanup, &dir.join("watchdog.log"))?;
-        let sock = dir.join("berth.sock");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let pid = loop {
-            if let Ok(pid) = std::fs::read_to_string(dir.join("berth.pid")) {
-                if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
-                    break pid.trim().parse().unwrap_or(0);
-                }
+        let socket = dir.join("berth.sock");
+        let host = format!("unix://{}", socket.display());
+        let mut args = vec!["serve", "--engine", engine_url, "-H", &host];
+        args.extend_from_slice(extra_args);
+        Self::spawn_in(dir, bin, &args, socket)
+    }
+
+    /// Runs `<bin> <args…>` (the caller passes `serve` and every flag) and blocks until
+    /// `socket` accepts connections. For listeners elsewhere than the temp dir.
+    pub fn start_args(bin: &Path, args: &[&str], socket: &Path) -> io::Result<BerthProcess> {
+        let dir = tempfile::Builder::new()
+            .prefix("bt-berth-")
+            .tempdir_in(std::env::temp_dir())?
+            .keep();
+        Self::spawn_in(dir, bin, args, socket.to_owned())
+    }
+
+    fn spawn_in(dir: PathBuf, bin: &Path, args: &[&str], socket: PathBuf) -> io::Result<Self> {
+        let log = std::fs::File::create(dir.join("berth.log"))?;
+        let child = Command::new(bin)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| io::Error::other(format!("spawning {}: {e}", bin.display())))?;
+        let watchdog = match watchdog::spawn(
+            CLEANUP,
+            false,
+            &[
+                ("D", dir.display().to_string()),
+                ("SVC", child.id().to_string()),
+                ("NEEDLE", socket.display().to_string()),
+            ],
+            &dir.join("watchdog.log"),
+        ) {
+            Ok(w) => w,
+            Err(e) => {
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
             }
-            if Instant::now() > deadline {
+        };
+        let mut berth = BerthProcess {
+            dir,
+            socket,
+            child,
+            watchdog,
+            exited: None,
+        };
+        let started = Instant::now();
+        loop {
+            if std::os::unix::net::UnixStream::connect(&berth.socket).is_ok() {
+                return Ok(berth);
+            }
+            if let Some(status) = berth.child.try_wait()? {
+                berth.exited = Some(status);
                 return Err(io::Error::other(format!(
-                    "berth did not listen within 30 s: {}",
-                    std::fs::read_to_string(dir.join("berth.log")).unwrap_or_default()
+                    "berth {args:?} exited ({status}) before listening on {}; it printed:\n{}",
+                    berth.socket.display(),
+                    berth.stderr_log()
                 )));
             }
+            if started.elapsed() > LISTEN_WITHIN {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "berth {args:?} did not listen on {} within {LISTEN_WITHIN:?}; it printed:\n{}",
+                        berth.socket.display(),
+                        berth.stderr_log()
+                    ),
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
-        };
-        Ok(Self { dir, watchdog, pid })
+        }
     }
 
-    /// The API socket.
-    pub fn socket(&self) -> PathBuf {
-        self.dir.join("berth.sock")
+    /// The API socket berth listens on.
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 
-    /// `unix:///…/berth.sock`.
+    /// `unix:///…/berth.sock`, for `DOCKER_HOST` or `-H`.
     pub fn host(&self) -> String {
-        format!("unix://{}", self.socket().display())
+        format!("unix://{}", self.socket.display())
     }
 
     /// berth's pid.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.child.id()
     }
 
-    /// What berth logged so far.
+    /// The temp dir (log, socket).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What berth printed so far (stderr and stdout).
     pub fn stderr_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("berth.log")).unwrap_or_default()
     }
 
-    /// Open file descriptors of the berth process.
-    pub fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map_or(0, |d| d.count())
+    /// Whether berth has exited (it is reaped if so).
+    pub fn has_exited(&mut self) -> bool {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().ok().flatten();
+        }
+        self.exited.is_some()
     }
 
-    /// SIGTERM, then wait up to 15 s for berth to exit; returns whether it exited.
-    pub fn stop(&mut self) -> io::Result<bool> {
-        let pid = nix::unistd::Pid::from_raw(self.pid as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if !watchdog::alive(self.pid) {
-                return Ok(true);
+    /// SIGTERM, wait up to 10 s (then SIGKILL); returns the exit status.
+    pub fn stop(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.exited {
+            return Ok(status);
+        }
+        watchdog::signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                self.child.kill()?;
+                break self.child.wait()?;
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(false)
+        };
+        self.exited = Some(status);
+        Ok(status)
     }
 }
 
 impl Drop for BerthProcess {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.watchdog.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.watchdog.wait();
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // SIGTERM makes the watchdog exit without its cleanup: done here.
+        watchdog::finish(&mut self.watchdog);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -2,156 +2,383 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::watchdog;
+use crate::{watchdog, wire};
 
-/// A dockerd started for tests; stopped and cleaned up on drop or when the test
-/// process exits.
+/// How long dockerd gets to answer `GET /_ping` after it was started.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// Stops dockerd and everything it started, unmounts, deletes the netns and the
+/// directory. Inputs: `$D` (the engine dir), `$NS` (netns name), `$SVC` (dockerd pid).
+/// Container processes are found through their cgroups (paused ones are thawed first,
+/// since a frozen process does not die); containerd and its shims (and a stale dockerd) through
+/// `$D/exec/` or `$D/data` on their command lines.
+const CLEANUP: &str = r#"
+ids=""
+for c in "$D"/data/containers/*/; do [ -d "$c" ] && ids="$ids $(basename "$c")"; done
+for id in $ids; do
+  for f in /sys/fs/cgroup/freezer/docker/$id/freezer.state; do [ -e "$f" ] && echo THAWED > "$f"; done
+  for f in /sys/fs/cgroup/docker/$id/cgroup.freeze /sys/fs/cgroup/system.slice/docker-$id.scope/cgroup.freeze; do [ -e "$f" ] && echo 0 > "$f"; done
+done 2>/dev/null
+if alive "$SVC" && grep -qF -- "$D/" "/proc/$SVC/cmdline" 2>/dev/null; then
+  kill -TERM "$SVC" 2>/dev/null
+  i=0; while alive "$SVC" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+  alive "$SVC" && kill -KILL "$SVC" 2>/dev/null
+fi
+for id in $ids; do
+  for f in /sys/fs/cgroup/pids/docker/$id/cgroup.procs /sys/fs/cgroup/unified/docker/$id/cgroup.procs \
+           /sys/fs/cgroup/docker/$id/cgroup.procs /sys/fs/cgroup/system.slice/docker-$id.scope/cgroup.procs; do
+    [ -e "$f" ] && for p in $(cat "$f"); do kill -KILL "$p"; done
+  done
+done 2>/dev/null
+for p in /proc/[0-9]*; do
+  pid=${p#/proc/}
+  [ "$pid" = "$$" ] && continue
+  { grep -qF -- "$D/exec/" "$p/cmdline" || grep -qF -- "$D/data" "$p/cmdline"; } 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+done
+sleep 0.2
+for m in $(awk -v p="$D/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null; done
+[ -e "/var/run/netns/$NS" ] && ip netns del "$NS" 2>/dev/null
+rm -rf "$D" 2>/dev/null || { sleep 0.5; rm -rf "$D"; }
+"#;
+
+/// A dockerd started for tests, in network namespace `netns` with everything under one
+/// temp directory. Dropping it (or the test process going away) stops dockerd and its
+/// containers and removes the namespace and the directory.
 #[derive(Debug)]
 pub struct TestEngine {
     dir: PathBuf,
+    socket: PathBuf,
     netns: String,
+    dockerd: Child,
     watchdog: Child,
 }
 
 impl TestEngine {
-    /// Starts dockerd in a new network namespace `name` (`[a-z0-9-]`, at most 15 bytes),
-    /// and waits until it answers `GET /_ping` (60 s).
-    pub fn start(name: &str) -> io::Result<Self> {
-        for (program, package) in [
+    /// Starts dockerd in a new netns named `name` (<= 15 chars, `[a-z0-9-]`), with
+    /// data-root, exec-root, pidfile and log under a fresh temp dir, listening on a unix
+    /// socket in that dir. Blocks until `GET /_ping` answers (60 s; the error carries the
+    /// tail of dockerd's log). Leftovers of a crashed run with the same name are removed
+    /// first. Needs root; fails naming the Debian package when a program is missing.
+    ///
+    /// The name must not be in use by a live engine: tests add their pid to it.
+    pub fn start(name: &str) -> io::Result<TestEngine> {
+        if name.is_empty()
+            || name.len() > 15
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("engine name {name:?}: want 1 to 15 of [a-z0-9-]"),
+            ));
+        }
+        if !nix::unistd::geteuid().is_root() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "TestEngine needs root (network namespaces, dockerd): run the tests as root",
+            ));
+        }
+        watchdog::require(&[
             ("dockerd", "docker.io"),
+            ("containerd", "docker.io"),
+            ("runc", "docker.io"),
             ("ip", "iproute2"),
             ("nsenter", "util-linux"),
-            ("curl", "curl"),
-        ] {
-            if !watchdog::have(program) {
-                return Err(io::Error::other(format!(
-                    "{program} not found: apt-get install {package} (tests start real engines and need root)"
-                )));
-            }
-        }
+            ("setsid", "util-linux"),
+            ("umount", "mount"),
+        ])?;
+        remove_stale(name)?;
+
         let dir = tempfile::Builder::new()
             .prefix(&format!("{name}-"))
-            .tempdir_in("/tmp")?
+            .tempdir_in(std::env::temp_dir())?
             .keep();
-        let sock = dir.join("docker.sock");
-        let d = dir.display();
-        // A leftover namespace from a crashed run is replaced.
-        let script = format!(
-            r#"
-ip netns del {name} 2>/dev/null
-ip netns add {name} && ip netns exec {name} ip link set lo up || exit 1
-echo '{{}}' > {d}/daemon.json
-nsenter --net=/var/run/netns/{name} setsid dockerd --config-file {d}/daemon.json --shutdown-timeout 1 \
-  --data-root {d}/data --exec-root {d}/exec --pidfile {d}/dockerd.pid \
-  -H unix://{d}/docker.sock > {d}/dockerd.log 2>&1 < /dev/null &
-SVC=$!
-"#
-        );
-        // Patterns are written `[c]…` so that pkill does not match this very script.
-        let cleanup = format!(
-            r#"kill $SVC 2>/dev/null; for i in $(seq 1 100); do kill -0 $SVC 2>/dev/null || break; sleep 0.1; done; kill -9 $SVC 2>/dev/null;
-for c in {d}/data/containers/*; do id=$(basename "$c"); for p in $(cat /sys/fs/cgroup/pids/docker/$id/cgroup.procs /sys/fs/cgroup/docker/$id/cgroup.procs 2>/dev/null); do kill -9 $p 2>/dev/null; done; done;
-pkill -9 -f "[c]ontainerd-shim.*{d}/" 2>/dev/null;
-pkill -9 -f "[c]ontainerd --config {d}/" 2>/dev/null;
-for m in $(awk -v p="{d}/" 'index($2, p) == 1 {{ print $2 }}' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null; done;
-ip netns del {name} 2>/dev/null; rm -rf {d}"#
-        );
-        let watchdog = watchdog::spawn(&script, &cleanup, &dir.join("watchdog.log"))?;
-        let engine = Self {
+        std::fs::write(dir.join("owner.pid"), std::process::id().to_string())?;
+        std::fs::write(dir.join("daemon.json"), "{}\n")?;
+        let socket = dir.join("docker.sock");
+
+        run("ip", &["netns", "add", name])?;
+        if let Err(e) = run(
+            "ip",
+            &["netns", "exec", name, "ip", "link", "set", "lo", "up"],
+        ) {
+            let _ = run("ip", &["netns", "del", name]);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+
+        let log = std::fs::File::create(dir.join("dockerd.log"))?;
+        // nsenter, not `ip netns exec` (which remounts /sys); setsid so that dockerd and
+        // its children are their own session, out of reach of the terminal's signals.
+        // The child is not a group leader, so setsid execs in place: the pid is dockerd's.
+        let spawned = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{name}"))
+            .arg("setsid")
+            .arg("dockerd")
+            .arg("--config-file")
+            .arg(dir.join("daemon.json"))
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .args(["--shutdown-timeout", "2"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn();
+        let dockerd = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = run("ip", &["netns", "del", name]);
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(io::Error::other(format!("spawning dockerd: {e}")));
+            }
+        };
+        let watchdog = match watchdog::spawn(
+            CLEANUP,
+            true,
+            &[
+                ("D", dir.display().to_string()),
+                ("NS", name.to_owned()),
+                ("SVC", dockerd.id().to_string()),
+            ],
+            &dir.join("watchdog.log"),
+        ) {
+            Ok(w) => w,
+            Err(e) => {
+                let mut dockerd = dockerd;
+                let _ = dockerd.kill();
+                let _ = dockerd.wait();
+                let _ = run("ip", &["netns", "del", name]);
+                return Err(io::Error::other(format!("spawning the watchdog: {e}")));
+            }
+        };
+        // From here on, Drop cleans up whatever happens.
+        let mut engine = TestEngine {
             dir,
+            socket,
             netns: name.to_owned(),
+            dockerd,
             watchdog,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !ping(&sock) {
-            if Instant::now() > deadline {
+        let started = Instant::now();
+        loop {
+            if let Ok(resp) = wire::request(&engine.socket, "GET", "/_ping", &[], b"") {
+                if resp.status == 200 {
+                    return Ok(engine);
+                }
+            }
+            if let Ok(Some(status)) = engine.dockerd.try_wait() {
                 return Err(io::Error::other(format!(
-                    "engine {name} did not answer /_ping within 60 s; log:\n{}",
-                    engine.log_tail()
+                    "dockerd for engine {name} exited ({status}) before answering /_ping; log tail:\n{}",
+                    engine.log_tail(30)
                 )));
+            }
+            if started.elapsed() > READY_WITHIN {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "engine {name} did not answer GET /_ping within {READY_WITHIN:?}; log tail:\n{}",
+                        engine.log_tail(30)
+                    ),
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Ok(engine)
     }
 
-    /// The engine's socket.
-    pub fn socket(&self) -> PathBuf {
-        self.dir.join("docker.sock")
+    /// The engine's API socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 
     /// `unix:///…/docker.sock`, for `DOCKER_HOST` or `-H`.
     pub fn host(&self) -> String {
-        format!("unix://{}", self.socket().display())
+        format!("unix://{}", self.socket.display())
     }
 
-    /// The network namespace name (under /var/run/netns).
+    /// The network namespace name (as in /var/run/netns).
     pub fn netns(&self) -> &str {
         &self.netns
     }
 
-    /// dockerd's pid.
-    pub fn pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.dir.join("dockerd.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    /// Imports a busybox-static rootfs as image `tag`.
-    pub fn import_busybox(&self, tag: &str) -> io::Result<()> {
-        let tar = crate::busybox_rootfs_tar(&self.dir)?;
-        let out = crate::DockerCli::new(&self.host()).run(&[
-            "import",
-            tar.to_str().unwrap_or_default(),
-            tag,
-        ]);
-        if out.code == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!("docker import: {}", out.stderr)))
-        }
-    }
-
-    /// The last lines of dockerd's log.
-    pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// The engine's directory.
+    /// The engine's directory (data-root, exec-root, log).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// dockerd's pid.
+    pub fn dockerd_pid(&self) -> u32 {
+        self.dockerd.id()
+    }
+
+    /// Imports a busybox-static rootfs as image `tag` (e.g. `busybox:latest`), with
+    /// `CMD ["sh"]` and `PATH=/bin`; does nothing if `tag` already exists.
+    pub fn import_busybox(&self, tag: &str) -> io::Result<()> {
+        let exists = wire::request(
+            &self.socket,
+            "GET",
+            &format!("/images/{}/json", wire::encode_query(tag)),
+            &[],
+            b"",
+        )?;
+        if exists.status == 200 {
+            return Ok(());
+        }
+        let (repo, version) = match tag.rsplit_once(':') {
+            Some((r, v)) if !v.contains('/') => (r, v),
+            _ => (tag, "latest"),
+        };
+        let tar = crate::busybox_rootfs_tar(&self.dir)?;
+        let body = std::fs::read(&tar)?;
+        let path = format!(
+            "/images/create?fromSrc=-&repo={}&tag={}&changes={}&changes={}",
+            wire::encode_query(repo),
+            wire::encode_query(version),
+            wire::encode_query(r#"CMD ["sh"]"#),
+            wire::encode_query("ENV PATH=/bin"),
+        );
+        let resp = wire::request(
+            &self.socket,
+            "POST",
+            &path,
+            &[("Content-Type", "application/x-tar")],
+            &body,
+        )?;
+        let text = resp.text();
+        if resp.status != 200 || text.contains("errorDetail") {
+            return Err(io::Error::other(format!(
+                "importing busybox as {tag}: {resp}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The last `lines` lines of dockerd's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.dir.join("dockerd.log"), lines)
     }
 }
 
 impl Drop for TestEngine {
     fn drop(&mut self) {
-        // SIGTERM to the watchdog runs its cleanup; wait for it.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.watchdog.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.watchdog.wait();
+        // The watchdog's SIGTERM trap runs the cleanup (dockerd SIGTERM, SIGKILL after
+        // 10 s, containers, containerd, mounts, netns, directory); wait for it.
+        watchdog::finish(&mut self.watchdog);
+        let _ = self.dockerd.kill();
+        let _ = self.dockerd.wait();
     }
 }
 
-fn ping(sock: &Path) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::os::unix::net::UnixStream::connect(sock) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
+/// Removes what a crashed run left under the same name: processes inside the old
+/// namespace or using an old directory, their mounts, the namespace and the directory.
+/// Refuses if the old directory belongs to a live process (another run in progress).
+fn remove_stale(name: &str) -> io::Result<()> {
+    let tmp = std::env::temp_dir();
+    let prefix = format!("{name}-");
+    let mut stale_dirs = Vec::new();
+    for entry in std::fs::read_dir(&tmp)?.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(suffix) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        // tempfile's suffix: 6 alphanumerics; anything else is not ours.
+        if suffix.len() != 6 || !suffix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            continue;
+        }
+        let path = entry.path();
+        if let Some(owner) = std::fs::read_to_string(path.join("owner.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            if owner != std::process::id() && watchdog::alive(owner) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "engine name {name} is in use by live process {owner} ({}); pick another name",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        stale_dirs.push(path);
     }
-    let mut buf = [0u8; 12];
-    s.read_exact(&mut buf).is_ok() && &buf[9..12] == b"200"
+    let netns_path = Path::new("/var/run/netns").join(name);
+    if !netns_path.exists() && stale_dirs.is_empty() {
+        return Ok(());
+    }
+    // Processes still inside the old namespace (a dockerd whose watchdog died too).
+    if let Ok(ns) = std::fs::metadata(&netns_path) {
+        use std::os::unix::fs::MetadataExt;
+        for pid in pids() {
+            if pid == std::process::id() {
+                continue;
+            }
+            if let Ok(m) = std::fs::metadata(format!("/proc/{pid}/ns/net")) {
+                if m.ino() == ns.ino() && m.dev() == ns.dev() {
+                    watchdog::signal(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+    }
+    for dir in &stale_dirs {
+        let script = format!("{}\n{CLEANUP}", "alive() { [ -e \"/proc/$1\" ]; }");
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .env("D", dir)
+            .env("NS", name)
+            .env("SVC", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    if netns_path.exists() {
+        run("ip", &["netns", "del", name])?;
+    }
+    Ok(())
+}
+
+fn pids() -> Vec<u32> {
+    std::fs::read_dir("/proc").map_or_else(
+        |_| Vec::new(),
+        |d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+                .collect()
+        },
+    )
+}
+
+/// Runs a command to completion; an error carries its stderr.
+fn run(program: &str, args: &[&str]) -> io::Result<()> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| io::Error::other(format!("{program} {args:?}: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{program} {args:?}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }

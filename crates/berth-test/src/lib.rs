@@ -1,43 +1,85 @@
 //! Test support for berth: real parts, started by the tests themselves.
 //!
 //! ```text
-//! test ──► DockerCli ──► BerthProcess (berth serve) ──► TestEngine (dockerd in its own netns)
-//!     └──────────────────────────────────────────────────┘ (direct, for comparison)
+//! test ─► DockerCli / wire ─► BerthProcess (`berth serve`) ─► TestEngine (dockerd in its own netns)
+//!     └─────────────────────────────────────────────────────────┘  (direct, for comparison)
 //! ```
 //!
-//! Engines and berth processes are started through a small shell *watchdog* that
-//! kills them and removes their network namespace and files when the test process
-//! goes away, however it goes (Rust never drops statics, and a SIGKILLed test runs no
-//! destructor). Tests share one engine per test binary and isolate themselves by names.
+//! - [`TestEngine`]: a throwaway dockerd with its own network namespace, data-root,
+//!   exec-root and socket under a fresh temp dir. Needs root.
+//! - [`BerthProcess`]: the berth binary running `berth serve` on a temp socket.
+//! - [`DockerCli`]: the real docker CLI against one socket, with a timeout.
+//! - [`wire`]: raw HTTP/1.1 over a Unix socket, for wire-level checks.
+//! - [`assert_eventually!`]: for state that settles asynchronously.
+//!
+//! Every process is watched by a small shell *watchdog* that cleans up (kills the
+//! process tree, unmounts, deletes the netns and the directory) when the test process
+//! goes away, however it goes: Rust never drops statics, and a SIGKILLed test runs no
+//! destructor. Tests share one engine per test binary (through a `OnceLock`) and
+//! isolate themselves by container, image, volume and network names.
+//!
+//! The API is synchronous std so that benchmarks can use it too.
 
 mod berth;
 mod docker_cli;
 mod engine;
 mod images;
+pub mod procfs;
 mod watchdog;
+pub mod wire;
 
 pub use berth::BerthProcess;
-pub use docker_cli::{DockerCli, Outcome};
+pub use docker_cli::{CliOutput, DockerCli};
 pub use engine::TestEngine;
 pub use images::busybox_rootfs_tar;
 
-/// Retries `$cond` until it holds or `$secs` (default 10) seconds pass, then panics with
-/// the message (linkerd's `assert_eventually!`).
+/// Multiplier for every wait in [`assert_eventually!`], from `BERTH_TEST_PATIENCE`
+/// (a positive number, default 1). Raise it on slow or loaded machines.
+pub fn patience() -> f64 {
+    std::env::var("BERTH_TEST_PATIENCE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|p| *p > 0.0)
+        .unwrap_or(1.0)
+}
+
+/// Retries `$cond` every 50 ms until it holds or the patience runs out (10 s by
+/// default, or `within = DURATION`, both scaled by [`patience`]), then panics with the
+/// message (linkerd's `assert_eventually!`).
+///
+/// ```no_run
+/// # use berth_test::assert_eventually;
+/// # let count = || 1;
+/// assert_eventually!(count() == 1, "count is {}", count());
+/// assert_eventually!(within = std::time::Duration::from_secs(2), count() == 1);
+/// ```
 #[macro_export]
 macro_rules! assert_eventually {
-    ($cond:expr, $($msg:tt)+) => {
-        $crate::assert_eventually!(@secs 10, $cond, $($msg)+)
+    (within = $within:expr, $cond:expr $(,)?) => {
+        $crate::assert_eventually!(within = $within, $cond, "{}", stringify!($cond))
     };
-    (@secs $secs:expr, $cond:expr, $($msg:tt)+) => {{
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs($secs);
+    (within = $within:expr, $cond:expr, $($msg:tt)+) => {{
+        let within: ::std::time::Duration = $within;
+        let within = within.mul_f64($crate::patience());
+        let started = ::std::time::Instant::now();
         loop {
             if $cond {
                 break;
             }
-            if std::time::Instant::now() > deadline {
-                panic!($($msg)+);
+            if started.elapsed() > within {
+                panic!(
+                    "assert_eventually: not true after {:?}: {}",
+                    within,
+                    format_args!($($msg)+)
+                );
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            ::std::thread::sleep(::std::time::Duration::from_millis(50));
         }
     }};
+    ($cond:expr $(,)?) => {
+        $crate::assert_eventually!(within = ::std::time::Duration::from_secs(10), $cond)
+    };
+    ($cond:expr, $($msg:tt)+) => {
+        $crate::assert_eventually!(within = ::std::time::Duration::from_secs(10), $cond, $($msg)+)
+    };
 }

@@ -94,7 +94,7 @@ fn an_engine_killed_mid_stream_ends_the_stream_and_berth_keeps_serving() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    let pid = engine.pid().expect("dockerd pid");
+    let pid = engine.dockerd_pid() as i32;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -131,19 +131,17 @@ fn the_socket_is_not_stolen_and_is_removed_on_shutdown() {
     // A stale file (nothing answering) is replaced.
     let stale = dir.path().join("stale.sock");
     drop(UnixListener::bind(&stale).unwrap());
-    let third = BerthProcess::start_with(
+    let stale_host = format!("unix://{}", stale.display());
+    let third = BerthProcess::start_args(
         Path::new(BERTH),
-        &[
-            "--engine".into(),
-            engine.clone(),
-            "-H".into(),
-            format!("unix://{}", stale.display()),
-        ],
+        &["serve", "--engine", &engine, "-H", &stale_host],
+        &stale,
     )
     .unwrap();
     assert!(UnixStream::connect(&stale).is_ok());
     drop(third);
     // SIGTERM: exits and removes its socket.
-    assert!(first.stop().unwrap(), "berth did not exit on SIGTERM");
+    let status = first.stop().unwrap();
+    assert!(status.success(), "berth on SIGTERM: {status}");
     assert!(!first.socket().exists(), "socket left behind");
 }

@@ -68,7 +68,7 @@ fn random_bytes(len: usize) -> Vec<u8> {
 }
 
 /// Runs the same command both ways and returns both outcomes.
-fn both(args: &[&str]) -> (berth_test::Outcome, berth_test::Outcome) {
+fn both(args: &[&str]) -> (berth_test::CliOutput, berth_test::CliOutput) {
     (direct().run(args), via().run(args))
 }
 
@@ -90,7 +90,7 @@ fn run_exit_codes_and_errors_match_direct() {
 
 #[test]
 fn stdin_eof_reaches_the_container_and_output_continues() {
-    let out = via().run_with(
+    let out = via().run_stdin(
         &[
             "run",
             "-i",
@@ -100,8 +100,7 @@ fn stdin_eof_reaches_the_container_and_output_continues() {
             "-c",
             "cat; sleep 1; echo after",
         ],
-        Some(b"hi\n"),
-        &[],
+        b"hi\n",
     );
     assert_eq!(out.ok(), "hi\nafter");
 }
@@ -195,7 +194,7 @@ fn logs_follow_sees_lines_printed_later() {
     let started = Instant::now();
     let follow = cli
         .clone()
-        .with_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(5))
         .run(&["logs", "-f", name]);
     assert!(follow.stdout.contains("first\nsecond"), "{follow:?}");
     assert!(started.elapsed() >= Duration::from_secs(2));
@@ -213,10 +212,9 @@ fn exec_with_piped_stdin_and_with_a_tty() {
     let _ = cli.run(&["rm", "-f", name]);
     cli.run(&["run", "-d", "--name", name, IMAGE, "sleep", "300"])
         .ok();
-    let piped = cli.run_with(
+    let piped = cli.run_stdin(
         &["exec", "-i", name, "sh", "-c", "cat; echo done"],
-        Some(b"piped\n"),
-        &[],
+        b"piped\n",
     );
     assert_eq!(piped.ok(), "piped\ndone");
     let split = cli.run(&["exec", name, "sh", "-c", "echo out; echo err >&2"]);
@@ -342,22 +340,22 @@ fn legacy_build_with_a_large_context() {
         format!("FROM {IMAGE}\nCOPY blob /blob\nRUN wc -c /blob > /size\n"),
     )
     .unwrap();
-    let out = cli.run_with(
-        &["build", "-t", "pt-built:1", dir.path().to_str().unwrap()],
-        None,
-        &[("DOCKER_BUILDKIT", "0")],
-    );
+    let out = cli.clone().env("DOCKER_BUILDKIT", "0").run(&[
+        "build",
+        "-t",
+        "pt-built:1",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(out.code, 0, "{out:?}");
     let size = cli.run(&["run", "--rm", "pt-built:1", "cat", "/size"]);
     assert_eq!(size.ok(), format!("{} /blob", 60 << 20));
     let broken = dir.path().join("broken");
     std::fs::create_dir(&broken).unwrap();
     std::fs::write(broken.join("Dockerfile"), "FROM\n").unwrap();
-    let err = cli.run_with(
-        &["build", broken.to_str().unwrap()],
-        None,
-        &[("DOCKER_BUILDKIT", "0")],
-    );
+    let err = cli
+        .clone()
+        .env("DOCKER_BUILDKIT", "0")
+        .run(&["build", broken.to_str().unwrap()]);
     assert_ne!(err.code, 0);
     assert!(
         !err.stderr.contains("berth"),
@@ -646,7 +644,7 @@ fn clients_going_away_mid_stream_leak_nothing() {
     .ok();
     // Settle: let pooled connections form.
     cli.run(&["ps"]).ok();
-    let baseline = s.berth.open_fds();
+    let baseline = berth_test::procfs::open_fds(s.berth.pid());
     for _ in 0..3 {
         // Mid-attach: an upgraded attach dropped by the client.
         let mut a = UnixStream::connect(s.berth.socket()).unwrap();
@@ -672,10 +670,10 @@ fn clients_going_away_mid_stream_leak_nothing() {
         drop(l);
     }
     assert_eventually!(
-        @secs 15,
-        s.berth.open_fds() <= baseline + 2,
+        within = Duration::from_secs(15),
+        berth_test::procfs::open_fds(s.berth.pid()) <= baseline + 2,
         "berth holds {} fds, {} before the abandoned exchanges",
-        s.berth.open_fds(),
+        berth_test::procfs::open_fds(s.berth.pid()),
         baseline
     );
     cli.run(&["rm", "-f", name]).ok();
