@@ -80,7 +80,7 @@ async fn handle(state: &ControlState, req: Request<Incoming>) -> Response<Full<B
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     listeners: state.listeners.clone(),
                     machines,
-                    forwards: Vec::new(),
+                    forwards: state.machines.forwards(),
                 },
             )
         }

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use berth_engine::{EngineSupervisor, MachineConfig, MachineState};
-use berth_gateway::{EngineLifecycle, Guest, GuestOptions, GuestTimeouts, PathTranslator};
+use berth_gateway::{
+    EngineLifecycle, Guest, GuestOptions, GuestTimeouts, PathTranslator, PortPublisher,
+};
 use berth_guest::{GuestConnector, GuestEndpoint};
+use berth_host::{GuestNet, PortForwarder, PortSync};
 use serde::Serialize;
 
 use crate::cmd::UsageError;
@@ -22,6 +25,8 @@ pub(crate) struct Machine {
     pub(crate) supervisor: Option<Arc<EngineSupervisor>>,
     /// A managed machine's own directory (data, logs, socket).
     pub(crate) state_dir: Option<std::path::PathBuf>,
+    /// A managed machine's published ports, brought from its network namespace to the host.
+    pub(crate) ports: Option<PortForwarder>,
 }
 
 /// All machines; the default one first.
@@ -75,6 +80,37 @@ impl MachineSet {
         }
     }
 
+    /// Keeps every machine's forwards in step with its engine's events until `stop`.
+    pub(crate) fn sync_ports(&self, stop: &tokio::sync::watch::Receiver<bool>) {
+        for machine in &self.machines {
+            if let Some(ports) = &machine.ports {
+                let mut stop = stop.clone();
+                tokio::spawn(PortSync::run(
+                    ports.clone(),
+                    machine.guest.connector().clone(),
+                    async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Every active forward, for `berth status`.
+    pub(crate) fn forwards(&self) -> Vec<serde_json::Value> {
+        self.machines
+            .iter()
+            .filter_map(|m| Some((m, m.ports.as_ref()?)))
+            .flat_map(|(m, ports)| {
+                ports.list().into_iter().map(|f| {
+                    let mut v = serde_json::to_value(&f).unwrap_or_default();
+                    v["machine"] = serde_json::Value::String(m.name.clone());
+                    v
+                })
+            })
+            .collect()
+    }
+
     /// Stops every managed machine cleanly (data is kept).
     pub(crate) async fn shutdown(&self) {
         for machine in &self.machines {
@@ -115,6 +151,7 @@ fn build_machine(
                 guest,
                 supervisor: None,
                 state_dir: None,
+                ports: None,
             })
         }
         MachineKind::Managed => {
@@ -129,6 +166,8 @@ fn build_machine(
                 EngineSupervisor::new(config).with_context(|| format!("machine {}", entry.name))?,
             );
             let endpoint = GuestEndpoint::Unix(supervisor.socket_path());
+            let ports = PortForwarder::new(GuestNet::Namespace(supervisor.netns_path()))
+                .with_context(|| format!("machine {}: port forwarder", entry.name))?;
             tracing::info!(machine = %entry.name, %endpoint, "managed engine (starts on first request)");
             let guest = Guest::new(
                 entry.name.clone(),
@@ -136,8 +175,8 @@ fn build_machine(
                 timeouts,
                 GuestOptions {
                     lifecycle: Some(Arc::new(ManagedLifecycle(Arc::clone(&supervisor)))),
+                    ports: Some(Arc::new(HostPorts(ports.clone()))),
                     paths: path_translator(entry),
-                    ..GuestOptions::default()
                 },
             );
             Ok(Machine {
@@ -145,8 +184,35 @@ fn build_machine(
                 guest,
                 supervisor: Some(supervisor),
                 state_dir: Some(config_dir),
+                ports: Some(ports),
             })
         }
+    }
+}
+
+/// The gateway's view of a machine's port forwarder (the start hook).
+#[derive(Debug)]
+struct HostPorts(PortForwarder);
+
+impl PortPublisher for HostPorts {
+    fn publish<'a>(
+        &'a self,
+        container_id: &'a str,
+        ports: &'a serde_json::Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            self.0
+                .apply(container_id, ports)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn unpublish<'a>(
+        &'a self,
+        container_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(self.0.remove(container_id))
     }
 }
 

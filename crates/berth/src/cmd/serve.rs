@@ -232,6 +232,8 @@ async fn serve(settings: Settings) -> Result<()> {
             }),
         ))
     });
+    let (sync_stop, sync_stop_rx) = tokio::sync::watch::channel(false);
+    machines.sync_ports(&sync_stop_rx);
     machines.resume();
 
     let audit = match &settings.audit {
@@ -251,6 +253,7 @@ async fn serve(settings: Settings) -> Result<()> {
     if let Some(task) = control_task {
         task.abort();
     }
+    let _ = sync_stop.send(true);
     tracing::info!("stopping managed machines");
     machines.shutdown().await;
     Ok(())

@@ -25,9 +25,26 @@ pub(crate) fn run(common: &CommonArgs, as_json: bool) -> Result<()> {
     }
     print_machines(&report);
     if !report.forwards.is_empty() {
-        println!("\nFORWARDS");
+        println!(
+            "\n{:<12} {:<5} {:<24} {:<12}  CONTAINER",
+            "MACHINE", "PROTO", "HOST", "CONTAINER PORT"
+        );
         for f in &report.forwards {
-            println!("  {f}");
+            let host_ip = f["host_ip"].as_str().unwrap_or("?");
+            let host = if host_ip.contains(':') {
+                format!("[{host_ip}]:{}", f["host_port"])
+            } else {
+                format!("{host_ip}:{}", f["host_port"])
+            };
+            let id = f["container_id"].as_str().unwrap_or("");
+            println!(
+                "{:<12} {:<5} {:<24} {:<12}  {}",
+                f["machine"].as_str().unwrap_or(""),
+                f["proto"].as_str().unwrap_or(""),
+                host,
+                f["container_port"],
+                &id[..id.len().min(12)]
+            );
         }
     }
     Ok(())
