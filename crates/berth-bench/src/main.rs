@@ -134,6 +134,7 @@ fn run(args: &Args) -> Result<()> {
     raise_nofile();
 
     let started = Instant::now();
+    let load_at_start = loadavg();
     let dir = tempfile::Builder::new().prefix("bb-bench-").tempdir()?;
     eprintln!("starting dockerd…");
     let engine = TestEngine::start(&format!("bb-{}", std::process::id()))
@@ -226,7 +227,14 @@ fn run(args: &Args) -> Result<()> {
     })?;
 
     let verdict = report::table(&samples, &targets, params.idle_n);
-    let mut md = header(args, &params, &version, started);
+    let mut md = header(
+        args,
+        &params,
+        &version,
+        started,
+        &load_at_start,
+        berth_bin.as_deref(),
+    );
     md.push_str(&verdict.table);
     let cpu = report::cpu_table(&samples, &targets);
     if !cpu.is_empty() {
@@ -340,7 +348,7 @@ fn berth_binary(args: &Args) -> Result<PathBuf> {
         if !status.success() {
             bail!("cargo build --release -p berth failed");
         }
-        return Ok(built);
+        return Ok(built.canonicalize().unwrap_or(built));
     }
     let candidates = match &args.berth {
         Some(p) => vec![p.clone()],
@@ -349,6 +357,7 @@ fn berth_binary(args: &Args) -> Result<PathBuf> {
     candidates
         .into_iter()
         .find(|p| p.is_file())
+        .map(|p| p.canonicalize().unwrap_or(p))
         .with_context(|| {
             "berth binary not found: build it first with `cargo build --release -p berth`, \
          or pass --berth PATH (or --build, or leave berth out with --targets)"
@@ -363,7 +372,39 @@ fn raise_nofile() {
     }
 }
 
-fn header(args: &Args, p: &Params, version: &serde_json::Value, started: Instant) -> String {
+/// The 1-minute load average (other work on the machine skews every row).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn first_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| {
+            let all = [o.stdout, o.stderr].concat();
+            String::from_utf8_lossy(&all)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
+fn header(
+    args: &Args,
+    p: &Params,
+    version: &serde_json::Value,
+    started: Instant,
+    load_at_start: &str,
+    berth_bin: Option<&Path>,
+) -> String {
     let date = Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
@@ -388,16 +429,46 @@ fn header(args: &Args, p: &Params, version: &serde_json::Value, started: Instant
         })
         .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
     let cmdline: Vec<String> = std::env::args().skip(1).collect();
+    let commit = first_line("git", &["-C", WORKSPACE, "describe", "--always", "--dirty"]);
+    let socat = first_line("sh", &["-c", "socat -V | grep 'socat version'"]);
+    let haproxy = first_line(
+        "sh",
+        &["-c", "haproxy -v 2>/dev/null || /usr/sbin/haproxy -v"],
+    );
+    let haproxy = haproxy.split(" - ").next().unwrap_or_default();
+    let berth = berth_bin.map_or_else(
+        || "not measured".to_owned(),
+        |b| {
+            let built = std::fs::metadata(b)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| {
+                    first_line(
+                        "date",
+                        &[
+                            "-u",
+                            "-d",
+                            &format!("@{}", d.as_secs()),
+                            "+%Y-%m-%d %H:%M UTC",
+                        ],
+                    )
+                })
+                .unwrap_or_default();
+            format!("`{}` built {built}", b.display())
+        },
+    );
     format!(
         "## berth-bench: {mode}, {rounds} rounds\n\n\
          - date: {date}\n\
          - machine: {nproc} CPUs (`nproc`), {model}, {mem_gib:.0} GiB\n\
-         - dockerd: {dv} (API {api})\n\
+         - dockerd: {dv} (API {api}); {socat}; {haproxy}\n\
+         - berth: {berth}, workspace at `{commit}`\n\
          - command: `cargo run --release -p berth-bench -- {cmd}`\n\
          - sizes: streams {stream} MiB, hijack {hijack} MiB, {idle} idle sessions; \
          latency over {ping}/{json} keep-alive and {fping}/{fjson} fresh requests \
          (`/_ping` / `/containers/json`) per round; req/s over {rps:.1} s per round\n\
-         - wall time: {wall:.0} s\n\n",
+         - wall time: {wall:.0} s; load average {load_at_start} at the start, {load_end} at the end\n\n",
         mode = if args.quick { "quick" } else { "full" },
         rounds = p.rounds,
         dv = version["Version"].as_str().unwrap_or("?"),
@@ -412,5 +483,6 @@ fn header(args: &Args, p: &Params, version: &serde_json::Value, started: Instant
         fjson = p.fresh_json_n,
         rps = p.rps_dur.as_secs_f64(),
         wall = started.elapsed().as_secs_f64(),
+        load_end = loadavg(),
     )
 }

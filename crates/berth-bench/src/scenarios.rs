@@ -286,6 +286,7 @@ pub(crate) async fn run(s: Scenario, t: &Target, p: &Params, f: &Fixtures) -> Re
                     ("idle.rss".into(), during),
                     ("idle.before".into(), before),
                     ("idle.after".into(), after),
+                    ("idle.growth".into(), during - before),
                     ("idle.retained".into(), after - before),
                 ],
             }
