@@ -43,12 +43,12 @@ pub trait EngineLifecycle: Send + Sync + fmt::Debug + 'static {
 /// namespace). Errors are dockerd-style texts ("Bind for 0.0.0.0:8080 failed: port is
 /// already allocated").
 pub trait PortPublisher: Send + Sync + fmt::Debug + 'static {
-    /// Makes host listeners match inspect's `NetworkSettings.Ports` for one container;
-    /// all are bound before it returns.
+    /// Makes host listeners match one container's published ports, from its whole
+    /// inspect answer (`Id`, `NetworkSettings.Ports`, networks); all are bound before it
+    /// returns.
     fn publish<'a>(
         &'a self,
-        container_id: &'a str,
-        ports: &'a serde_json::Value,
+        inspect: &'a serde_json::Value,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
     /// Drops a container's host listeners.
     fn unpublish<'a>(

@@ -107,8 +107,7 @@ async fn publish_ports(
 ) -> Result<(), GatewayError> {
     let inspect = guest.get_json(&format!("/containers/{name}/json")).await?;
     let id = inspect["Id"].as_str().unwrap_or(name).to_owned();
-    let published = &inspect["NetworkSettings"]["Ports"];
-    let Err(reason) = ports.publish(&id, published).await else {
+    let Err(reason) = ports.publish(&inspect).await else {
         return Ok(());
     };
     // Like dockerd, do not leave the container running when its ports cannot be bound.

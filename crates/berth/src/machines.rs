@@ -197,12 +197,11 @@ struct HostPorts(PortForwarder);
 impl PortPublisher for HostPorts {
     fn publish<'a>(
         &'a self,
-        container_id: &'a str,
-        ports: &'a serde_json::Value,
+        inspect: &'a serde_json::Value,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
             self.0
-                .apply(container_id, ports)
+                .apply_inspect(inspect)
                 .await
                 .map_err(|e| e.to_string())
         })
