@@ -151,12 +151,13 @@ fn run(args: &Args) -> Result<()> {
         engine.import_busybox(busybox)?;
     }
     eprintln!("making fixtures…");
-    let fixtures = rt.block_on(scenarios::fixtures(
+    let mut fixtures = rt.block_on(scenarios::fixtures(
         &engine_sock,
         &scenarios,
         &params,
         busybox,
     ))?;
+    fixtures.engine = Probe::Process(engine.dockerd_pid());
     let version = rt.block_on(client::api_ok(&engine_sock, Method::GET, "/version", None))?;
 
     let berth = match &berth_bin {

@@ -277,9 +277,18 @@ pub(crate) fn table(samples: &Samples, targets: &[&'static str], idle_n: usize) 
     Verdict { table: out, misses }
 }
 
-/// The forwarders' own CPU time per request (from /proc/<pid>/stat), for diagnosis.
+/// CPU time per request (for diagnosis): each forwarder's own, and dockerd's and the
+/// client's on the direct runs.
 pub(crate) fn cpu_table(samples: &Samples, targets: &[&'static str]) -> String {
-    let fwd: Vec<&'static str> = targets.iter().copied().filter(|t| *t != "direct").collect();
+    let mut cols: Vec<(String, &'static str, &'static str)> = targets
+        .iter()
+        .filter(|t| **t != "direct")
+        .map(|t| ((*t).to_owned(), ".cpu", *t))
+        .collect();
+    if targets.contains(&"direct") {
+        cols.push(("dockerd (direct)".into(), ".cpu.dockerd", "direct"));
+        cols.push(("client (direct)".into(), ".cpu.client", "direct"));
+    }
     let keys = [
         ("ping-ka", "`GET /_ping`, keep-alive"),
         ("json-ka", "`GET /containers/json`, keep-alive"),
@@ -290,32 +299,32 @@ pub(crate) fn cpu_table(samples: &Samples, targets: &[&'static str]) -> String {
         ("rps-64", "req/s, 64 connections"),
         ("rps-256", "req/s, 256 connections"),
     ];
-    let mut out = String::new();
+    let get = |k: &str, suffix: &str, t: &'static str| {
+        samples
+            .get(&(format!("{k}{suffix}"), t))
+            .map_or(f64::NAN, |v| median(v))
+    };
     let present: Vec<_> = keys
         .iter()
-        .filter(|(k, _)| {
-            fwd.iter()
-                .any(|t| samples.contains_key(&(format!("{k}.cpu"), *t)))
-        })
+        .filter(|(k, _)| cols.iter().any(|(_, suf, t)| !get(k, suf, t).is_nan()))
         .collect();
-    if fwd.is_empty() || present.is_empty() {
+    let mut out = String::new();
+    if present.is_empty() {
         return out;
     }
-    let _ = write!(out, "| Forwarder CPU per request (µs) |");
-    for t in &fwd {
-        let _ = write!(out, " {t} |");
+    out.push_str("| CPU per request (µs) |");
+    for (label, _, _) in &cols {
+        let _ = write!(out, " {label} |");
     }
-    let _ = write!(out, "\n|---|");
-    for _ in &fwd {
+    out.push_str("\n|---|");
+    for _ in &cols {
         out.push_str("---:|");
     }
     out.push('\n');
     for (k, label) in present {
         let _ = write!(out, "| {label} |");
-        for t in &fwd {
-            let v = samples
-                .get(&(format!("{k}.cpu"), *t))
-                .map_or(f64::NAN, |v| median(v));
+        for (_, suf, t) in &cols {
+            let v = get(k, suf, t);
             let _ = write!(
                 out,
                 " {} |",
@@ -330,9 +339,10 @@ pub(crate) fn cpu_table(samples: &Samples, targets: &[&'static str]) -> String {
     }
     let _ = writeln!(
         out,
-        "\nRun time of the forwarding process's threads (socat: with its per-connection \
-         children) over the measured requests, from /proc/<pid>/task/*/schedstat and, for \
-         exited children, /proc/<pid>/stat."
+        "\nRun time of all threads of each process over the measured requests, from \
+         /proc/<pid>/task/*/schedstat (socat: with its per-connection children, exited ones \
+         from /proc/<pid>/stat). The machine has {} CPUs for all of them together.",
+        std::thread::available_parallelism().map_or(0, usize::from)
     );
     out
 }

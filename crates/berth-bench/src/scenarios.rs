@@ -135,9 +135,10 @@ impl Params {
 }
 
 /// How a target's forwarding process is observed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) enum Probe {
     /// Nothing in between (direct).
+    #[default]
     None,
     /// One process (berth, HAProxy): its `VmRSS` and CPU time.
     Process(u32),
@@ -177,26 +178,48 @@ impl Probe {
     }
 }
 
-/// Reads the forwarder's CPU time around a measurement.
+/// Reads CPU time around a measurement: the forwarder's, dockerd's and this client's.
 #[derive(Debug, Clone, Copy)]
 struct CpuMeter {
-    probe: Probe,
-    start: Option<f64>,
+    probes: [Probe; 3],
+    start: [Option<f64>; 3],
 }
 
 impl CpuMeter {
-    fn start(probe: Probe) -> Self {
+    fn start(forwarder: Probe, engine: Probe) -> Self {
+        let probes = [forwarder, engine, Probe::Process(std::process::id())];
         Self {
-            probe,
-            start: probe.cpu(),
+            probes,
+            start: probes.map(Probe::cpu),
         }
     }
 
-    /// µs of forwarder CPU per request since `start`.
-    fn per_request(&self, requests: u64) -> Option<f64> {
-        let spent = self.probe.cpu()? - self.start?;
-        Some(spent * 1e6 / requests.max(1) as f64)
+    fn restart(&mut self) {
+        self.start = self.probes.map(Probe::cpu);
     }
+
+    /// CPU seconds spent since `start` by the forwarder, dockerd and the client (NaN
+    /// where not measured).
+    fn spent(&self) -> [f64; 3] {
+        let mut out = [f64::NAN; 3];
+        for (i, p) in self.probes.iter().enumerate() {
+            if let (Some(now), Some(then)) = (p.cpu(), self.start[i]) {
+                out[i] = now - then;
+            }
+        }
+        out
+    }
+}
+
+/// CPU metrics `{name}.cpu` (forwarder), `{name}.cpu.dockerd` and `{name}.cpu.client`,
+/// in µs per request.
+fn cpu_metrics(name: &str, spent: [f64; 3], requests: u64) -> Vec<Metric> {
+    let per = |secs: f64| secs * 1e6 / requests.max(1) as f64;
+    vec![
+        (format!("{name}.cpu"), per(spent[0])),
+        (format!("{name}.cpu.dockerd"), per(spent[1])),
+        (format!("{name}.cpu.client"), per(spent[2])),
+    ]
 }
 
 /// One socket to measure.
@@ -217,6 +240,8 @@ pub(crate) struct Fixtures {
     pub(crate) archive_container: Option<String>,
     /// A running `cat` with stdin open: exec'd into, and attached to.
     pub(crate) cat_container: Option<String>,
+    /// dockerd, for its CPU time.
+    pub(crate) engine: Probe,
 }
 
 /// One metric of one run.
@@ -234,17 +259,22 @@ pub(crate) async fn run(s: Scenario, t: &Target, p: &Params, f: &Fixtures) -> Re
                 (false, true) => p.fresh_ping_n,
                 (true, true) => p.fresh_json_n,
             };
-            let [p50, p99, mean, cpu] = latency(sock, t.probe, &uri, fresh, n, p.warmup).await?;
-            vec![
+            let meter = CpuMeter::start(t.probe, f.engine);
+            let ([p50, p99, mean], spent) = latency(sock, meter, &uri, fresh, n, p.warmup).await?;
+            let mut m = vec![
                 (format!("{name}.p50"), p50),
                 (format!("{name}.p99"), p99),
                 (format!("{name}.mean"), mean),
-                (format!("{name}.cpu"), cpu),
-            ]
+            ];
+            m.extend(cpu_metrics(&name, spent, n as u64));
+            m
         }
         Scenario::Rps(conns) => {
-            let (rate, cpu) = rps(sock, t.probe, conns, p.rps_warm, p.rps_dur).await?;
-            vec![(name.clone(), rate), (format!("{name}.cpu"), cpu)]
+            let meter = CpuMeter::start(t.probe, f.engine);
+            let (requests, spent) = rps(sock, meter, conns, p.rps_warm, p.rps_dur).await?;
+            let mut m = vec![(name.clone(), requests as f64 / p.rps_dur.as_secs_f64())];
+            m.extend(cpu_metrics(&name, spent, requests));
+            m
         }
         Scenario::Download => {
             let (image, tar) = f.big_image.as_ref().context("no big image")?;
@@ -298,21 +328,20 @@ fn mib_per_s(bytes: u64, dt: Duration) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / dt.as_secs_f64()
 }
 
-/// p50, p99 and mean in µs, and the forwarder's CPU µs per request (NaN for direct).
+/// p50, p99 and mean in µs, and the CPU spent over the measured requests.
 async fn latency(
     sock: &Path,
-    probe: Probe,
+    mut meter: CpuMeter,
     uri: &Uri,
     fresh: bool,
     n: usize,
     warmup: usize,
-) -> Result<[f64; 4]> {
+) -> Result<([f64; 3], [f64; 3])> {
     let mut us = Vec::with_capacity(n);
-    let mut meter = CpuMeter::start(probe);
     if fresh {
         for i in 0..warmup + n {
             if i == warmup {
-                meter = CpuMeter::start(probe);
+                meter.restart();
             }
             let t = Instant::now();
             let (mut s, conn) = client::http::<Empty<Bytes>>(sock).await?;
@@ -329,7 +358,7 @@ async fn latency(
         let (mut s, _conn) = client::http::<Empty<Bytes>>(sock).await?;
         for i in 0..warmup + n {
             if i == warmup {
-                meter = CpuMeter::start(probe);
+                meter.restart();
             }
             let t = Instant::now();
             client::get(&mut s, uri).await?;
@@ -340,24 +369,22 @@ async fn latency(
         }
     }
     let mean = us.iter().sum::<f64>() / us.len().max(1) as f64;
-    let cpu = meter.per_request(n as u64).unwrap_or(f64::NAN);
-    Ok([
-        percentile(&mut us, 50.0),
-        percentile(&mut us, 99.0),
-        mean,
-        cpu,
-    ])
+    let spent = meter.spent();
+    Ok((
+        [percentile(&mut us, 50.0), percentile(&mut us, 99.0), mean],
+        spent,
+    ))
 }
 
-/// `GET /_ping` per second over `conns` keep-alive connections, counted over `dur`
-/// after `warm`; and the forwarder's CPU µs per request over that time.
+/// `GET /_ping` requests completed over `conns` keep-alive connections within `dur`
+/// after `warm`, and the CPU spent meanwhile.
 async fn rps(
     sock: &Path,
-    probe: Probe,
+    mut meter: CpuMeter,
     conns: usize,
     warm: Duration,
     dur: Duration,
-) -> Result<(f64, f64)> {
+) -> Result<(u64, [f64; 3])> {
     let barrier = Arc::new(tokio::sync::Barrier::new(conns + 1));
     let (tx, rx) = tokio::sync::watch::channel(None::<(Instant, Instant)>);
     let mut tasks = tokio::task::JoinSet::new();
@@ -400,15 +427,14 @@ async fn rps(
     let (start, end) = (t0 + warm, t0 + warm + dur);
     let _ = tx.send(Some((start, end)));
     tokio::time::sleep_until(start.into()).await;
-    let meter = CpuMeter::start(probe);
+    meter.restart();
     tokio::time::sleep_until(end.into()).await;
-    let spent = meter.per_request(1);
+    let spent = meter.spent();
     let mut total = 0;
     while let Some(r) = tasks.join_next().await {
         total += r??;
     }
-    let cpu = spent.map_or(f64::NAN, |us| us / total.max(1) as f64);
-    Ok((total as f64 / dur.as_secs_f64(), cpu))
+    Ok((total, spent))
 }
 
 /// MiB/s of `GET /images/{image}/get`, checking the length.
