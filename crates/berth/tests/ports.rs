@@ -1,0 +1,307 @@
+//! End to end: ports published by containers of a managed machine reach the host, and
+//! bind mounts follow path mappings (issue: host integration). Real docker CLI, real
+//! managed engine started by berth.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+const MACHINE: &str = "bt-ports";
+
+struct Daemon {
+    child: Option<Child>,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, config: &Path, socket: &Path) -> Self {
+        let stem = socket.file_stem().unwrap().to_string_lossy().into_owned();
+        let log = std::fs::File::create(dir.join(format!("berth-{stem}.log"))).unwrap();
+        let child = Command::new(BERTH)
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
+            assert!(Instant::now() < deadline, "berth did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child: Some(child),
+            socket: socket.to_owned(),
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(40);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Kills what the machine left and removes its namespace and files, however the test ends.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let d = self.0.display();
+        let script = format!(
+            r#"for c in {d}/state/machines/{MACHINE}/data/containers/*; do [ -d "$c" ] || continue; id=$(basename "$c"); for p in $(cat /sys/fs/cgroup/pids/docker/$id/cgroup.procs 2>/dev/null); do kill -9 $p; done; done
+pkill -9 -f "[d]ockerd.*{d}/"; pkill -9 -f "[c]ontainerd.*{d}/"
+for m in $(awk -v p="{d}/" 'index($2, p) == 1 {{ print $2 }}' /proc/mounts | sort -r); do umount -l "$m"; done
+ip netns del berth-{MACHINE} 2>/dev/null; rm -rf {d}"#
+        );
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[track_caller]
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn web_image(d: &Daemon, dir: &Path) {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("www")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for tool in ["sh", "httpd", "sleep", "cat", "ls", "true"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(tool)).unwrap();
+    }
+    std::fs::write(root.join("www/index.html"), "page-from-the-machine\n").unwrap();
+    let tar = dir.join("web.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    ok(&d.docker(&["import", tar.to_str().unwrap(), "bt-web:1"]));
+}
+
+#[test]
+fn published_ports_follow_the_container_and_bind_mounts_follow_mappings() {
+    let dir = tempfile::Builder::new()
+        .prefix("bt-p")
+        .tempdir_in("/tmp")
+        .unwrap()
+        .keep();
+    let _cleanup = Cleanup(dir.clone());
+    let socket = dir.join("docker.sock");
+    let config = dir.join("berth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "hosts = [\"unix://{}\"]\nstate_dir = \"{}\"\n\n[[machines]]\nname = \"{MACHINE}\"\nkind = \"managed\"\n",
+            socket.display(),
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&dir, &config, &socket);
+    web_image(&d, &dir);
+    let httpd = ["httpd", "-f", "-p", "80", "-h", "/www"];
+
+    // The port answers as soon as `docker run -d` returns: no race.
+    let port = free_port();
+    let mut args = vec!["run", "-d", "--name", "bt-web", "-p"];
+    let spec = format!("127.0.0.1:{port}:80");
+    args.push(&spec);
+    args.push("bt-web:1");
+    args.extend(httpd);
+    ok(&d.docker(&args));
+    let page = http_get(port).expect("the published port answers right after run");
+    assert!(page.contains("page-from-the-machine"), "{page}");
+    let status = ok(&Command::new(BERTH)
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap());
+    assert!(status.contains(&format!("127.0.0.1:{port}")), "{status}");
+
+    // Stop frees the port, start brings it back, rm frees it.
+    ok(&d.docker(&["stop", "-t", "0", "bt-web"]));
+    eventually("port closed after stop", || http_get(port).is_none());
+    ok(&d.docker(&["start", "bt-web"]));
+    assert!(http_get(port).is_some(), "port back right after start");
+    ok(&d.docker(&["kill", "bt-web"]));
+    eventually("port closed after kill", || http_get(port).is_none());
+    ok(&d.docker(&["rm", "bt-web"]));
+
+    // A host port that is taken: dockerd's error, and the container is not left running.
+    let taken = TcpListener::bind("0.0.0.0:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let spec = format!("{taken_port}:80");
+    let mut args = vec!["run", "-d", "--name", "bt-clash", "-p", &spec, "bt-web:1"];
+    args.extend(httpd);
+    let clash = d.docker(&args);
+    assert!(!clash.status.success());
+    let stderr = String::from_utf8_lossy(&clash.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "Bind for 0.0.0.0:{taken_port} failed: port is already allocated"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        ok(&d.docker(&["inspect", "-f", "{{.State.Running}}", "bt-clash"])),
+        "false"
+    );
+    drop(taken);
+
+    // -P: the host gets the ports `docker port` reports; a restart policy brings them back.
+    let args = vec![
+        "run",
+        "-d",
+        "--name",
+        "bt-auto",
+        "--restart",
+        "always",
+        "-P",
+        "--expose",
+        "80",
+        "bt-web:1",
+        "sh",
+        "-c",
+        "httpd -p 80 -h /www; sleep 2",
+    ];
+    ok(&d.docker(&args));
+    let host_port = |d: &Daemon| -> Option<u16> {
+        let out = d.docker(&["port", "bt-auto", "80/tcp"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()?
+            .rsplit(':')
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let first = host_port(&d).expect("a random port");
+    assert!(http_get(first).is_some());
+    // It exits by itself after 2 s and is restarted with new random ports.
+    eventually("restarted with a forward on its new port", || {
+        host_port(&d).is_some_and(|p| p != first && http_get(p).is_some())
+    });
+
+    // berth restarted while the container runs: the forward comes back.
+    d.stop();
+    let d = Daemon::start(&dir, &config, &socket);
+    eventually("forward rebuilt after a berth restart", || {
+        host_port(&d).is_some_and(|p| http_get(p).is_some())
+    });
+    ok(&d.docker(&["rm", "-f", "bt-auto", "bt-clash"]));
+
+    // Path mappings: a second berth in front of the same engine sees host paths under
+    // another prefix; an unmapped path is refused.
+    let shared = dir.join("guest-side");
+    std::fs::create_dir_all(shared.join("sub")).unwrap();
+    std::fs::write(shared.join("sub/f.txt"), "mapped\n").unwrap();
+    let engine_sock = dir.join(format!("state/machines/{MACHINE}/docker.sock"));
+    let mapped_sock = dir.join("mapped.sock");
+    let mapped_config = dir.join("mapped.toml");
+    std::fs::write(
+        &mapped_config,
+        format!(
+            "hosts = [\"unix://{}\"]\n\n[[machines]]\nname = \"vm\"\nkind = \"external\"\nendpoint = \"unix://{}\"\npath_mappings = [{{ host = \"/host-view\", guest = \"{}\" }}]\n",
+            mapped_sock.display(),
+            engine_sock.display(),
+            shared.display()
+        ),
+    )
+    .unwrap();
+    let m = Daemon::start(&dir, &mapped_config, &mapped_sock);
+    let seen = ok(&m.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "/host-view/sub:/w:ro",
+        "bt-web:1",
+        "cat",
+        "/w/f.txt",
+    ]));
+    assert_eq!(seen, "mapped");
+    let seen = ok(&m.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,source=/host-view/sub,target=/w",
+        "bt-web:1",
+        "cat",
+        "/w/f.txt",
+    ]));
+    assert_eq!(seen, "mapped");
+    let refused = m.docker(&["run", "--rm", "-v", "/etc:/w", "bt-web:1", "true"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no path mapping covers it"));
+    drop(m);
+    drop(d);
+}
