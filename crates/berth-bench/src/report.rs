@@ -356,3 +356,71 @@ pub(crate) fn raw(samples: &Samples) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(rows: &[(&str, &'static str, f64)]) -> Samples {
+        let mut s = Samples::new();
+        for (k, t, v) in rows {
+            s.entry(((*k).to_owned(), *t)).or_default().push(*v);
+        }
+        s
+    }
+
+    #[test]
+    fn verdicts() {
+        let targets = ["direct", "berth", "socat", "haproxy"];
+        let s = samples(&[
+            ("ping-ka.p50", "direct", 100.0),
+            ("ping-ka.p50", "berth", 110.0),
+            ("ping-ka.p50", "socat", 120.0),
+            ("ping-ka.p50", "haproxy", 130.0),
+            ("rps-16", "direct", 1000.0),
+            ("rps-16", "berth", 800.0),
+            ("rps-16", "socat", 900.0),
+            ("rps-16", "haproxy", 700.0),
+        ]);
+        let v = table(&s, &targets, 500);
+        let ping = v
+            .table
+            .lines()
+            .find(|l| l.contains("p50, keep-alive"))
+            .unwrap();
+        assert!(
+            ping.contains("1.10×") && ping.ends_with("| pass |"),
+            "{ping}"
+        );
+        assert!(
+            !v.table.contains("p99"),
+            "rows without samples are left out"
+        );
+        assert_eq!(v.misses.len(), 1);
+        assert!(
+            v.misses[0].contains("misses ≥ 0.85×, loses to socat"),
+            "{:?}",
+            v.misses
+        );
+        assert!(!v.misses[0].contains("haproxy"));
+    }
+
+    #[test]
+    fn idle_memory_verdicts() {
+        let s = samples(&[
+            ("idle.rss", "berth", 12.0),
+            ("idle.before", "berth", 4.0),
+            ("idle.retained", "berth", 1.5),
+            ("idle.rss", "haproxy", 15.0),
+        ]);
+        let v = table(&s, &["direct", "berth", "haproxy"], 500);
+        assert!(v.misses.is_empty(), "{:?}", v.misses);
+        let s = samples(&[
+            ("idle.rss", "berth", 17.0),
+            ("idle.before", "berth", 5.0),
+            ("idle.retained", "berth", 11.0),
+        ]);
+        let v = table(&s, &["berth"], 500);
+        assert_eq!(v.misses.len(), 2, "{:?}", v.misses);
+    }
+}

@@ -702,3 +702,38 @@ pub(crate) async fn fixtures(
     }
     Ok(f)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checker_catches_wrong_bytes() {
+        let p = Pattern::new();
+        let mut c = Checker {
+            pattern: &p,
+            got: 0,
+            size: 10_000,
+        };
+        c.check(1, p.bytes(0, 4000).to_vec().as_slice()).unwrap();
+        assert!(c.check(2, b"oops").is_err(), "stderr is not stdout");
+        let mut bad = p.bytes(4000, 100).to_vec();
+        bad[50] ^= 1;
+        assert!(c.check(1, &bad).is_err());
+        let mut c = Checker {
+            pattern: &p,
+            got: 0,
+            size: 10,
+        };
+        assert!(c.check(1, p.bytes(0, 11)).is_err(), "more than sent");
+    }
+
+    #[test]
+    fn scenario_names_are_unique() {
+        let names: Vec<String> = Scenario::all().iter().map(Scenario::name).collect();
+        let mut dedup = names.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(names.len(), dedup.len());
+    }
+}
