@@ -21,6 +21,7 @@
 //! The API is synchronous std so that benchmarks can use it too.
 
 mod berth;
+mod data;
 mod docker_cli;
 mod engine;
 mod images;
@@ -29,6 +30,7 @@ mod watchdog;
 pub mod wire;
 
 pub use berth::BerthProcess;
+pub use data::{normalize, pseudo_random_bytes, sha256_hex};
 pub use docker_cli::{CliOutput, DockerCli};
 pub use engine::TestEngine;
 pub use images::busybox_rootfs_tar;

@@ -24,3 +24,27 @@ pub fn fd_targets(pid: u32) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    crate::watchdog::alive(pid)
+}
+
+/// The Unix sockets `pid` holds open, with the path each is bound to (`None` for
+/// unbound ones, such as client connections to an engine). Accepted connections show
+/// their listener's path. From `/proc/PID/net/unix` of the process's own netns.
+pub fn unix_sockets(pid: u32) -> Vec<(u64, Option<String>)> {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/unix")).unwrap_or_default();
+    let mut paths = std::collections::HashMap::new();
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let Some(inode) = fields.get(6).and_then(|i| i.parse::<u64>().ok()) {
+            paths.insert(inode, fields.get(7).map(|p| (*p).to_owned()));
+        }
+    }
+    fd_targets(pid)
+        .iter()
+        .filter_map(|t| t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok())
+        .map(|inode: u64| (inode, paths.get(&inode).cloned().flatten()))
+        .collect()
+}

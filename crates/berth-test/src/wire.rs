@@ -105,6 +105,26 @@ pub fn read_for_a_while(s: &mut UnixStream, read_for: Duration) -> Vec<u8> {
     out
 }
 
+/// Reads until the peer ends its side (EOF): `Ok` with everything read, or `Err` with
+/// what arrived if `within` passed first or the connection failed.
+pub fn read_to_eof(s: &mut UnixStream, within: Duration) -> Result<Vec<u8>, Vec<u8>> {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+            return Err(out);
+        }
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(out),
+        }
+    }
+}
+
 /// Sends one request with `Host`, `Connection: close` and, when there is a body,
 /// `Content-Length`, then reads the whole response (60 s at most).
 pub fn request(
@@ -213,4 +233,24 @@ pub fn encode_query(value: &str) -> String {
         }
     }
     out
+}
+
+/// Splits a multiplexed (non-TTY) attach/exec/logs stream into stdout and stderr
+/// (notes §4.2); `None` if the framing is broken or a frame is incomplete.
+pub fn demux(mut raw: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    while !raw.is_empty() {
+        if raw.len() < 8 || raw[1..4] != [0, 0, 0] {
+            return None;
+        }
+        let len = u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]) as usize;
+        let payload = raw.get(8..8 + len)?;
+        match raw[0] {
+            0 | 1 => out.extend_from_slice(payload),
+            2 | 3 => err.extend_from_slice(payload),
+            _ => return None,
+        }
+        raw = &raw[8 + len..];
+    }
+    Some((out, err))
 }

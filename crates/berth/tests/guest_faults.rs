@@ -1,53 +1,115 @@
-//! When the guest is missing, silent or dies mid-stream, clients get Docker-shaped
-//! errors promptly and berth keeps serving; berth's own socket is handled safely.
+//! When the guest engine is missing, silent or dies mid-stream, clients get
+//! Docker-shaped errors promptly (502/503/504 as `{"message": …}`) or a clean EOF, and
+//! berth keeps serving without leaking (style guide: who failed decides the status).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use berth_test::{assert_eventually, BerthProcess, DockerCli, TestEngine};
+use berth_test::wire::{self, Response};
+use berth_test::{assert_eventually, procfs, BerthProcess, DockerCli, TestEngine};
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+const IMAGE: &str = "busybox:latest";
 
-fn get(socket: &Path, path: &str) -> (String, String, Duration) {
-    let started = Instant::now();
-    let mut s = UnixStream::connect(socket).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out.lines().next().unwrap_or("").to_owned();
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body, started.elapsed())
-}
-
-#[test]
-fn an_engine_that_is_not_there_gets_a_prompt_502() {
-    let dir = tempfile::tempdir().unwrap();
-    let missing = format!("unix://{}/nobody.sock", dir.path().display());
-    let berth = BerthProcess::start(Path::new(BERTH), &missing, &[]).unwrap();
-    let (status, body, took) = get(&berth.socket(), "/v1.41/containers/json");
-    assert!(status.contains(" 502 "), "{status}");
-    let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+/// Asserts that `resp` is one of berth's own errors with a status in `statuses`.
+#[track_caller]
+fn assert_berth_error(what: &str, resp: &Response, statuses: &[u16]) {
     assert!(
-        v["message"].as_str().unwrap().starts_with("berth: engine"),
-        "{body}"
+        statuses.contains(&resp.status),
+        "{what}: want one of {statuses:?}, got\n{resp}"
     );
-    assert!(took < Duration::from_secs(2), "{took:?}");
-    // The CLI's exit code is derived from the text: it must stay 125 (notes 3.3).
-    let run = DockerCli::new(&berth.host()).run(&["run", "--rm", "busybox", "true"]);
-    assert_eq!(run.code, 125, "{run:?}");
-    assert!(run.stderr.contains("berth: engine"), "{run:?}");
+    assert_eq!(
+        resp.header("Content-Type"),
+        Some("application/json"),
+        "{what}: the Go client parses errors only with exactly application/json (notes 3.1)\n{resp}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&resp.body)
+        .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e})\n{resp}"));
+    let message = v["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: no message\n{resp}"));
+    assert!(!message.is_empty(), "{what}: empty message");
+    // These phrases would turn the CLI's exit code 125 into 126/127 (notes 3.3).
+    for phrase in [
+        "no such file or directory",
+        "executable file not found",
+        "permission denied",
+        "is a directory",
+    ] {
+        assert!(
+            !message.to_lowercase().contains(phrase),
+            "{what}: message contains {phrase:?}: {message}"
+        );
+    }
+    assert!(
+        resp.header("X-Trace-Id").is_some(),
+        "{what}: no X-Trace-Id\n{resp}"
+    );
+}
+
+fn timed_request(socket: &Path, method: &str, path: &str) -> (Response, Duration) {
+    let started = Instant::now();
+    let resp = wire::request(socket, method, path, &[], b"")
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    (resp, started.elapsed())
+}
+
+const ATTACH_UPGRADE: &[u8] = b"POST /v1.41/containers/gf/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n";
+
+#[test]
+fn an_engine_socket_where_nothing_listens_gets_a_prompt_502_or_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = dir.path().join("refused.sock");
+    drop(UnixListener::bind(&refused).unwrap()); // the file stays, nobody listens
+    for (what, socket) in [
+        ("missing socket file", dir.path().join("nobody.sock")),
+        ("socket nobody listens on", refused),
+    ] {
+        let berth = BerthProcess::start(
+            Path::new(BERTH),
+            &format!("unix://{}", socket.display()),
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+        for (method, path) in [
+            ("GET", "/_ping"),
+            ("GET", "/v1.41/containers/json"),
+            ("POST", "/v1.41/containers/create"),
+        ] {
+            let (resp, took) = timed_request(berth.socket(), method, path);
+            assert_berth_error(&format!("{what}: {method} {path}"), &resp, &[502, 503]);
+            assert!(
+                took < Duration::from_secs(2),
+                "{what}: {method} {path} took {took:?}"
+            );
+        }
+        let raw = wire::exchange(berth.socket(), ATTACH_UPGRADE, Duration::from_secs(5)).unwrap();
+        let resp =
+            Response::parse(&raw).unwrap_or_else(|| panic!("{what}: attach: no answer {raw:?}"));
+        assert_berth_error(&format!("{what}: attach with Upgrade"), &resp, &[502, 503]);
+        // The CLI: exit 125 with berth's message (notes 3.3), and quickly.
+        let run = DockerCli::new(berth.host())
+            .timeout(Duration::from_secs(20))
+            .run(&["run", "--rm", IMAGE, "true"]);
+        assert_eq!(run.code, 125, "{what}: {run}");
+        assert!(run.stderr.contains("berth"), "{what}: {run}");
+        assert!(
+            procfs::alive(berth.pid()),
+            "{what}: berth died: {}",
+            berth.stderr_log()
+        );
+    }
 }
 
 #[test]
-fn an_engine_that_never_answers_gets_a_504_within_the_timeout() {
+fn an_engine_that_accepts_but_never_answers_gets_a_504_within_the_verify_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("silent.sock");
     let listener = UnixListener::bind(&path).unwrap();
-    // Accept and hold connections without ever answering.
+    // Accept and hold every connection without ever answering.
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for conn in listener.incoming().flatten() {
@@ -57,91 +119,145 @@ fn an_engine_that_never_answers_gets_a_504_within_the_timeout() {
     let berth = BerthProcess::start(
         Path::new(BERTH),
         &format!("unix://{}", path.display()),
-        &["--verify-timeout", "1"],
+        &["--verify-timeout", "1", "--connect-timeout", "1"],
     )
     .unwrap();
-    let (status, body, took) = get(&berth.socket(), "/_ping");
-    assert!(status.contains(" 504 "), "{status} {body}");
-    assert!(body.contains("\"message\""), "{body}");
-    assert!(took < Duration::from_secs(5), "{took:?}");
-    // Still serving afterwards.
-    let (status, _, _) = get(&berth.socket(), "/_ping");
-    assert!(status.contains(" 504 "), "{status}");
+    for round in 0..2 {
+        for (method, path) in [("GET", "/_ping"), ("GET", "/v1.41/containers/json")] {
+            let (resp, took) = timed_request(berth.socket(), method, path);
+            assert_berth_error(&format!("round {round}: {method} {path}"), &resp, &[504]);
+            assert!(
+                took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+                "round {round}: {method} {path} took {took:?}"
+            );
+        }
+    }
+    // A hijack must not wait forever for a 101 either (notes 4.7).
+    let started = Instant::now();
+    let raw = wire::exchange(berth.socket(), ATTACH_UPGRADE, Duration::from_secs(10)).unwrap();
+    let resp = Response::parse(&raw).unwrap_or_else(|| {
+        panic!(
+            "attach with Upgrade: no answer within {:?}: {raw:?}",
+            started.elapsed()
+        )
+    });
+    assert_berth_error("attach with Upgrade", &resp, &[504]);
+    let version = DockerCli::new(berth.host())
+        .timeout(Duration::from_secs(30))
+        .run(&["version"]);
+    assert!(
+        !version.success() && version.elapsed < Duration::from_secs(15),
+        "{version}"
+    );
+    assert!(
+        procfs::alive(berth.pid()),
+        "berth died: {}",
+        berth.stderr_log()
+    );
 }
 
 #[test]
-fn an_engine_killed_mid_stream_ends_the_stream_and_berth_keeps_serving() {
-    let engine = TestEngine::start("bt-fault").unwrap();
-    engine.import_busybox("bt-busybox:latest").unwrap();
+fn an_engine_killed_mid_stream_ends_the_streams_and_berth_keeps_serving() {
+    let engine = TestEngine::start(&format!("bt-gf-{}", std::process::id())).unwrap();
+    engine.import_busybox(IMAGE).unwrap();
     let berth = BerthProcess::start(Path::new(BERTH), &engine.host(), &[]).unwrap();
-    let cli = DockerCli::new(&berth.host());
+    let cli = DockerCli::new(berth.host());
     cli.run(&[
         "run",
         "-d",
+        "-i",
         "--name",
-        "bt-fault-logs",
-        "bt-busybox:latest",
+        "gf",
+        IMAGE,
         "sh",
         "-c",
-        "while true; do echo x; sleep 1; done",
+        "while true; do echo x; sleep 0.2; done",
     ])
     .ok();
-    let mut follow = std::process::Command::new("docker")
-        .args(["logs", "-f", "bt-fault-logs"])
-        .env("DOCKER_HOST", berth.host())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+    let pid = berth.pid();
+    let baseline_fds = procfs::open_fds(pid);
+
+    // Three streams in progress: the CLI following logs, a raw follow, an attach.
+    let mut follow = cli
+        .command(&["logs", "-f", "gf"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    let pid = engine.dockerd_pid() as i32;
+    let mut raw = UnixStream::connect(berth.socket()).unwrap();
+    raw.write_all(b"GET /v1.41/containers/gf/logs?follow=1&stdout=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (head, _) = wire::read_head(&mut raw, Duration::from_secs(10)).unwrap();
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
+    let mut attach = UnixStream::connect(berth.socket()).unwrap();
+    attach.write_all(ATTACH_UPGRADE).unwrap();
+    let (head, _) = wire::read_head(&mut attach, Duration::from_secs(10)).unwrap();
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
+    assert!(
+        !wire::read_for_a_while(&mut raw, Duration::from_millis(500)).is_empty(),
+        "the follow stream is silent"
+    );
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "docker logs -f ended early"
+    );
+
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
+        nix::unistd::Pid::from_raw(engine.dockerd_pid() as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
+
+    // Each client gets EOF (not a hang).
+    assert!(
+        wire::read_to_eof(&mut raw, Duration::from_secs(10)).is_ok(),
+        "raw logs follow: no EOF after the engine died"
+    );
+    assert!(
+        wire::read_to_eof(&mut attach, Duration::from_secs(10)).is_ok(),
+        "attach: no EOF after the engine died"
+    );
     assert_eventually!(
+        within = Duration::from_secs(10),
         follow.try_wait().unwrap().is_some(),
         "docker logs -f still running after its engine died"
     );
-    let (status, body, took) = get(&berth.socket(), "/v1.41/containers/json");
-    assert!(status.contains(" 502 "), "{status} {body}");
-    assert!(took < Duration::from_secs(2));
-}
+    drop(raw);
+    drop(attach);
 
-#[test]
-fn the_socket_is_not_stolen_and_is_removed_on_shutdown() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = format!("unix://{}/nobody.sock", dir.path().display());
-    let mut first = BerthProcess::start(Path::new(BERTH), &engine, &[]).unwrap();
-    // A second berth on the same socket fails clearly instead of taking it over.
-    let second = std::process::Command::new(BERTH)
-        .args(["serve", "--engine", &engine, "-H", &first.host()])
-        .output()
-        .unwrap();
-    assert!(!second.status.success());
-    let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(stderr.contains("already answering"), "{stderr}");
-    assert!(first.socket().exists());
-    let mode = std::fs::metadata(first.socket()).unwrap();
-    assert_eq!(
-        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
-        0o660
+    // berth keeps serving, with prompt errors.
+    assert!(
+        procfs::alive(pid),
+        "berth died with its engine: {}",
+        berth.stderr_log()
     );
-    // A stale file (nothing answering) is replaced.
-    let stale = dir.path().join("stale.sock");
-    drop(UnixListener::bind(&stale).unwrap());
-    let stale_host = format!("unix://{}", stale.display());
-    let third = BerthProcess::start_args(
-        Path::new(BERTH),
-        &["serve", "--engine", &engine, "-H", &stale_host],
-        &stale,
-    )
-    .unwrap();
-    assert!(UnixStream::connect(&stale).is_ok());
-    drop(third);
-    // SIGTERM: exits and removes its socket.
-    let status = first.stop().unwrap();
-    assert!(status.success(), "berth on SIGTERM: {status}");
-    assert!(!first.socket().exists(), "socket left behind");
+    for (method, path) in [("GET", "/_ping"), ("GET", "/v1.41/containers/json")] {
+        let (resp, took) = timed_request(berth.socket(), method, path);
+        assert_berth_error(
+            &format!("after the kill: {method} {path}"),
+            &resp,
+            &[502, 503],
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "{method} {path} took {took:?}"
+        );
+    }
+    // And holds nothing for the broken streams (a pooled connection at most).
+    assert_eventually!(
+        within = Duration::from_secs(10),
+        procfs::open_fds(pid) <= baseline_fds + 1,
+        "berth holds {} fds, {} before the streams; fds: {:?}",
+        procfs::open_fds(pid),
+        baseline_fds,
+        procfs::fd_targets(pid)
+    );
 }
