@@ -11,7 +11,6 @@ use anyhow::{bail, Context as _, Result};
 /// A forwarding process listening on `socket`.
 #[derive(Debug)]
 pub(crate) struct Forwarder {
-    name: &'static str,
     socket: PathBuf,
     log: PathBuf,
     pid: u32,
@@ -83,7 +82,6 @@ cleanup
             .spawn()
             .with_context(|| format!("starting {name}"))?;
         let mut fwd = Self {
-            name,
             socket,
             log,
             pid: 0,
@@ -114,10 +112,6 @@ cleanup
 
     pub(crate) fn pid(&self) -> u32 {
         self.pid
-    }
-
-    pub(crate) fn name(&self) -> &'static str {
-        self.name
     }
 }
 

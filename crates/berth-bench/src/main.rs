@@ -160,60 +160,30 @@ fn run(args: &Args) -> Result<()> {
     fixtures.engine = Probe::Process(engine.dockerd_pid());
     let version = rt.block_on(client::api_ok(&engine_sock, Method::GET, "/version", None))?;
 
-    let berth = match &berth_bin {
-        Some(bin) => {
-            let extra: Vec<&str> = args.berth_args.iter().map(String::as_str).collect();
-            Some(BerthProcess::start(bin, &engine.host(), &extra)?)
-        }
-        None => None,
-    };
-    let socat = if want("socat") {
-        Some(Forwarder::socat(dir.path(), &engine_sock)?)
-    } else {
-        None
-    };
-    let haproxy = if want("haproxy") {
-        Some(Forwarder::haproxy(dir.path(), &engine_sock)?)
-    } else {
-        None
-    };
+    let extra: Vec<&str> = args.berth_args.iter().map(String::as_str).collect();
+    let main = Forwarders::start(&targets, dir.path(), &engine, berth_bin.as_deref(), &extra)?;
     let list: Vec<Target> = targets
         .iter()
-        .map(|&name| match name {
-            "berth" => {
-                let b = berth.as_ref().expect("berth started");
-                Target {
-                    name,
-                    socket: b.socket().to_owned(),
-                    probe: Probe::Process(b.pid()),
-                }
-            }
-            "socat" | "haproxy" => {
-                let f = if name == "socat" {
-                    socat.as_ref()
-                } else {
-                    haproxy.as_ref()
-                }
-                .expect("started");
-                let probe = if name == "socat" {
-                    Probe::Tree(f.pid())
-                } else {
-                    Probe::Process(f.pid())
-                };
-                debug_assert_eq!(f.name(), name);
-                Target {
-                    name,
-                    socket: f.socket().to_owned(),
-                    probe,
-                }
-            }
-            _ => Target {
+        .map(|&name| {
+            let (socket, probe) = main.endpoint(name, &engine_sock);
+            Target {
                 name,
-                socket: engine_sock.clone(),
-                probe: Probe::None,
-            },
+                idle_socket: socket.clone(),
+                idle_probe: probe,
+                socket,
+                probe,
+            }
         })
         .collect();
+    // The idle sessions go to forwarders started for them, one per round, so that
+    // their memory is the sessions' own and not what earlier rows (or rounds) left in
+    // the heap, and "released" is measured against a clean start.
+    let fresh = Fresh {
+        dir: dir.path(),
+        engine: &engine,
+        berth_bin: berth_bin.as_deref(),
+        berth_args: &extra,
+    };
     eprintln!(
         "ready after {:.0?}; {} rounds",
         started.elapsed(),
@@ -222,7 +192,7 @@ fn run(args: &Args) -> Result<()> {
 
     let samples = rt.block_on(async {
         tokio::select! {
-            r = bench(&list, &scenarios, &params, &fixtures) => r,
+            r = bench(&list, &scenarios, &params, &fixtures, &fresh) => r,
             _ = tokio::signal::ctrl_c() => bail!("interrupted"),
         }
     })?;
@@ -256,9 +226,98 @@ fn run(args: &Args) -> Result<()> {
         std::fs::write(out, &md).with_context(|| format!("writing {}", out.display()))?;
     }
     // Forwarders and berth go before the engine they forward to.
-    drop((haproxy, socat, berth));
+    drop(main);
     drop(engine);
     Ok(())
+}
+
+/// berth, socat and HAProxy in front of one engine (those among the targets).
+#[derive(Debug)]
+struct Forwarders {
+    berth: Option<BerthProcess>,
+    socat: Option<Forwarder>,
+    haproxy: Option<Forwarder>,
+}
+
+impl Forwarders {
+    fn start(
+        targets: &[&str],
+        dir: &Path,
+        engine: &TestEngine,
+        berth_bin: Option<&Path>,
+        berth_args: &[&str],
+    ) -> Result<Self> {
+        let berth = match berth_bin {
+            Some(bin) if targets.contains(&"berth") => Some(
+                BerthProcess::start(bin, &engine.host(), berth_args).context("starting berth")?,
+            ),
+            _ => None,
+        };
+        let socat = if targets.contains(&"socat") {
+            Some(Forwarder::socat(dir, engine.socket())?)
+        } else {
+            None
+        };
+        let haproxy = if targets.contains(&"haproxy") {
+            Some(Forwarder::haproxy(dir, engine.socket())?)
+        } else {
+            None
+        };
+        Ok(Self {
+            berth,
+            socat,
+            haproxy,
+        })
+    }
+
+    /// The socket to connect to for `target`, and how to observe its process.
+    fn endpoint(&self, target: &str, engine: &Path) -> (PathBuf, Probe) {
+        match target {
+            "berth" => {
+                let b = self.berth.as_ref().expect("berth started");
+                (b.socket().to_owned(), Probe::Process(b.pid()))
+            }
+            "socat" => {
+                let f = self.socat.as_ref().expect("socat started");
+                (f.socket().to_owned(), Probe::Tree(f.pid()))
+            }
+            "haproxy" => {
+                let f = self.haproxy.as_ref().expect("haproxy started");
+                (f.socket().to_owned(), Probe::Process(f.pid()))
+            }
+            _ => (engine.to_owned(), Probe::None),
+        }
+    }
+}
+
+/// Starts a forwarder for one target, for the idle sessions.
+#[derive(Debug)]
+struct Fresh<'a> {
+    dir: &'a Path,
+    engine: &'a TestEngine,
+    berth_bin: Option<&'a Path>,
+    berth_args: &'a [&'a str],
+}
+
+impl Fresh<'_> {
+    fn start(&self, t: &Target, round: usize) -> Result<(Forwarders, Target)> {
+        let sub = self.dir.join(format!("idle-{round}-{}", t.name));
+        std::fs::create_dir_all(&sub)?;
+        let fwd = Forwarders::start(
+            &[t.name],
+            &sub,
+            self.engine,
+            self.berth_bin,
+            self.berth_args,
+        )?;
+        let (idle_socket, idle_probe) = fwd.endpoint(t.name, self.engine.socket());
+        let target = Target {
+            idle_socket,
+            idle_probe,
+            ..t.clone()
+        };
+        Ok((fwd, target))
+    }
 }
 
 async fn bench(
@@ -266,6 +325,7 @@ async fn bench(
     scenarios: &[Scenario],
     p: &Params,
     f: &scenarios::Fixtures,
+    fresh: &Fresh<'_>,
 ) -> Result<Samples> {
     let mut samples = Samples::new();
     for round in 0..p.rounds {
@@ -275,9 +335,16 @@ async fn bench(
             let t0 = Instant::now();
             let mut line = String::new();
             for t in order {
-                let metrics = scenarios::run(*s, t, p, f)
+                let (fwd, t) = if *s == Scenario::Idle {
+                    let (fwd, t) = fresh.start(t, round)?;
+                    (Some(fwd), t)
+                } else {
+                    (None, t.clone())
+                };
+                let metrics = scenarios::run(*s, &t, p, f)
                     .await
                     .with_context(|| format!("{} against {}", s.name(), t.name))?;
+                drop(fwd);
                 if let Some((key, v)) = metrics.first() {
                     line.push_str(&format!(
                         "  {}: {v:.1} ({})",
@@ -296,6 +363,18 @@ async fn bench(
                 s.name(),
                 t0.elapsed().as_secs_f64()
             );
+        }
+        // What the forwarders hold after a round of the other rows (the idle sessions
+        // had instances of their own).
+        if scenarios.iter().any(|s| *s != Scenario::Idle) {
+            for t in targets {
+                if let Some(kib) = t.probe.kib() {
+                    samples
+                        .entry(("mem.end".into(), t.name))
+                        .or_default()
+                        .push(kib as f64 / 1024.0);
+                }
+            }
         }
     }
     Ok(samples)

@@ -149,7 +149,7 @@ pub(crate) enum Probe {
 
 impl Probe {
     /// Resident memory in KiB.
-    fn kib(self) -> Option<u64> {
+    pub(crate) fn kib(self) -> Option<u64> {
         match self {
             Self::None => None,
             Self::Process(pid) => procfs::vm_rss_kib(pid),
@@ -228,6 +228,9 @@ pub(crate) struct Target {
     pub(crate) name: &'static str,
     pub(crate) socket: PathBuf,
     pub(crate) probe: Probe,
+    /// Where the idle sessions go: a forwarder that served nothing else.
+    pub(crate) idle_socket: PathBuf,
+    pub(crate) idle_probe: Probe,
 }
 
 /// What the scenarios work on, made once through the direct socket.
@@ -310,7 +313,7 @@ pub(crate) async fn run(s: Scenario, t: &Target, p: &Params, f: &Fixtures) -> Re
         }
         Scenario::Idle => {
             let id = f.cat_container.as_ref().context("no cat container")?;
-            match idle(sock, t.probe, id, p.idle_n).await? {
+            match idle(&t.idle_socket, t.idle_probe, id, p.idle_n).await? {
                 None => Vec::new(),
                 Some([before, during, after]) => vec![
                     ("idle.rss".into(), during),
