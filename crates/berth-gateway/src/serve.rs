@@ -54,9 +54,10 @@ pub(crate) async fn serve_connection(
         // Closed, failed or silent before sending a request: nothing to answer.
         Ok(Ok(None) | Err(_)) | Err(_) => return,
     };
-    let io = if hijack {
+    let io = if let Some(client_trace) = hijack {
         let guest = shared.router.default_guest();
-        match forward::hijack::splice_raw(guest, io).await {
+        let trace = client_trace.unwrap_or_else(new_trace_id);
+        match forward::hijack::splice_raw(guest, io, trace.as_bytes()).await {
             Ok(Ok(())) => return,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "raw hijack ended with an error");
@@ -177,9 +178,14 @@ fn method_mutates(method: &Method) -> bool {
 }
 
 fn trace_id(req: &Request<Incoming>) -> HeaderValue {
-    if let Some(v) = req.headers().get(TRACE_ID) {
-        return v.clone();
+    match req.headers().get(TRACE_ID) {
+        Some(v) => v.clone(),
+        None => new_trace_id(),
     }
+}
+
+/// A fresh trace id: 16 hex digits, unique within the process, unlikely across runs.
+fn new_trace_id() -> HeaderValue {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let seed = *SEED.get_or_init(|| {
@@ -199,8 +205,9 @@ fn trace_id(req: &Request<Incoming>) -> HeaderValue {
 
 /// What the first request head on a connection turned out to be.
 enum First {
-    /// A request (for hyper, or a raw hijack when the flag is set).
-    Request(ClientIo, bool),
+    /// A request for hyper, or a raw hijack (`Some`, with the client's own trace id if
+    /// it sent one).
+    Request(ClientIo, Option<Option<HeaderValue>>),
     /// Bytes that are not HTTP/1.x.
     Malformed(ClientStream, String),
 }
@@ -211,9 +218,11 @@ async fn reject_malformed(stream: &mut ClientStream, reason: &str) {
     use tokio::io::AsyncWriteExt;
     let body =
         serde_json::json!({ "message": format!("malformed HTTP request: {reason}") }).to_string();
+    let trace = new_trace_id();
     let head = format!(
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len() + 1
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Trace-Id: {}\r\nConnection: close\r\n\r\n",
+        body.len() + 1,
+        String::from_utf8_lossy(trace.as_bytes())
     );
     let _ = stream.write_all(format!("{head}{body}\n").as_bytes()).await;
     let _ = stream.shutdown().await;
@@ -229,10 +238,15 @@ async fn sniff(mut stream: ClientStream) -> io::Result<Option<First>> {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
         let hijack = match req.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => is_raw_hijack(&req),
+            Ok(httparse::Status::Complete(_)) => is_raw_hijack(&req).then(|| {
+                req.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(TRACE_ID))
+                    .and_then(|h| HeaderValue::from_bytes(h.value).ok())
+            }),
             Ok(httparse::Status::Partial) if buf.len() < MAX_SNIFF => continue,
             // Beyond what berth sniffs: hyper applies its own limits.
-            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => false,
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => None,
             Err(e) => return Ok(Some(First::Malformed(stream, e.to_string()))),
         };
         return Ok(Some(First::Request(

@@ -8,17 +8,21 @@
 use std::io;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use berth_guest::GuestStream;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::splice;
 use crate::guest::Guest;
 use crate::serve::ClientIo;
 
-/// Splices `client` to the guest after replaying `prelude`; `Err` hands the untouched
-/// client back when the guest cannot be reached, so the caller can answer properly.
+/// Splices `client` to the guest after replaying the bytes already read; `Err` hands the
+/// untouched client back when the guest cannot be reached, so the caller can answer
+/// properly. dockerd's response head gets the `X-Trace-Id` header like every answer.
 pub(crate) async fn splice_raw(
     guest: &Arc<Guest>,
     client: ClientIo,
+    trace_id: &[u8],
 ) -> Result<io::Result<()>, ClientIo> {
     if guest.ready().await.is_err() {
         return Err(client);
@@ -30,6 +34,64 @@ pub(crate) async fn splice_raw(
             return Err(client);
         }
     };
-    let (stream, prelude) = client.into_parts();
-    Ok(splice::bridge_client(stream, &[prelude], upstream, Bytes::new()).await)
+    let (mut stream, prelude) = client.into_parts();
+    let mut upstream = upstream;
+    Ok(async {
+        upstream.write_all(&prelude).await?;
+        let head = read_head(&mut upstream).await?;
+        stream.write_all(&with_trace_id(&head, trace_id)).await?;
+        splice::bridge_client(stream, &[], upstream, Bytes::new()).await
+    }
+    .await)
+}
+
+/// Heads larger than this are passed on as they are.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Reads until the end of the guest's response head (or EOF, or `MAX_HEAD`); returns
+/// what was read, which may include the first stream bytes after the head.
+async fn read_head(upstream: &mut GuestStream) -> io::Result<BytesMut> {
+    let mut buf = BytesMut::with_capacity(1024);
+    while head_end(&buf).is_none() && buf.len() < MAX_HEAD {
+        if upstream.read_buf(&mut buf).await? == 0 {
+            break;
+        }
+    }
+    Ok(buf)
+}
+
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+/// The head with an `X-Trace-Id` line added before its blank line; anything after the
+/// head is kept as it is.
+fn with_trace_id(buf: &[u8], trace_id: &[u8]) -> Vec<u8> {
+    let Some(end) = head_end(buf) else {
+        return buf.to_vec();
+    };
+    let mut out = Vec::with_capacity(buf.len() + trace_id.len() + 16);
+    out.extend_from_slice(&buf[..end + 2]);
+    out.extend_from_slice(b"X-Trace-Id: ");
+    out.extend_from_slice(trace_id);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&buf[end + 2..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_id_goes_before_the_blank_line_and_stream_bytes_stay() {
+        let head =
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n\x01\x00";
+        let out = with_trace_id(head, b"abc");
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\nX-Trace-Id: abc\r\n\r\n\x01\x00"
+        );
+        assert_eq!(with_trace_id(b"partial", b"x"), b"partial");
+    }
 }
