@@ -33,7 +33,7 @@ use crate::report::Samples;
 use crate::scenarios::{Params, Probe, Scenario, Target};
 
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-const TARGETS: [&str; 4] = ["direct", "berth", "socat", "haproxy"];
+pub(crate) const TARGETS: [&str; 4] = ["direct", "berth", "socat", "haproxy"];
 
 /// Measures berth against a direct connection to the same dockerd, socat and HAProxy.
 ///
@@ -84,6 +84,12 @@ struct Args {
     /// Also print every round's samples.
     #[arg(long)]
     raw: bool,
+    /// Also write every round's samples (JSON) to this file.
+    #[arg(long)]
+    samples: Option<PathBuf>,
+    /// Run nothing: print the report of samples written by --samples.
+    #[arg(long, conflicts_with_all = ["samples", "only", "build", "quick"])]
+    from_samples: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -98,6 +104,29 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
+    if let Some(path) = &args.from_samples {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let (samples, head) = report::from_json(&text)?;
+        let idle_n = head
+            .split(" idle sessions")
+            .next()
+            .and_then(|h| h.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(500);
+        let mut present: Vec<&'static str> = Vec::new();
+        for t in TARGETS {
+            if samples.keys().any(|(_, s)| *s == t) {
+                present.push(t);
+            }
+        }
+        let md = render(head, &samples, &present, idle_n);
+        print!("{md}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &md).with_context(|| format!("writing {}", out.display()))?;
+        }
+        return Ok(());
+    }
     let mut params = if args.quick {
         Params::quick()
     } else {
@@ -197,8 +226,7 @@ fn run(args: &Args) -> Result<()> {
         }
     })?;
 
-    let verdict = report::table(&samples, &targets, params.idle_n);
-    let mut md = header(
+    let head = header(
         args,
         &params,
         &version,
@@ -206,18 +234,11 @@ fn run(args: &Args) -> Result<()> {
         &load_at_start,
         berth_bin.as_deref(),
     );
-    md.push_str(&verdict.table);
-    let cpu = report::cpu_table(&samples, &targets);
-    if !cpu.is_empty() {
-        md.push('\n');
-        md.push_str(&cpu);
+    if let Some(path) = &args.samples {
+        std::fs::write(path, report::to_json(&samples, &head))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
-    if !verdict.misses.is_empty() {
-        md.push_str("\nWhere berth misses:\n\n");
-        for m in &verdict.misses {
-            md.push_str(&format!("- {m}\n"));
-        }
-    }
+    let md = render(head, &samples, &targets, params.idle_n);
     println!("{md}");
     if args.raw {
         println!("Per-round samples:\n\n```\n{}```", report::raw(&samples));
@@ -229,6 +250,24 @@ fn run(args: &Args) -> Result<()> {
     drop(main);
     drop(engine);
     Ok(())
+}
+
+/// The report: header, table, CPU table, misses.
+fn render(mut md: String, samples: &Samples, targets: &[&'static str], idle_n: usize) -> String {
+    let verdict = report::table(samples, targets, idle_n);
+    md.push_str(&verdict.table);
+    let cpu = report::cpu_table(samples, targets);
+    if !cpu.is_empty() {
+        md.push('\n');
+        md.push_str(&cpu);
+    }
+    if !verdict.misses.is_empty() {
+        md.push_str("\nWhere berth misses:\n\n");
+        for m in &verdict.misses {
+            md.push_str(&format!("- {m}\n"));
+        }
+    }
+    md
 }
 
 /// berth, socat and HAProxy in front of one engine (those among the targets).

@@ -223,12 +223,42 @@ pub(crate) fn table(samples: &Samples, targets: &[&'static str], idle_n: usize) 
         for t in targets {
             let _ = write!(out, " {} |", fmt_value(med(&r.key, t), r.unit));
         }
-        let direct = med(&r.key, "direct");
+        // Each round's value over the same round's direct value (measured moments apart),
+        // then the median of those: steadier than a ratio of medians when other work on
+        // the machine comes and goes between rounds.
+        let per_round = |t: &'static str| -> Option<Vec<f64>> {
+            let v = samples.get(&(r.key.clone(), t))?;
+            let d = samples.get(&(r.key.clone(), "direct"))?;
+            (v.len() == d.len() && v.len() > 1)
+                .then(|| v.iter().zip(d).map(|(a, b)| a / b).collect())
+        };
+        let ratio_of = |t: &'static str| -> f64 {
+            let (Some(v), Some(d)) = (
+                samples.get(&(r.key.clone(), t)),
+                samples.get(&(r.key.clone(), "direct")),
+            ) else {
+                return f64::NAN;
+            };
+            if v.len() == d.len() {
+                let per_round: Vec<f64> = v.iter().zip(d).map(|(a, b)| a / b).collect();
+                median(&per_round)
+            } else {
+                median(v) / median(d)
+            }
+        };
         if has_direct {
             for t in &others {
-                let ratio = med(&r.key, t) / direct;
+                let ratio = ratio_of(t);
+                let spread = per_round(t)
+                    .filter(|_| *t == "berth")
+                    .map(|v| {
+                        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+                        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        format!(" ({lo:.2}–{hi:.2})")
+                    })
+                    .unwrap_or_default();
                 if ratio.is_finite() {
-                    let _ = write!(out, " {ratio:.2}× |");
+                    let _ = write!(out, " {ratio:.2}×{spread} |");
                 } else {
                     out.push_str(" — |");
                 }
@@ -237,7 +267,7 @@ pub(crate) fn table(samples: &Samples, targets: &[&'static str], idle_n: usize) 
         let berth = med(&r.key, "berth");
         let mut fails = Vec::new();
         if !berth.is_nan() {
-            let ratio = berth / direct;
+            let ratio = ratio_of("berth");
             let ok = match r.goal {
                 Goal::None | Goal::Info => true,
                 Goal::RatioAtMost(x) => !ratio.is_finite() || ratio <= x,
@@ -253,11 +283,16 @@ pub(crate) fn table(samples: &Samples, targets: &[&'static str], idle_n: usize) 
             }
             if r.compete {
                 for t in ["socat", "haproxy"] {
-                    let theirs = med(&r.key, t);
-                    let worse = if r.higher_better {
-                        berth <= theirs
+                    // Compared as ratios to direct where there is one, else as values.
+                    let (ours, theirs) = if ratio.is_finite() {
+                        (ratio, ratio_of(t))
                     } else {
-                        berth >= theirs
+                        (berth, med(&r.key, t))
+                    };
+                    let worse = if r.higher_better {
+                        ours <= theirs
+                    } else {
+                        ours >= theirs
                     };
                     if worse {
                         fails.push(format!("loses to {t}"));
@@ -277,10 +312,11 @@ pub(crate) fn table(samples: &Samples, targets: &[&'static str], idle_n: usize) 
     }
     let _ = writeln!(
         out,
-        "\nMedians across rounds. Ratio = target ÷ direct: for µs and MiB lower is better \
-         (a ratio above 1 is slower), for req/s and MiB/s higher is better (a ratio below 1 is \
-         slower). \"berth\" fails a row that misses its target or where socat or HAProxy \
-         does better. Memory: VmRSS of berth and of HAProxy, summed Pss of socat's processes \
+        "\nValues are medians across rounds. Ratio = target ÷ direct, taken in each round \
+         and the median of those shown (for berth also the lowest and highest round): for µs and MiB lower is better (a ratio above 1 is \
+         slower), for req/s and MiB/s higher is better (a ratio below 1 is slower). \
+         \"berth\" fails a row that misses its target or where socat or HAProxy does better \
+         (by that ratio where there is one). Memory: VmRSS of berth and of HAProxy, summed Pss of socat's processes \
          (it forks per connection), with the sessions open (after each carried one line); \
          growth is that minus before opening them; kept is after closing minus before \
          opening, and \"released\" means at most 1 MiB or a quarter of the growth."
@@ -358,6 +394,40 @@ pub(crate) fn cpu_table(samples: &Samples, targets: &[&'static str]) -> String {
     out
 }
 
+/// Samples and the report's header as JSON, for `--samples` and `--from-samples`.
+pub(crate) fn to_json(samples: &Samples, header: &str) -> String {
+    let rows: Vec<serde_json::Value> = samples
+        .iter()
+        .map(|((metric, target), values)| {
+            serde_json::json!({"metric": metric, "target": target, "values": values})
+        })
+        .collect();
+    serde_json::json!({"header": header, "samples": rows}).to_string()
+}
+
+/// The inverse of [`to_json`].
+pub(crate) fn from_json(text: &str) -> anyhow::Result<(Samples, String)> {
+    use anyhow::Context as _;
+    let v: serde_json::Value = serde_json::from_str(text)?;
+    let mut samples = Samples::new();
+    for row in v["samples"].as_array().context("no samples")? {
+        let target = row["target"].as_str().context("no target")?;
+        let target = crate::TARGETS
+            .iter()
+            .find(|t| **t == target)
+            .with_context(|| format!("unknown target {target}"))?;
+        let values = row["values"]
+            .as_array()
+            .context("no values")?
+            .iter()
+            .map(|x| x.as_f64().unwrap_or(f64::NAN))
+            .collect();
+        let metric = row["metric"].as_str().context("no metric")?.to_owned();
+        samples.insert((metric, target), values);
+    }
+    Ok((samples, v["header"].as_str().unwrap_or_default().to_owned()))
+}
+
 /// Per-round samples, for `--raw`.
 pub(crate) fn raw(samples: &Samples) -> String {
     let mut out = String::new();
@@ -414,6 +484,30 @@ mod tests {
             v.misses
         );
         assert!(!v.misses[0].contains("haproxy"));
+    }
+
+    #[test]
+    fn ratios_are_taken_per_round() {
+        let mut s = Samples::new();
+        s.insert(("rps-16".into(), "direct"), vec![100.0, 300.0, 200.0]);
+        s.insert(("rps-16".into(), "berth"), vec![110.0, 330.0, 400.0]);
+        let v = table(&s, &["direct", "berth"], 500);
+        let row = v
+            .table
+            .lines()
+            .find(|l| l.contains("16 connections"))
+            .unwrap();
+        assert!(row.contains("| 1.10× (1.10–2.00) |"), "{row}");
+    }
+
+    #[test]
+    fn samples_round_trip() {
+        let mut s = Samples::new();
+        s.insert(("rps-16".into(), "haproxy"), vec![1.5, 2.5]);
+        let json = to_json(&s, "head");
+        let (back, head) = from_json(&json).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(head, "head");
     }
 
     #[test]

@@ -252,6 +252,13 @@ pub(crate) type Metric = (String, f64);
 
 pub(crate) async fn run(s: Scenario, t: &Target, p: &Params, f: &Fixtures) -> Result<Vec<Metric>> {
     let sock = t.socket.as_path();
+    if matches!(
+        s,
+        Scenario::Download | Scenario::Load | Scenario::Archive | Scenario::Hijack
+    ) {
+        // The previous transfer's dirty pages are written back now, not during this one.
+        nix::unistd::sync();
+    }
     let name = s.name();
     Ok(match s {
         Scenario::Latency { json, fresh } => {
