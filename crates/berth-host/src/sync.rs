@@ -48,7 +48,9 @@ impl PortSync {
         let client = EngineClient::new(engine);
         let follow = async {
             let mut backoff = BACKOFF_MIN;
-            let mut failing = false;
+            // Until a stream has been established, an absent engine is the normal state
+            // of a machine that starts lazily: not worth a warning.
+            let mut failing = true;
             loop {
                 let mut established = false;
                 let outcome = session(&forwarder, &client, &mut established).await;
