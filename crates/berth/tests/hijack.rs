@@ -122,7 +122,11 @@ fn exec_start_hijacks_with_and_without_upgrade_and_half_closes_both_ways() {
     let mut seen = Vec::new();
     for (side, socket) in sides() {
         for upgrade in [false, true] {
-            let id = exec_create(socket, "hj-exec", &["sh", "-c", "cat; echo after-eof"]);
+            let id = exec_create(
+                socket,
+                "hj-exec",
+                &["sh", "-c", "cat; sleep 1; echo after-eof"],
+            );
             let body = r#"{"Detach":false,"Tty":false}"#;
             let (mut s, head, rest) = hijack(
                 socket,
