@@ -45,6 +45,12 @@ pub fn patience() -> f64 {
         .unwrap_or(1.0)
 }
 
+/// `limit` scaled by [`patience`]: use it for every upper bound on how long something
+/// may take, so that a slow machine can be given more time without editing tests.
+pub fn patient(limit: std::time::Duration) -> std::time::Duration {
+    limit.mul_f64(patience())
+}
+
 /// Retries `$cond` every 50 ms until it holds or the patience runs out (10 s by
 /// default, or `within = DURATION`, both scaled by [`patience`]), then panics with the
 /// message (linkerd's `assert_eventually!`).
