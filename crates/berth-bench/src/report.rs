@@ -345,6 +345,10 @@ pub(crate) fn cpu_table(samples: &Samples, targets: &[&'static str]) -> String {
         ("rps-16", "req/s, 16 connections"),
         ("rps-64", "req/s, 64 connections"),
         ("rps-256", "req/s, 256 connections"),
+        ("download", "download, per MiB"),
+        ("load", "`POST /images/load`, per MiB"),
+        ("archive", "`PUT /archive`, per MiB"),
+        ("hijack", "hijack, per MiB"),
     ];
     let get = |k: &str, suffix: &str, t: &'static str| {
         samples
@@ -359,7 +363,7 @@ pub(crate) fn cpu_table(samples: &Samples, targets: &[&'static str]) -> String {
     if present.is_empty() {
         return out;
     }
-    out.push_str("| CPU per request (µs) |");
+    out.push_str("| CPU µs per request (streams: per MiB) |");
     for (label, _, _) in &cols {
         let _ = write!(out, " {label} |");
     }
@@ -386,7 +390,7 @@ pub(crate) fn cpu_table(samples: &Samples, targets: &[&'static str]) -> String {
     }
     let _ = writeln!(
         out,
-        "\nRun time of all threads of each process over the measured requests, from \
+        "\nRun time of all threads of each process over the measured requests or bytes, from \
          /proc/<pid>/task/*/schedstat (socat: with its per-connection children, exited ones \
          from /proc/<pid>/stat). The machine has {} CPUs for all of them together.",
         std::thread::available_parallelism().map_or(0, usize::from)

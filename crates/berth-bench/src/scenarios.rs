@@ -260,7 +260,18 @@ pub(crate) async fn run(s: Scenario, t: &Target, p: &Params, f: &Fixtures) -> Re
         nix::unistd::sync();
     }
     let name = s.name();
-    Ok(match s {
+    let meter = CpuMeter::start(t.probe, f.engine);
+    let mib = |bytes: u64| (bytes >> 20).max(1);
+    let (mut m, streamed) = match s {
+        Scenario::Latency { .. } | Scenario::Rps(_) | Scenario::Idle => (Vec::new(), 0),
+        Scenario::Download | Scenario::Load => {
+            let (_, tar) = f.big_image.as_ref().context("no big image")?;
+            (Vec::new(), mib(tar.len() as u64))
+        }
+        Scenario::Archive => (Vec::new(), mib(p.stream_bytes)),
+        Scenario::Hijack => (Vec::new(), mib(p.hijack_bytes)),
+    };
+    m.extend(match s {
         Scenario::Latency { json, fresh } => {
             let uri = Uri::from_static(if json { "/containers/json" } else { "/_ping" });
             let n = match (json, fresh) {
@@ -288,7 +299,7 @@ pub(crate) async fn run(s: Scenario, t: &Target, p: &Params, f: &Fixtures) -> Re
         }
         Scenario::Download => {
             let (image, tar) = f.big_image.as_ref().context("no big image")?;
-            vec![(name, download(sock, image, tar.len() as u64).await?)]
+            vec![(name.clone(), download(sock, image, tar.len() as u64).await?)]
         }
         Scenario::Load => {
             let (_, tar) = f.big_image.as_ref().context("no big image")?;
@@ -301,7 +312,7 @@ pub(crate) async fn run(s: Scenario, t: &Target, p: &Params, f: &Fixtures) -> Re
             if !text.contains("Loaded image") || text.contains("errorDetail") {
                 bail!("images/load answered {text}");
             }
-            vec![(name, rate)]
+            vec![(name.clone(), rate)]
         }
         Scenario::Archive => {
             let id = f
@@ -311,12 +322,18 @@ pub(crate) async fn run(s: Scenario, t: &Target, p: &Params, f: &Fixtures) -> Re
             let pattern = f.pattern.as_ref().context("no pattern")?;
             let chunks = crate::data::tar_one_file(pattern, "big.bin", p.stream_bytes);
             let uri = format!("/containers/{id}/archive?path=/tmp");
-            vec![(name, upload(sock, Method::PUT, &uri, chunks).await?.0)]
+            vec![(
+                name.clone(),
+                upload(sock, Method::PUT, &uri, chunks).await?.0,
+            )]
         }
         Scenario::Hijack => {
             let id = f.cat_container.as_ref().context("no cat container")?;
             let pattern = f.pattern.as_ref().context("no pattern")?;
-            vec![(name, hijack(sock, id, pattern, p.hijack_bytes).await?)]
+            vec![(
+                name.clone(),
+                hijack(sock, id, pattern, p.hijack_bytes).await?,
+            )]
         }
         Scenario::Idle => {
             let id = f.cat_container.as_ref().context("no cat container")?;
@@ -331,7 +348,12 @@ pub(crate) async fn run(s: Scenario, t: &Target, p: &Params, f: &Fixtures) -> Re
                 ],
             }
         }
-    })
+    });
+    if streamed > 0 {
+        // Streams: CPU µs per MiB.
+        m.extend(cpu_metrics(&name, meter.spent(), streamed));
+    }
+    Ok(m)
 }
 
 fn mib_per_s(bytes: u64, dt: Duration) -> f64 {
