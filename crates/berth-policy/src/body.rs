@@ -1,5 +1,5 @@
-//! Bodies as the engine reads them: the JSON of container create, container update,
-//! exec create and volume create, decoded with the rules of Go's `encoding/json` into
+//! Bodies as the engine reads them: the JSON of container create, start (old API
+//! versions), update, exec create and volume create, decoded with the rules of Go's `encoding/json` into
 //! the few facts the limits judge ([`BodyFacts`]).
 //!
 //! Go matches keys case-insensitively (with Unicode folds) and decodes duplicates in
@@ -111,7 +111,11 @@ pub(crate) struct BodyFacts {
 
 /// Reads the facts of a JSON body for `op`; the error says what is unreadable.
 pub(crate) fn facts(op: Operation, body: &[u8]) -> Result<BodyFacts, String> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let empty = body.iter().all(u8::is_ascii_whitespace);
+    if empty && op == Operation::ContainerStart {
+        return Ok(BodyFacts::default()); // the usual start: nothing to judge
+    }
+    if empty {
         return Err("the body is empty".to_owned());
     }
     let json = json::parse(body)?;
@@ -121,6 +125,13 @@ pub(crate) fn facts(op: Operation, body: &[u8]) -> Result<BodyFacts, String> {
     let mut out = BodyFacts::default();
     match op {
         Operation::ContainerCreate => create(pairs, &mut out)?,
+        Operation::ContainerStart => {
+            // `DecodeHostConfig` reads the same wrapper as create; only its HostConfig
+            // (inner or top-level) is used.
+            create(pairs, &mut out)?;
+            out.images.clear();
+            out.users.clear();
+        }
         Operation::ContainerUpdate => {
             let mut host = HostFacts::default();
             for (k, v) in pairs {

@@ -1,5 +1,5 @@
 //! Endpoint: method + raw path → [`Section`] and, for requests whose body or query the
-//! limits judge, an [`Operation`].
+//! limits judge, an operation.
 //!
 //! The path is read the way dockerd reads it (gateway notes 1.8): percent-decoded once,
 //! cleaned (`//`, `.`, `..`, trailing `/`), then a `/v{[0-9.]+}` prefix split off.
@@ -139,6 +139,9 @@ impl Section {
 pub(crate) enum Operation {
     /// `POST /containers/create`: JSON body.
     ContainerCreate,
+    /// `POST /containers/{id}/start`: dockerd still reads a HostConfig body for API
+    /// versions below 1.24 (`postContainersStart`), so a non-empty body is judged.
+    ContainerStart,
     /// `POST /containers/{id}/update`: JSON body.
     ContainerUpdate,
     /// `POST /containers/{id}/exec`: JSON body.
@@ -156,7 +159,11 @@ impl Operation {
     pub(crate) fn reads_body(self) -> bool {
         matches!(
             self,
-            Self::ContainerCreate | Self::ContainerUpdate | Self::ExecCreate | Self::VolumeCreate
+            Self::ContainerCreate
+                | Self::ContainerStart
+                | Self::ContainerUpdate
+                | Self::ExecCreate
+                | Self::VolumeCreate
         )
     }
 }
@@ -328,7 +335,11 @@ fn section_of(method: &str, path: &str) -> (Section, Option<Operation>) {
             if named("/exec") {
                 return (S::Exec, Some(O::ExecCreate));
             }
-            named("/update").then_some(O::ContainerUpdate)
+            if named("/start") {
+                Some(O::ContainerStart)
+            } else {
+                named("/update").then_some(O::ContainerUpdate)
+            }
         }
     };
     (section, operation)
@@ -415,7 +426,7 @@ mod tests {
                 "POST",
                 "/containers/a/exec/start",
                 Section::Containers,
-                None,
+                Some(Operation::ContainerStart),
                 "/containers/a/exec/start",
             ),
             (

@@ -41,6 +41,15 @@ impl Limit {
     pub(crate) fn judges(&self, op: Operation) -> bool {
         match op {
             Operation::ContainerCreate => true,
+            Operation::ContainerStart => {
+                self.deny_privileged
+                    || self.cap_add.is_some()
+                    || self.deny_devices
+                    || self.deny_host != 0
+                    || self.bind_roots.is_some()
+                    || self.deny_unconfined
+                    || self.sysctls.is_some()
+            }
             Operation::ContainerUpdate => self.deny_devices,
             Operation::ExecCreate => self.deny_privileged || self.users.is_some(),
             Operation::VolumeCreate => self.bind_roots.is_some(),

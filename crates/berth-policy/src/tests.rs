@@ -450,9 +450,42 @@ fn bodies_that_cannot_be_judged_are_refused_when_a_limit_applies() {
         empty.denial_message().unwrap(),
         "berth policy: rule \"no-privileged\" denies unreadable request bodies (the body is empty)"
     );
-    // No limit judges a plain start: no body is asked for.
-    let req = RequestFacts::new("POST", "/containers/web/start", &c);
+    // No limit judges a stop: no body is asked for.
+    let req = RequestFacts::new("POST", "/containers/web/stop", &c);
     assert_eq!(p.check_request(&req), Decision::Allow);
+}
+
+#[test]
+fn start_bodies_of_old_api_versions_are_judged_like_create() {
+    let p = policy(STRICT);
+    let c = unix(1000);
+    let rows: &[(&str, &str, Option<&str>)] = &[
+        ("/v1.41/containers/web/start", "", None),
+        (
+            "/v1.23/containers/web/start",
+            r#"{"Binds":["/srv/x:/x"]}"#,
+            None,
+        ),
+        (
+            "/v1.23/containers/web/start",
+            r#"{"Privileged":true}"#,
+            Some("no-privileged"),
+        ),
+        (
+            "/v1.23/containers/web/start",
+            r#"{"HostConfig":{"Binds":["/etc:/x"]}}"#,
+            Some("binds-under-srv"),
+        ),
+        (
+            "/containers/web/start",
+            "junk that is not json",
+            Some("no-privileged"),
+        ),
+    ];
+    for (path, body, want) in rows {
+        let d = decide(&p, &c, "POST", path, body);
+        assert_eq!(rule_of(&d), *want, "{path} {body} → {d:?}");
+    }
 }
 
 #[test]
@@ -847,6 +880,6 @@ fn fifty_rule_policies_decide_without_reading_bodies_they_do_not_need() {
         p.check_request(&req),
         Decision::NeedsBody { limit: 1 << 20 }
     );
-    let start = RequestFacts::new("POST", "/v1.41/containers/abc/start", &c);
-    assert_eq!(p.check_request(&start), Decision::Allow);
+    let list = RequestFacts::new("GET", "/v1.41/containers/json", &c);
+    assert_eq!(p.check_request(&list), Decision::Allow);
 }
