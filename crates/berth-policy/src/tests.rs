@@ -769,6 +769,8 @@ fn parse_errors_name_the_line_and_the_key() {
         ("max_body_bytes = 0", 1, "max_body_bytes must be between"),
         ("read_only = true\nread_only = false", 2, "duplicate key"),
         ("[[rule]]\naction = \"allow\"", 1, "missing field `name`"),
+        ("default = ", 1, "value is missing"),
+        ("[[rule]\nname = 1", 1, "invalid table header; expected"),
     ];
     for (text, line, needle) in rows {
         let err = AccessPolicy::from_toml(text).expect_err(text);

@@ -146,8 +146,8 @@ impl Ctx<'_> {
 }
 
 pub(super) fn parse(text: &str) -> Result<AccessPolicy, PolicyError> {
-    let file: PolicyFile = toml::from_str(text)
-        .map_err(|e| PolicyError::at(text, e.span(), e.message().trim().to_owned()))?;
+    let file: PolicyFile =
+        toml::from_str(text).map_err(|e| PolicyError::at(text, e.span(), toml_message(&e)))?;
     let mut cx = Ctx {
         text,
         names: Vec::new(),
@@ -193,6 +193,26 @@ pub(super) fn parse(text: &str) -> Result<AccessPolicy, PolicyError> {
         max_body,
         resolver: Arc::new(FsPathResolver),
     })
+}
+
+/// The parser's message on one line, without the source snippet (quoted separately).
+fn toml_message(e: &toml::de::Error) -> String {
+    let own = e.message().trim();
+    let text = if own.is_empty() {
+        e.to_string()
+    } else {
+        own.to_owned()
+    };
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains('|') && !l.starts_with("TOML parse error"))
+        .collect();
+    if lines.is_empty() {
+        "invalid TOML (a value is missing or malformed)".to_owned()
+    } else {
+        lines.join("; ")
+    }
 }
 
 fn rule(cx: &mut Ctx<'_>, r: &RuleFile) -> Result<Rule, PolicyError> {
