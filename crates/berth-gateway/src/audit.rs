@@ -36,7 +36,7 @@ pub struct AuditRecord {
     pub method: String,
     /// Path as sent (with its version prefix), without the query string.
     pub path: String,
-    /// `allow` or `deny`.
+    /// `allow`, `deny` (the policy refused), or `error` (a body berth could not read).
     pub decision: &'static str,
     /// The policy rule that decided, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,6 +91,7 @@ pub fn describe_peer(peer: &PeerIdentity) -> String {
         }
         PeerIdentity::Tcp { addr } => format!("tcp:{addr}"),
         PeerIdentity::Unknown => "unknown".to_owned(),
+        PeerIdentity::Internal => "internal".to_owned(),
     }
 }
 

@@ -37,6 +37,14 @@ pub enum GatewayError {
     /// words its own "port is already allocated" failure, with its status (notes 3.2).
     #[error("{0}")]
     PortUnavailable(String),
+    /// The access policy refuses the request; `message` names the rule and what it
+    /// refuses (`berth policy: rule "no-privileged" denies privileged containers`).
+    #[error("{message}")]
+    Denied { rule: String, message: String },
+    /// The request is valid but clashes with what the engines hold (an identifier that
+    /// matches on several machines, a container name taken on another machine).
+    #[error("{0}")]
+    Conflict(String),
     /// A fault in berth itself.
     #[error("berth: internal error: {0}")]
     Internal(String),
@@ -47,6 +55,8 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Denied { .. } => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::GuestUnreachable { .. } => StatusCode::BAD_GATEWAY,
             Self::GuestNotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::GuestTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,

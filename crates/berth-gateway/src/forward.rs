@@ -30,30 +30,44 @@ pub(crate) type ResponseBody = Either<Incoming, Full<Bytes>>;
 /// reads create bodies without a limit, but no real one comes near it.
 const MAX_EDITED_BODY: usize = 16 << 20;
 
-/// Reads the whole body, lets `work` rewrite it, and sets the new `Content-Length`
-/// (notes 1.2: a rewritten body needs one).
+/// A request body already read whole by an earlier stage (admission judged it): it is
+/// what goes upstream, and the client's body is never read again.
+#[derive(Clone, Debug)]
+pub(crate) struct HeldBody(pub(crate) Bytes);
+
+/// The request with its held body, framed by `Content-Length` whatever the client used.
+fn send_held(req: Request<Incoming>, held: Bytes) -> Request<UpstreamBody> {
+    let (mut parts, _) = req.into_parts();
+    parts.headers.remove(http::header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(http::header::CONTENT_LENGTH, held.len().into());
+    Request::from_parts(parts, Either::Right(Full::new(held)))
+}
+
+/// Reads the whole body (or takes the held one), lets `work` rewrite it, and sets the
+/// new `Content-Length` (notes 1.2: a rewritten body needs one).
 async fn rewrite_body(
     guest: &Guest,
     req: Request<Incoming>,
+    held: Option<HeldBody>,
     work: &crate::host::HostWork,
 ) -> Result<Request<UpstreamBody>, GatewayError> {
     use http_body_util::{BodyExt, Limited};
     let (mut parts, body) = req.into_parts();
-    let body = Limited::new(body, MAX_EDITED_BODY)
-        .collect()
-        .await
-        .map_err(|e| GatewayError::BadRequest(format!("reading request body: {e}")))?
-        .to_bytes();
-    let body = match work.rewrite_body(guest, &body)? {
-        Some(rewritten) => {
-            parts.headers.remove(http::header::TRANSFER_ENCODING);
-            parts
-                .headers
-                .insert(http::header::CONTENT_LENGTH, rewritten.len().into());
-            rewritten
-        }
-        None => body,
+    let body = match held {
+        Some(HeldBody(held)) => held,
+        None => Limited::new(body, MAX_EDITED_BODY)
+            .collect()
+            .await
+            .map_err(|e| GatewayError::BadRequest(format!("reading request body: {e}")))?
+            .to_bytes(),
     };
+    let body = work.rewrite_body(guest, &body)?.unwrap_or(body);
+    parts.headers.remove(http::header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(http::header::CONTENT_LENGTH, body.len().into());
     Ok(Request::from_parts(parts, Either::Right(Full::new(body))))
 }
 
@@ -64,15 +78,21 @@ pub(crate) async fn forward(
     classified: &Classified,
     drain: &Drain,
 ) -> Result<Response<ResponseBody>, GatewayError> {
+    let mut req = req;
+    // Only bodies of ordinary exchanges are ever held (create, update, exec create…).
+    let held = req.extensions_mut().remove::<HeldBody>();
     match classified.exchange {
         Exchange::Ordinary | Exchange::StreamedUpload | Exchange::Hijack => {
             let deadline = classified
                 .head_deadline_applies(req.method())
                 .then_some(guest.timeouts().head);
             let host_work = crate::host::plan(guest, classified, req.uri());
-            let req = match &host_work {
-                Some(work) if work.rewrites_body() => rewrite_body(guest, req, work).await?,
-                _ => req.map(Either::Left),
+            let req = match (&host_work, held) {
+                (Some(work), held) if work.rewrites_body() => {
+                    rewrite_body(guest, req, held, work).await?
+                }
+                (_, Some(HeldBody(held))) => send_held(req, held),
+                (_, None) => req.map(Either::Left),
             };
             let res = ordinary::forward(guest, req, deadline).await?;
             match host_work {

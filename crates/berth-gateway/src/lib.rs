@@ -13,6 +13,7 @@
 //! Every error berth answers itself is a [`GatewayError`], turned into Docker's JSON
 //! shape in one place (`serve`); everything the guest answers passes through as is.
 
+mod admit;
 pub mod audit;
 pub mod classify;
 pub mod error;
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+pub use admit::PolicyGate;
 pub use error::{GatewayError, ListenError};
 pub use guest::{EngineLifecycle, Guest, GuestOptions, GuestTimeouts, PortPublisher};
 pub use host::paths::PathTranslator;
@@ -45,6 +47,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Where mutating requests are recorded, if anywhere.
     pub audit: Option<audit::AuditLog>,
+    /// The access policy, if any (`None`: everything passes, at the cost of one branch).
+    pub policy: Option<Arc<PolicyGate>>,
 }
 
 impl Default for Config {
@@ -53,6 +57,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(300),
             drain_timeout: Duration::from_secs(10),
             audit: None,
+            policy: None,
         }
     }
 }

@@ -35,6 +35,8 @@ pub enum PeerIdentity {
     Tcp { addr: SocketAddr },
     /// Unknown (credentials could not be read).
     Unknown,
+    /// A container on berth's container socket ([`BoundSocket::for_containers`]).
+    Internal,
 }
 
 /// A bound Unix socket that removes its file when dropped.
@@ -43,6 +45,8 @@ pub struct BoundSocket {
     listener: UnixListener,
     path: PathBuf,
     inode: u64,
+    /// Peers are containers (`PeerIdentity::Internal`), whatever their uid.
+    internal: bool,
 }
 
 impl BoundSocket {
@@ -75,7 +79,15 @@ impl BoundSocket {
             listener,
             path: path.to_owned(),
             inode,
+            internal: false,
         })
+    }
+
+    /// Marks this socket as the one containers get instead of the Docker socket: its
+    /// peers are `PeerIdentity::Internal` (a container's root is not the host's).
+    pub fn for_containers(mut self) -> Self {
+        self.internal = true;
+        self
     }
 
     /// The socket path.
@@ -158,7 +170,11 @@ impl Listener {
         let accepted = match self {
             Self::Unix(socket) => {
                 let (stream, _) = socket.listener.accept().await?;
-                let peer = unix_peer(&stream);
+                let peer = if socket.internal {
+                    PeerIdentity::Internal
+                } else {
+                    unix_peer(&stream)
+                };
                 Accepted::Plain(LeanSocket::from_unix(stream)?, peer)
             }
             Self::Tcp(endpoint) => {

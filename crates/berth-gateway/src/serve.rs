@@ -57,6 +57,9 @@ pub(crate) async fn serve_connection(
     let io = if let Some(client_trace) = hijack {
         let guest = shared.router.default_guest();
         let trace = client_trace.unwrap_or_else(new_trace_id);
+        let Some(io) = crate::admit::admit_raw(&shared, io, &peer, &trace).await else {
+            return;
+        };
         match forward::hijack::splice_raw(guest, io, trace.as_bytes()).await {
             Ok(Ok(())) => return,
             Ok(Err(e)) => {
@@ -130,6 +133,10 @@ impl Shared {
             endpoint = ?classified.endpoint,
             peer = ?peer,
         );
+        let req = match crate::admit::admit(&self, req, &classified, peer, &trace_id).await {
+            Ok(req) => req,
+            Err(refused) => return refused,
+        };
         let exchange = async {
             let guest = self.router.route(&classified);
             guest.ready().await?;

@@ -39,6 +39,11 @@ pub(crate) enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Check access policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -60,6 +65,15 @@ pub(crate) enum MachineCommand {
     Rm { name: String },
     /// Print the last lines of a managed machine's dockerd log.
     Logs { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Parse a policy file and report the first mistake (exit 64), or that it is valid.
+    Check {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +117,15 @@ pub(crate) struct ServeArgs {
     /// Server private key (PEM).
     #[arg(long, value_name = "FILE")]
     pub(crate) tlskey: Option<PathBuf>,
+
+    /// Enforce this access policy (TOML; reloaded on SIGHUP); overrides `policy` in the file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
+
+    /// Record mode: write the smallest policy that allows what clients did to FILE (on
+    /// SIGHUP and at shutdown).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy_record: Option<PathBuf>,
 
     /// Record every mutating request as a JSON line in this file (rotated at 10 MiB).
     #[arg(long, value_name = "FILE")]

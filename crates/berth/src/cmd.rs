@@ -3,6 +3,7 @@
 mod client;
 pub(crate) mod docker;
 pub(crate) mod machine;
+pub(crate) mod policy;
 pub(crate) mod serve;
 pub(crate) mod status;
 

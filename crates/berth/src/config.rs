@@ -65,6 +65,18 @@ pub(crate) struct FileConfig {
     /// The engines behind the socket.
     #[serde(default)]
     pub(crate) machines: Vec<MachineEntry>,
+    /// The access policy: a policy file, or an inline `[policy]` table.
+    pub(crate) policy: Option<PolicySetting>,
+}
+
+/// `policy = "file.toml"` (relative to this file) or `[policy]` (docs/config.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum PolicySetting {
+    /// A policy file.
+    Path(PathBuf),
+    /// The policy itself (validated by `berth_policy` when berth starts).
+    Inline(toml::Table),
 }
 
 /// One `[[machines]]` table.

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         cli::Command::Machine { command, common } => cmd::machine::run(&common, &command),
         cli::Command::Status { json, common } => cmd::status::run(&common, json),
         cli::Command::Docker { command, common } => cmd::docker::run(&common, &command),
+        cli::Command::Policy { command } => cmd::policy::run(&command),
         cli::Command::Completion { shell } => {
             let mut cmd = <cli::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "berth", &mut std::io::stdout());

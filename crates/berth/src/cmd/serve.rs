@@ -47,11 +47,21 @@ struct Settings {
     timeouts: GuestTimeouts,
     drain_timeout: Duration,
     check_only: bool,
+    policy: super::policy::PolicyPlan,
 }
 
 impl Settings {
     fn resolve(args: ServeArgs) -> Result<Self> {
         let file = FileConfig::load(args.config.as_deref())?;
+        let policy = super::policy::PolicyPlan::resolve(
+            args.policy.as_deref(),
+            args.policy_record.clone(),
+            file.policy.as_ref(),
+            &args
+                .config
+                .clone()
+                .unwrap_or_else(config::default_config_path),
+        )?;
         let secs = |flag: &str, cli: Option<f64>, file: Option<f64>, default: f64| {
             let v = cli.or(file).unwrap_or(default);
             Duration::try_from_secs_f64(v)
@@ -168,6 +178,7 @@ impl Settings {
             timeouts,
             drain_timeout,
             check_only: args.check_config,
+            policy,
         })
     }
 }
@@ -243,13 +254,24 @@ async fn serve(settings: Settings) -> Result<()> {
         ),
         None => None,
     };
+    let (policy, policy_reload) = super::policy::activate(
+        &settings.policy,
+        &settings.state_dir,
+        &settings.hosts,
+        &machines.guests(),
+        &mut listeners,
+    )?;
     let config = Config {
         drain_timeout: settings.drain_timeout,
         audit,
+        policy,
         ..Config::default()
     };
     let gateway = Gateway::new(config, EngineRouter::new(machines.guests()));
     gateway.run(listeners, shutdown_signal()?).await;
+    if let Some(reload) = &policy_reload {
+        reload.write_recording();
+    }
     if let Some(task) = control_task {
         task.abort();
     }
