@@ -16,3 +16,24 @@ RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links" cargo doc --workspace --no-dep
 echo "== cargo test"
 # One process per test binary: engines (real dockerd) are shared by the tests of a binary.
 cargo test --workspace --locked -- --test-threads "${BERTH_TEST_THREADS:-4}"
+echo "== fuzz (bounded)"
+# berth-policy's cargo-fuzz targets on the stable toolchain: `--sanitizer none` keeps
+# libFuzzer's coverage guidance without nightly-only sanitizers. BERTH_FUZZ_SECONDS per
+# target (default 20; 0 skips). Without cargo-fuzz, the stable stand-in
+# (crates/berth-policy/tests/fuzz_stable.rs) already ran with `cargo test`.
+fuzz_seconds=${BERTH_FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" != 0 ] && cargo fuzz --version >/dev/null 2>&1; then
+  for target in create_body request_path policy_toml; do
+    log=$(mktemp)
+    if ! (cd crates/berth-policy && cargo fuzz run --sanitizer none -O "$target" -- \
+        -max_total_time="$fuzz_seconds") >"$log" 2>&1; then
+      tail -n 40 "$log"
+      echo "fuzz target $target failed (artifacts in crates/berth-policy/fuzz/artifacts/$target)"
+      exit 1
+    fi
+    grep -E '^Done [0-9]+ runs' "$log" | sed "s/^/$target: /" || true
+    rm -f "$log"
+  done
+else
+  echo "cargo-fuzz not installed (or BERTH_FUZZ_SECONDS=0): skipped"
+fi
