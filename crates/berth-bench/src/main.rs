@@ -13,6 +13,7 @@
 
 mod client;
 mod data;
+mod engines;
 mod forwarders;
 mod procfs;
 mod report;
@@ -87,6 +88,11 @@ struct Args {
     /// Also write every round's samples (JSON) to this file.
     #[arg(long)]
     samples: Option<PathBuf>,
+    /// Instead of the rows above: the merged container list of two engines behind one
+    /// berth against the same number of containers on one engine (issue "several
+    /// engines"), with this many containers in all (500 for the issue's target).
+    #[arg(long, conflicts_with_all = ["only", "from_samples"])]
+    engines: Option<usize>,
     /// Run nothing: print the report of samples written by --samples.
     #[arg(long, conflicts_with_all = ["samples", "only", "build", "quick"])]
     from_samples: Option<PathBuf>,
@@ -104,6 +110,19 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
+    if let Some(containers) = args.engines {
+        let params = engines::EnginesParams {
+            containers,
+            rounds: args.rounds.unwrap_or(if args.quick { 3 } else { 5 }),
+            requests: if args.quick { 50 } else { 200 },
+        };
+        let report = engines::run(&berth_binary(args)?, &params)?;
+        println!("{report}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
+        }
+        return Ok(());
+    }
     if let Some(path) = &args.from_samples {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

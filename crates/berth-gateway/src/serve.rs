@@ -19,8 +19,11 @@ use tokio::io::AsyncReadExt;
 use tracing::Instrument;
 
 use crate::classify::{classify, Classified, Exchange};
+use crate::error::GatewayError;
+use crate::fanout::{self, MergedBody};
 use crate::forward::{self, ResponseBody};
 use crate::normalize::normalize;
+use crate::route::Routed;
 use crate::Shared;
 
 mod client_io;
@@ -54,13 +57,17 @@ pub(crate) async fn serve_connection(
         // Closed, failed or silent before sending a request: nothing to answer.
         Ok(Ok(None) | Err(_)) | Err(_) => return,
     };
-    let io = if let Some(client_trace) = hijack {
-        let guest = shared.router.default_guest();
-        let trace = client_trace.unwrap_or_else(new_trace_id);
+    let io = if let Some(RawHijack { trace, target }) = hijack {
+        let trace = trace.unwrap_or_else(new_trace_id);
         let Some(io) = crate::admit::admit_raw(&shared, io, &peer, &trace).await else {
             return;
         };
-        match forward::hijack::splice_raw(guest, io, trace.as_bytes()).await {
+        let guest = match raw_hijack_guest(&shared, &target).await {
+            Some(guest) => guest,
+            // Routing failed: let hyper answer with berth's error.
+            None => Arc::clone(shared.router.default_guest()),
+        };
+        match forward::hijack::splice_raw(&guest, io, trace.as_bytes()).await {
             Ok(Ok(())) => return,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "raw hijack ended with an error");
@@ -104,6 +111,23 @@ pub(crate) async fn serve_connection(
     }
 }
 
+/// What a client is answered with: one engine's answer, or a merged one.
+type ClientBody = Either<ResponseBody, MergedBody>;
+
+/// The engine that owns the container or exec a raw hijack names.
+async fn raw_hijack_guest(shared: &Shared, target: &str) -> Option<Arc<crate::guest::Guest>> {
+    let uri: http::Uri = target.parse().ok()?;
+    let path = normalize(&uri).path(&uri);
+    match shared
+        .router
+        .route(&Method::POST, &uri, path, &http::HeaderMap::new())
+        .await
+    {
+        Ok(Routed::Engine { guest, .. }) => Some(Arc::clone(guest)),
+        Ok(Routed::Merged(_)) | Err(_) => None,
+    }
+}
+
 /// Header blocks up to this size are accepted (`X-Registry-Config` can be tens of KiB).
 const MAX_HEAD: usize = 1 << 20;
 
@@ -114,7 +138,7 @@ impl Shared {
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: &PeerIdentity,
-    ) -> Response<ResponseBody> {
+    ) -> Response<ClientBody> {
         let trace_id = trace_id(&req);
         let method = req.method().clone();
         // Only kept when an audit log wants it: no allocation on the plain path.
@@ -138,9 +162,29 @@ impl Shared {
             Err(refused) => return refused,
         };
         let exchange = async {
-            let guest = self.router.route(&classified);
-            guest.ready().await?;
-            forward::forward(guest, req, &classified, &self.drain).await
+            let path = meta.path(req.uri());
+            match self
+                .router
+                .route(req.method(), req.uri(), path, req.headers())
+                .await?
+            {
+                Routed::Engine {
+                    index,
+                    guest,
+                    after,
+                } => {
+                    guest.ready().await?;
+                    let res = forward::forward(guest, req, &classified, &self.drain).await?;
+                    let res = match (after, self.router.registry()) {
+                        (Some(after), Some(registry)) => after.record(registry, index, res).await?,
+                        _ => res,
+                    };
+                    Ok::<_, GatewayError>(res.map(Either::Left))
+                }
+                Routed::Merged(view) => Ok(fanout::answer(&self.router, view, req)
+                    .await?
+                    .map(Either::Right)),
+            }
         };
         // Entering a disabled span on every poll is not free: instrument only when on.
         let result = if span.is_disabled() {
@@ -159,7 +203,7 @@ impl Shared {
                 span.in_scope(
                     || tracing::info!(status = %e.status(), error = %e, "berth answered"),
                 );
-                e.into_response().map(Either::Right)
+                e.into_response().map(|b| Either::Left(Either::Right(b)))
             }
         };
         if let Some(audit) = audit {
@@ -212,11 +256,18 @@ fn new_trace_id() -> HeaderValue {
 
 /// What the first request head on a connection turned out to be.
 enum First {
-    /// A request for hyper, or a raw hijack (`Some`, with the client's own trace id if
-    /// it sent one).
-    Request(ClientIo, Option<Option<HeaderValue>>),
+    /// A request for hyper, or a raw hijack.
+    Request(ClientIo, Option<RawHijack>),
     /// Bytes that are not HTTP/1.x.
     Malformed(ClientStream, String),
+}
+
+/// attach or exec start without `Upgrade`, found by the sniff.
+struct RawHijack {
+    /// The client's own trace id, if it sent one.
+    trace: Option<HeaderValue>,
+    /// The request target, for routing.
+    target: String,
 }
 
 /// Answers a connection whose first bytes are not HTTP with Docker's JSON error shape,
@@ -245,11 +296,13 @@ async fn sniff(mut stream: ClientStream) -> io::Result<Option<First>> {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
         let hijack = match req.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => is_raw_hijack(&req).then(|| {
-                req.headers
+            Ok(httparse::Status::Complete(_)) => is_raw_hijack(&req).then(|| RawHijack {
+                trace: req
+                    .headers
                     .iter()
                     .find(|h| h.name.eq_ignore_ascii_case(TRACE_ID))
-                    .and_then(|h| HeaderValue::from_bytes(h.value).ok())
+                    .and_then(|h| HeaderValue::from_bytes(h.value).ok()),
+                target: req.path.unwrap_or("/").to_owned(),
             }),
             Ok(httparse::Status::Partial) if buf.len() < MAX_SNIFF => continue,
             // Beyond what berth sniffs: hyper applies its own limits.

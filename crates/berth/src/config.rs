@@ -97,6 +97,10 @@ pub(crate) struct MachineEntry {
     /// The machine for requests that name no platform (the first one if none says so).
     #[serde(default)]
     pub(crate) default: bool,
+    /// The platforms this machine serves (`linux/arm64`, ...): creation requests naming
+    /// one of them go to it (several machines behind one socket).
+    #[serde(default)]
+    pub(crate) platforms: Vec<String>,
     /// Host prefix → engine prefix, for engines that see host files under other paths;
     /// with any mapping set, bind sources outside every mapping are refused.
     #[serde(default)]
@@ -198,6 +202,13 @@ impl FileConfig {
                     return Err(format!(
                         "machines[{i}].path_mappings[{j}]: host and guest must be absolute paths"
                     ));
+                }
+            }
+        }
+        for (i, m) in self.machines.iter().enumerate() {
+            for (j, p) in m.platforms.iter().enumerate() {
+                if let Err(e) = berth_gateway::route::Platform::parse(p) {
+                    return Err(format!("machines[{i}].platforms[{j}]: {e}"));
                 }
             }
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use berth_gateway::audit::{AuditConfig, AuditLog};
+use berth_gateway::route::Platform;
 use berth_gateway::{
     BoundSocket, Config, EngineRouter, Gateway, GuestTimeouts, Listener, TcpEndpoint, TlsSettings,
 };
@@ -106,6 +107,7 @@ impl Settings {
                     dockerd: None,
                     dockerd_args: Vec::new(),
                     default: true,
+                    platforms: Vec::new(),
                     path_mappings: Vec::new(),
                 }]
             }
@@ -116,6 +118,7 @@ impl Settings {
                 dockerd: None,
                 dockerd_args: Vec::new(),
                 default: true,
+                platforms: Vec::new(),
                 path_mappings: Vec::new(),
             }],
             None => file.machines.clone(),
@@ -267,7 +270,13 @@ async fn serve(settings: Settings) -> Result<()> {
         policy,
         ..Config::default()
     };
-    let gateway = Gateway::new(config, EngineRouter::new(machines.guests()));
+    let platforms = machines
+        .machines
+        .iter()
+        .map(|m| declared_platforms(&settings.machines, &m.name))
+        .collect();
+    let router = EngineRouter::with_platforms(machines.guests(), platforms);
+    let gateway = Gateway::new(config, router);
     gateway.run(listeners, shutdown_signal()?).await;
     if let Some(reload) = &policy_reload {
         reload.write_recording();
@@ -279,6 +288,16 @@ async fn serve(settings: Settings) -> Result<()> {
     tracing::info!("stopping managed machines");
     machines.shutdown().await;
     Ok(())
+}
+
+/// The platforms machine `name` declares (validated with the configuration).
+fn declared_platforms(entries: &[MachineEntry], name: &str) -> Vec<Platform> {
+    entries
+        .iter()
+        .filter(|e| e.name == name)
+        .flat_map(|e| &e.platforms)
+        .filter_map(|p| Platform::parse(p).ok())
+        .collect()
 }
 
 /// A group name or number, as dockerd's `--group`.
