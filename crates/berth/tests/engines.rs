@@ -380,6 +380,12 @@ fn lists_info_and_prune_merge_both_machines() {
         "one bridge: {networks}"
     );
 
+    let df = via()
+        .run(&["system", "df", "--format", "{{.Type}}"])
+        .ok()
+        .to_owned();
+    assert!(df.contains("Containers") && df.contains("Images"), "{df}");
+
     // docker info: container counts are the sum of both engines' (retry: other tests
     // create containers concurrently).
     let count = |cli: &DockerCli| -> u64 {
