@@ -550,6 +550,22 @@ fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_old_one() {
 }
 
 #[test]
+fn sighup_without_a_policy_does_not_stop_berth() {
+    let berth = BerthProcess::start(Path::new(BERTH), &engine().host(), &[]).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(berth.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    assert_eventually!(
+        berth.stderr_log().contains("nothing to reload"),
+        "{}",
+        berth.stderr_log()
+    );
+    DockerCli::new(berth.host()).run(&["version"]).ok();
+}
+
+#[test]
 fn a_container_given_the_docker_socket_is_held_to_the_policy() {
     let policy = r#"
 default = "allow"
@@ -723,6 +739,32 @@ fn the_example_configurations_load_and_decide() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // `berth policy check` takes a policy file, or a configuration with [policy].
+    let check = |path: &Path| {
+        Command::new(BERTH)
+            .args(["policy", "check"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for path in [
+        "examples/policy-strict.toml",
+        "examples/policy-readonly.toml",
+        "crates/berth-policy/examples/bench-50-rules.toml",
+    ] {
+        let out = check(&examples.join(path));
+        assert!(out.status.success(), "{path}: {out:?}");
+    }
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), "default = \"maybe\"\n").unwrap();
+    let out = check(bad.path());
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 1"),
+        "{out:?}"
+    );
+
     let me = ClientIdentity::Unix {
         uid: 1000,
         gid: 1000,

@@ -20,7 +20,16 @@ use crate::config::{HostAddr, PolicySetting};
 pub(crate) fn run(command: &PolicyCommand) -> Result<()> {
     match command {
         PolicyCommand::Check { file } => {
-            PolicySource::File(file.clone()).load()?;
+            // A berth.toml with a [policy] table is checked as its policy.
+            let inline = std::fs::read_to_string(file)
+                .ok()
+                .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+                .is_some_and(|t| t.get("policy").is_some_and(toml::Value::is_table));
+            if inline {
+                PolicySource::Inline(file.clone()).load()?;
+            } else {
+                PolicySource::File(file.clone()).load()?;
+            }
             println!("policy {} is valid", file.display());
             Ok(())
         }
@@ -40,9 +49,8 @@ impl PolicySource {
     /// Reads and parses the policy; errors name the file (and line) and are usage
     /// errors.
     pub(crate) fn load(&self) -> Result<AccessPolicy> {
-        let invalid = |path: &Path, e: &dyn std::fmt::Display| {
-            UsageError(format!("invalid policy {}: {e}", path.display()))
-        };
+        let invalid =
+            |path: &Path, e: &dyn std::fmt::Display| UsageError(format!("{}: {e}", path.display()));
         match self {
             Self::File(path) => {
                 let text = std::fs::read_to_string(path)
@@ -65,8 +73,7 @@ impl PolicySource {
 /// An inline `[policy]` table of `config`, parsed as a policy file. Errors name keys;
 /// their line numbers are those of the table re-serialized.
 fn inline_policy(policy: &toml::Table, config: &Path) -> Result<AccessPolicy> {
-    let invalid =
-        |e: &dyn std::fmt::Display| UsageError(format!("invalid policy {}: {e}", config.display()));
+    let invalid = |e: &dyn std::fmt::Display| UsageError(format!("{}: {e}", config.display()));
     let text = toml::to_string(policy).map_err(|e| invalid(&e))?;
     AccessPolicy::from_toml(&text).map_err(|e| invalid(&format!("[policy]: {e}")).into())
 }
@@ -183,6 +190,13 @@ pub(crate) fn activate(
         )
         .collect();
     let Some(active) = plan.start(state_dir, docker_sockets)? else {
+        // Like dockerd, SIGHUP does not stop berth; without a policy it has nothing to do.
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: no policy configured at start, nothing to reload");
+            }
+        });
         return Ok((None, None));
     };
     let (gate, socket, reload) = active.into_parts();
