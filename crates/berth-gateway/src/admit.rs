@@ -203,6 +203,7 @@ async fn judge(
         let bound = match &decision {
             Decision::Deny { rule, .. } => {
                 let rule = Some(rule.clone());
+                crate::serve::discard_unread(&mut body).await;
                 return Err((denied(&decision), audit_line(rule)));
             }
             Decision::NeedsBody { limit } => Some(*limit),

@@ -163,17 +163,27 @@ impl Shared {
         };
         let exchange = async {
             let path = meta.path(req.uri());
-            match self
+            let routed = self
                 .router
                 .route(req.method(), req.uri(), path, req.headers())
-                .await?
-            {
+                .await;
+            let ready = match &routed {
+                Ok(Routed::Engine { guest, .. }) => guest.ready().await,
+                _ => Ok(()),
+            };
+            let routed = match (routed, ready) {
+                (Ok(routed), Ok(())) => routed,
+                (Err(e), _) | (_, Err(e)) => {
+                    discard_unread(&mut req.into_body()).await;
+                    return Err(e);
+                }
+            };
+            match routed {
                 Routed::Engine {
                     index,
                     guest,
                     after,
                 } => {
-                    guest.ready().await?;
                     let res = forward::forward(guest, req, &classified, &self.drain).await?;
                     let res = match (after, self.router.registry()) {
                         (Some(after), Some(registry)) => after.record(registry, index, res).await?,
@@ -221,6 +231,26 @@ impl Shared {
         res.headers_mut().insert(TRACE_ID, trace_id);
         res
     }
+}
+
+/// Reads and drops what is left of a request body that berth answers without
+/// forwarding (up to 256 KiB, for at most a second), as Go's net/http does: closing the
+/// connection on unread bytes makes the client's write fail with "broken pipe" before it
+/// can read the answer.
+pub(crate) async fn discard_unread(body: &mut Incoming) {
+    use http_body_util::BodyExt;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let mut left = 256 * 1024usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                left = left.saturating_sub(data.len());
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
 }
 
 /// GET and HEAD only read; everything else is audited.

@@ -506,3 +506,53 @@ fn a_restarted_berth_still_routes_to_the_owner() {
     via().run(&["rm", "-f", &name]).ok();
     assert!(!exists(&arm(), "container", &name));
 }
+
+/// Reads one response with a `Content-Length` body from `s`; returns head and body.
+fn read_response(s: &mut std::os::unix::net::UnixStream) -> (String, Vec<u8>) {
+    use std::io::Read;
+    let (head, mut body) = berth_test::wire::read_head(s, Duration::from_secs(10)).unwrap();
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while body.len() < len {
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed inside a body");
+        body.extend_from_slice(&buf[..n]);
+    }
+    (head, body)
+}
+
+#[test]
+fn a_request_berth_refuses_has_its_body_read_and_the_connection_kept() {
+    use std::io::Write;
+    // Go clients write the body after the head; answering and closing before reading
+    // it makes their write fail ("broken pipe") instead of showing berth's error.
+    let mut s = std::os::unix::net::UnixStream::connect(setup().berth.socket()).unwrap();
+    let body = br#"{"Image":"busybox:latest","Cmd":["true"]}"#;
+    write!(
+        s,
+        "POST /v1.41/containers/create?platform=linux%2Fs390x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    s.write_all(body).unwrap();
+    let (head, answer) = read_response(&mut s);
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(
+        String::from_utf8_lossy(&answer).contains("no machine serves platform"),
+        "{head}"
+    );
+    s.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (head, answer) = read_response(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(answer, b"OK");
+}
