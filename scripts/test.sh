@@ -19,9 +19,14 @@ cargo test --workspace --locked -- --test-threads "${BERTH_TEST_THREADS:-4}"
 echo "== fuzz (bounded)"
 # berth-policy's cargo-fuzz targets on the stable toolchain: `--sanitizer none` keeps
 # libFuzzer's coverage guidance without nightly-only sanitizers. BERTH_FUZZ_SECONDS per
-# target (default 20; 0 skips). Without cargo-fuzz, the stable stand-in
+# target (default 20; 0 skips). cargo-fuzz is installed when missing; if that fails, the stable stand-in
 # (crates/berth-policy/tests/fuzz_stable.rs) already ran with `cargo test`.
 fuzz_seconds=${BERTH_FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" != 0 ] && ! cargo fuzz --version >/dev/null 2>&1; then
+  # libFuzzer is C++: cargo-fuzz builds it with the system's g++.
+  command -v g++ >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null || true
+  cargo install cargo-fuzz --locked --quiet || echo "cargo-fuzz could not be installed"
+fi
 if [ "$fuzz_seconds" != 0 ] && cargo fuzz --version >/dev/null 2>&1; then
   for target in create_body request_path policy_toml; do
     log=$(mktemp)
