@@ -15,6 +15,7 @@ mod client;
 mod data;
 mod engines;
 mod forwarders;
+mod policy;
 mod procfs;
 mod report;
 mod scenarios;
@@ -93,6 +94,10 @@ struct Args {
     /// engines"), with this many containers in all (500 for the issue's target).
     #[arg(long, conflicts_with_all = ["only", "from_samples"])]
     engines: Option<usize>,
+    /// Instead of the rows above: `POST /containers/create` through a berth with a
+    /// 50-rule access policy against one with none (issue "access control").
+    #[arg(long, conflicts_with_all = ["only", "from_samples", "engines"])]
+    policy_create: bool,
     /// Run nothing: print the report of samples written by --samples.
     #[arg(long, conflicts_with_all = ["samples", "only", "build", "quick"])]
     from_samples: Option<PathBuf>,
@@ -110,6 +115,16 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
+    if args.policy_create {
+        let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 5 });
+        let requests = if args.quick { 30 } else { 100 };
+        let report = policy::run(&berth_binary(args)?, rounds, requests)?;
+        println!("{report}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
+        }
+        return Ok(());
+    }
     if let Some(containers) = args.engines {
         let params = engines::EnginesParams {
             containers,
