@@ -556,3 +556,65 @@ fn a_request_berth_refuses_has_its_body_read_and_the_connection_kept() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(answer, b"OK");
 }
+
+/// A legacy `/build` through berth of `FROM scratch` + a label (no base image needed).
+fn build(query: &str) -> berth_test::wire::Response {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nLABEL x=1\n").unwrap();
+    let tar = dir.path().join("ctx.tar");
+    let ok = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(dir.path())
+        .arg("-cf")
+        .arg(&tar)
+        .arg("Dockerfile")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    berth_test::wire::request(
+        setup().berth.socket(),
+        "POST",
+        &format!("/v1.41/build?{query}"),
+        &[("Content-Type", "application/x-tar")],
+        &std::fs::read(&tar).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_build_naming_a_buildkit_session_reaches_the_engine_holding_it() {
+    use std::io::Write;
+    let uuid = unique("session");
+    // BuildKit opens its session first (h2c upgrade); berth puts it on the default.
+    let mut session = std::os::unix::net::UnixStream::connect(setup().berth.socket()).unwrap();
+    write!(
+        session,
+        "POST /v1.41/session HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nX-Docker-Expose-Session-Uuid: {uuid}\r\nX-Docker-Expose-Session-Name: t\r\nX-Docker-Expose-Session-Sharedkey: t\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let (head, _) = berth_test::wire::read_head(&mut session, Duration::from_secs(10)).unwrap();
+    assert!(
+        String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+
+    // The build names the session and another platform: the session wins.
+    let with_session = unique("with-session");
+    let resp = build(&format!(
+        "t={with_session}:1&platform=linux%2Farm64&session={uuid}"
+    ));
+    assert!(resp.text().contains("Successfully tagged"), "{resp}");
+    assert!(exists(&amd(), "image", &format!("{with_session}:1")));
+    assert!(!exists(&arm(), "image", &format!("{with_session}:1")));
+
+    // Without a session, the platform decides.
+    let by_platform = unique("by-platform");
+    let resp = build(&format!("t={by_platform}:1&platform=linux%2Farm64"));
+    assert!(resp.text().contains("Successfully tagged"), "{resp}");
+    assert!(exists(&arm(), "image", &format!("{by_platform}:1")));
+    drop(session);
+    amd().run(&["rmi", &format!("{with_session}:1")]).ok();
+    arm().run(&["rmi", &format!("{by_platform}:1")]).ok();
+}
