@@ -117,13 +117,7 @@ impl EngineRouter {
             Target::Default => self.engine(0, None),
             Target::Container(raw) => {
                 let ident = decode(raw);
-                let index = self
-                    .owner(
-                        "container",
-                        &ident,
-                        registry.find_container(&self.guests, &ident),
-                    )
-                    .await?;
+                let index = self.container_owner(registry, &ident).await?;
                 let after = if method == Method::DELETE {
                     Some(Bookkeeping::ContainerRemoved {
                         ident: ident.into_owned(),
@@ -136,13 +130,7 @@ impl EngineRouter {
                 self.engine(index, after)
             }
             Target::ContainerInQuery(ident) => {
-                let index = self
-                    .owner(
-                        "container",
-                        &ident,
-                        registry.find_container(&self.guests, &ident),
-                    )
-                    .await?;
+                let index = self.container_owner(registry, &ident).await?;
                 self.engine(index, None)
             }
             Target::Exec(raw) => {
@@ -205,6 +193,15 @@ impl EngineRouter {
             guest: &self.guests[index],
             after,
         }
+    }
+
+    async fn container_owner(
+        &self,
+        registry: &WorkloadRegistry,
+        ident: &str,
+    ) -> Result<usize, GatewayError> {
+        let found = registry.find_container(&self.guests, ident);
+        self.owner("container", ident, found).await
     }
 
     /// The owner of `ident`; the default engine when none has it (its own 404 is the

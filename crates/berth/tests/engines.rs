@@ -86,11 +86,9 @@ rm -rf "$d"
 
 /// A berth over both engines, from a config file in its own directory.
 fn start_berth(amd: &TestEngine, arm: &TestEngine, tag: &str) -> Result<BerthProcess, String> {
-    let dir = tempfile::Builder::new()
-        .prefix("bt-me-")
-        .tempdir()
-        .map_err(|e| e.to_string())?
-        .keep();
+    // Inside the engine's directory, which its watchdog removes when the tests end.
+    let dir = amd.dir().join(format!("berth-{tag}"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let socket = dir.join(format!("{tag}.sock"));
     let config = dir.join("berth.toml");
     std::fs::write(
@@ -207,24 +205,26 @@ fn containers_are_created_on_the_machine_serving_their_platform() {
     assert!(!exists(&arm(), "container", &arm_name));
 }
 
+/// `docker run -d --platform linux/arm64 --name NAME busybox sh -c SCRIPT` through berth.
+fn run_on_arm(name: &str, script: &str) -> CliOutput {
+    via().run(&[
+        "run",
+        "-d",
+        "--platform",
+        "linux/arm64",
+        "--name",
+        name,
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ])
+}
+
 #[test]
 fn requests_naming_a_container_reach_its_owner_by_name_and_short_id() {
     let name = unique("owner");
-    let id = via()
-        .run(&[
-            "run",
-            "-d",
-            "--platform",
-            "linux/arm64",
-            "--name",
-            &name,
-            IMAGE,
-            "sh",
-            "-c",
-            "echo started; sleep 300",
-        ])
-        .ok()
-        .to_owned();
+    let id = run_on_arm(&name, "echo started; sleep 300").ok().to_owned();
     assert!(exists(&arm(), "container", &id));
     let short = &id[..12];
     assert_eventually!(
@@ -481,20 +481,7 @@ fn events_from_both_machines_come_as_one_stream_in_time_order() {
 fn a_restarted_berth_still_routes_to_the_owner() {
     let s = setup();
     let name = unique("restart");
-    via()
-        .run(&[
-            "run",
-            "-d",
-            "--platform",
-            "linux/arm64",
-            "--name",
-            &name,
-            IMAGE,
-            "sh",
-            "-c",
-            "echo alive; sleep 300",
-        ])
-        .ok();
+    run_on_arm(&name, "echo alive; sleep 300").ok();
     let mut second = start_berth(&s.amd, &s.arm, "second").unwrap();
     let fresh = DockerCli::new(second.host());
     assert_eventually!(
