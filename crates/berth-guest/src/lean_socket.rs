@@ -158,8 +158,20 @@ impl AsyncRead for LeanSocket {
     ) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.read.poll_read_ready(cx))?;
+            let wanted = buf.remaining();
+            let before = buf.filled().len();
             match guard.try_io(|fd| read_uninit(fd.get_ref().as_raw_fd(), buf)) {
-                Ok(Ok(())) => return Poll::Ready(Ok(())),
+                Ok(Ok(())) => {
+                    let got = buf.filled().len() - before;
+                    // A short read drained the socket: forget the readiness now instead
+                    // of learning it from one more read(2) that fails with EAGAIN (what
+                    // tokio does for its own sockets). Edge-triggered epoll reports any
+                    // data that arrives later, and a newer event is never cleared.
+                    if got > 0 && got < wanted {
+                        guard.clear_ready();
+                    }
+                    return Poll::Ready(Ok(()));
+                }
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
                 Err(_would_block) => continue,
             }
