@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what berth needs to build, run and test, when it is missing (Debian, as root).
-#   scripts/deps.sh          runtime + build: docker.io, iproute2, util-linux, busybox-static, a Rust toolchain
-#   scripts/deps.sh --bench  also socat and haproxy (the classic forwarders the benchmark compares against)
+#   scripts/deps.sh          runtime + build + tests: docker.io, iproute2, util-linux, busybox-static, socat, a Rust toolchain
+#   scripts/deps.sh --bench  also haproxy (with socat, the classic forwarders the benchmark compares against)
 set -euo pipefail
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -16,8 +16,9 @@ need nsenter || pkgs+=(util-linux)
 need curl || pkgs+=(curl)
 need cc || pkgs+=(gcc libc6-dev)
 need docker || pkgs+=(docker-cli)
+# The tests' UDP echo server (busybox's nc has no UDP); also a forwarder the benchmark measures.
+need socat || pkgs+=(socat)
 if [ "${1:-}" = "--bench" ]; then
-  need socat || pkgs+=(socat)
   need haproxy || pkgs+=(haproxy)
 fi
 

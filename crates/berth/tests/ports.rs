@@ -196,6 +196,75 @@ fn published_ports_follow_the_container_and_bind_mounts_follow_mappings() {
     eventually("port closed after kill", || http_get(port).is_none());
     ok(&d.docker(&["rm", "bt-web"]));
 
+    // UDP: datagrams reach the container and its answers come back. busybox's nc has
+    // no UDP, so the host's socat runs in the container with the host's libraries.
+    let uport = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spec = format!("127.0.0.1:{uport}:{uport}/udp");
+    let listen = format!("UDP-LISTEN:{uport},fork,reuseaddr");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "bt-udp",
+        "-p",
+        &spec,
+        "-v",
+        "/usr/lib:/lib:ro",
+        "-v",
+        "/usr/lib64:/lib64:ro",
+        "-v",
+        "/usr/bin/socat:/bin/socat:ro",
+        "bt-web:1",
+        "/bin/socat",
+        &listen,
+        "PIPE",
+    ]));
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // The first datagrams may beat socat's start: retry until one comes back.
+    let echoed = (0..50).find_map(|i| {
+        let msg = format!("datagram {i}");
+        client
+            .send_to(msg.as_bytes(), ("127.0.0.1", uport))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = client.recv_from(&mut buf).ok()?;
+        Some((msg, String::from_utf8_lossy(&buf[..n]).into_owned()))
+    });
+    let (sent, got) = echoed.expect("no UDP echo through the published port");
+    assert_eq!(sent, got);
+    ok(&d.docker(&["rm", "-f", "bt-udp"]));
+
+    // A --rm container that exits by itself frees its port (and is gone).
+    let gone = free_port();
+    let spec = format!("127.0.0.1:{gone}:80");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "bt-gone",
+        "-p",
+        &spec,
+        "bt-web:1",
+        "sh",
+        "-c",
+        "httpd -p 80 -h /www; sleep 2",
+    ]));
+    assert!(http_get(gone).is_some(), "port open right after run");
+    eventually("port closed after a --rm container exited", || {
+        http_get(gone).is_none()
+    });
+    eventually("the --rm container is removed", || {
+        !d.docker(&["inspect", "bt-gone"]).status.success()
+    });
+
     // A host port that is taken: dockerd's error, and the container is not left running.
     let taken = TcpListener::bind("0.0.0.0:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port();
