@@ -10,9 +10,6 @@
 //! - [`reports`]: `GET /system/df`, `GET /info`, the `POST …/prune` reports.
 //! - [`events`]: `GET /events`, several streams of JSON lines merged by time.
 
-// The router (issue #5) is the caller; until it is wired in, only the tests call these.
-#![allow(dead_code)]
-
 pub(crate) mod events;
 pub(crate) mod lists;
 pub(crate) mod reports;

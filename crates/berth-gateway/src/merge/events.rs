@@ -18,7 +18,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use http_body::{Body, Frame};
-use http_body_util::BodyDataStream;
 use serde::Deserialize;
 use tokio::time::{Instant, Sleep};
 
@@ -65,19 +64,6 @@ struct Source<S> {
 struct Event {
     nanos: i64,
     line: Bytes,
-}
-
-impl<B> EventMerge<BodyDataStream<B>>
-where
-    B: Body<Data = Bytes>,
-    B::Error: fmt::Display,
-{
-    /// Merges the `/events` response bodies of the engines (e.g. hyper's `Incoming`), in
-    /// engine order, which also breaks ties between equal times.
-    pub(crate) fn from_bodies(bodies: Vec<B>) -> Self {
-        let streams = bodies.into_iter().map(BodyDataStream::new).collect();
-        Self::with_limits(streams, QUIET, SOURCE_BUFFER_CAP)
-    }
 }
 
 impl<S, E> EventMerge<S>
@@ -577,12 +563,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn as_a_body_every_event_is_its_own_data_frame() {
         let body = |lines: Vec<String>| {
-            let frames = lines
-                .into_iter()
-                .map(|line| Ok::<_, std::io::Error>(Frame::data(Bytes::from(line))));
-            http_body_util::StreamBody::new(futures_util::stream::iter(frames))
+            futures_util::stream::iter(
+                lines
+                    .into_iter()
+                    .map(|line| Ok::<_, std::io::Error>(Bytes::from(line))),
+            )
         };
-        let mut merged = EventMerge::from_bodies(vec![
+        let mut merged = EventMerge::new(vec![
             body(vec![event(T + 1, "a"), event(T + 3, "c")]),
             body(vec![event(T + 2, "b")]),
         ]);
