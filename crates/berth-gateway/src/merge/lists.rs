@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use super::query::{go_atoi, query_value};
 use super::{array_items, concat_field, sort_created_desc};
 
 /// `GET /containers/json`: every engine's list, answered to the client's full query,
@@ -28,54 +29,6 @@ pub(crate) fn limit_from_query(query: Option<&str>) -> Option<usize> {
     let value = query_value(query?, "limit")?;
     let limit = go_atoi(&value)?;
     usize::try_from(limit).ok().filter(|&n| n > 0)
-}
-
-/// The first value of `key` in a query string, decoded as Go's `url.ParseQuery` does
-/// (`+` is a space; pairs with bad escapes or a `;` in the key are skipped).
-fn query_value(query: &str, key: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        if raw_key.contains(';') {
-            return None;
-        }
-        let decoded_key = query_unescape(raw_key)?;
-        (decoded_key == key).then(|| query_unescape(raw_value))?
-    })
-}
-
-/// Go's `url.QueryUnescape`: `None` for a malformed `%` escape or invalid UTF-8.
-fn query_unescape(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            byte => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Go's `strconv.Atoi` on 64-bit: optional sign, ASCII digits only, in `i64` range.
-fn go_atoi(text: &str) -> Option<i64> {
-    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
 }
 
 /// `GET /images/json`: every engine's list, newest first (`daemon/images/images.go`
