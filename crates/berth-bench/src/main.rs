@@ -16,6 +16,7 @@ mod data;
 mod engines;
 mod forwarders;
 mod policy;
+mod ports;
 mod procfs;
 mod report;
 mod scenarios;
@@ -98,6 +99,12 @@ struct Args {
     /// 50-rule access policy against one with none (issue "access control").
     #[arg(long, conflicts_with_all = ["only", "from_samples", "engines"])]
     policy_create: bool,
+    /// Instead of the rows above: published ports of a managed machine (issue "host
+    /// integration"): a TCP upload through berth's forward against the same from inside
+    /// the machine's namespace, and this many concurrent forwarded connections (1000 for
+    /// the issue's target).
+    #[arg(long, conflicts_with_all = ["only", "from_samples", "engines", "policy_create"])]
+    ports: Option<usize>,
     /// Run nothing: print the report of samples written by --samples.
     #[arg(long, conflicts_with_all = ["samples", "only", "build", "quick"])]
     from_samples: Option<PathBuf>,
@@ -115,6 +122,22 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
+    if let Some(connections) = args.ports {
+        raise_nofile();
+        let params = ports::PortsParams {
+            rounds: args.rounds.unwrap_or(if args.quick { 3 } else { 5 }),
+            mib: args
+                .stream_mib
+                .unwrap_or(if args.quick { 256 } else { 1024 }),
+            connections,
+        };
+        let report = ports::run(&berth_binary(args)?, &params)?;
+        println!("{report}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
+        }
+        return Ok(());
+    }
     if args.policy_create {
         let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 5 });
         let requests = if args.quick { 30 } else { 100 };
