@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use crate::error::GatewayError;
 use crate::forward::headers::strip_hop_by_hop;
 use crate::guest::{guest_uri_from, Guest};
-use crate::merge;
+use crate::merge::{self, anchors};
 use crate::route::{EngineRouter, MergedView};
 
 /// The body of a merged answer.
@@ -34,7 +34,18 @@ pub(crate) async fn answer(
 ) -> Result<Response<MergedBody>, GatewayError> {
     let (parts, _body) = req.into_parts();
     let guests = router.guests();
-    let answers = futures_util::future::join_all(guests.iter().map(|g| ask(g, &parts))).await;
+    let plan = match view {
+        MergedView::Containers => anchored_plan(guests, &parts, "containers").await?,
+        MergedView::Images => anchored_plan(guests, &parts, "images").await?,
+        _ => None,
+    };
+    let asks = guests.iter().enumerate().map(|(i, g)| {
+        let target = plan
+            .as_ref()
+            .map(|plan| format!("{}?{}", parts.uri.path(), plan[i].query));
+        ask(g, &parts, target)
+    });
+    let answers = futures_util::future::join_all(asks).await;
     let mut heads = Vec::with_capacity(answers.len());
     let mut bodies = Vec::with_capacity(answers.len());
     for answer in answers {
@@ -76,6 +87,10 @@ pub(crate) async fn answer(
                 parts.uri.path()
             ))
         })?;
+        let value = match &plan {
+            Some(plan) => anchors::within(value, plan[values.len()].window),
+            None => value,
+        };
         values.push(value);
     }
     let merged = match view {
@@ -104,15 +119,98 @@ pub(crate) async fn answer(
     Ok(Response::from_parts(head, body))
 }
 
-/// Sends the client's request (without a body: these views take none) to one engine.
-async fn ask(guest: &Arc<Guest>, parts: &Parts) -> Result<Response<Incoming>, GatewayError> {
+/// For a list whose `since`/`before` filters name an object (`kind`: `containers` or
+/// `images`) that lives on one engine: what to ask each engine instead (only the owner
+/// gets the anchor; the others are cut by its creation time). `None`: ask all alike.
+async fn anchored_plan(
+    guests: &[Arc<Guest>],
+    parts: &Parts,
+    kind: &str,
+) -> Result<Option<Vec<anchors::EngineQuery>>, GatewayError> {
+    let query = parts.uri.query().unwrap_or("");
+    let found = anchors::ListAnchors::from_query(Some(query));
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let since = resolve_anchor(guests, kind, found.since.as_deref()).await?;
+    let before = resolve_anchor(guests, kind, found.before.as_deref()).await?;
+    Ok(Some(found.plan(query, guests.len(), since, before)))
+}
+
+/// The one engine holding `ident` and its creation time; `None` when no engine or
+/// several do (the engines then answer for it themselves).
+async fn resolve_anchor(
+    guests: &[Arc<Guest>],
+    kind: &str,
+    ident: Option<&str>,
+) -> Result<Option<anchors::ResolvedAnchor>, GatewayError> {
+    let Some(ident) = ident else {
+        return Ok(None);
+    };
+    let path = format!("/{kind}/{}/json", percent_encode_path(ident));
+    let asks = guests.iter().map(|guest| {
+        let path = &path;
+        async move {
+            guest.ready().await?;
+            let (status, body) = guest.request(http::Method::GET, path).await?;
+            Ok::<_, GatewayError>(status.is_success().then_some(body))
+        }
+    });
+    let mut owners = Vec::new();
+    for (owner, answer) in futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(body) = answer? {
+            let created = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| anchors::created_seconds(&v["Created"]));
+            owners.push((owner, created));
+        }
+    }
+    Ok(match owners.as_slice() {
+        [(owner, Some(created))] => Some(anchors::ResolvedAnchor {
+            owner: *owner,
+            created: *created,
+        }),
+        _ => None,
+    })
+}
+
+/// Escapes what cannot stand in a path segment (names and IDs never need it; image
+/// references keep their `/`, `:` and `@`, which dockerd reads greedily).
+fn percent_encode_path(s: &str) -> String {
+    const UNSAFE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'?')
+        .add(b'#')
+        .add(b'%')
+        .add(b'"');
+    percent_encoding::utf8_percent_encode(s, UNSAFE).to_string()
+}
+
+/// Sends the client's request (without a body: these views take none) to one engine,
+/// to `target` (path and query) instead of the client's when given.
+async fn ask(
+    guest: &Arc<Guest>,
+    parts: &Parts,
+    target: Option<String>,
+) -> Result<Response<Incoming>, GatewayError> {
     guest.ready().await?;
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers, true);
     headers.remove(header::CONTENT_LENGTH);
     let mut req = Request::builder()
         .method(parts.method.clone())
-        .uri(guest_uri_from(&parts.uri))
+        .uri(match target {
+            Some(target) => guest_uri_from(
+                &target
+                    .parse()
+                    .map_err(|_| GatewayError::Internal(format!("bad list query {target}")))?,
+            ),
+            None => guest_uri_from(&parts.uri),
+        })
         .body(Either::Right(Full::new(Bytes::new())))
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
     *req.headers_mut() = headers;

@@ -12,7 +12,6 @@
 //! - [`events`]: `GET /events`, several streams of JSON lines merged by time.
 
 // Ready for the router; fanout.rs does not call it yet (issue #5, lead's file).
-#[allow(dead_code)]
 pub(crate) mod anchors;
 pub(crate) mod events;
 pub(crate) mod lists;

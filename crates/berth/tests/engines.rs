@@ -354,6 +354,26 @@ fn lists_info_and_prune_merge_both_machines() {
         on_arm
     );
 
+    // since/before name a container on one engine; the other engine's list is cut by
+    // its creation time.
+    let filtered = |filter: String| -> String {
+        via()
+            .run(&[
+                "ps",
+                "-a",
+                "--filter",
+                &format!("label={label}"),
+                "--filter",
+                &filter,
+                "--format",
+                "{{.Names}}",
+            ])
+            .ok()
+            .to_owned()
+    };
+    assert_eq!(filtered(format!("since={on_amd}")), on_arm);
+    assert_eq!(filtered(format!("before={on_arm}")), on_amd);
+
     // Images, volumes, networks: each engine's own shows up once.
     let image = unique("img");
     arm().run(&["tag", IMAGE, &format!("{image}:arm")]).ok();
