@@ -171,6 +171,12 @@ impl EngineSupervisor {
         self.join_start().await
     }
 
+    /// The generation of the dockerd that runs now; `None` while stopped, starting or
+    /// failed. One atomic load.
+    pub fn running_generation(&self) -> Option<Generation> {
+        self.shared.cell.running_generation()
+    }
+
     /// The current generation: 0 before the first start, +1 at every (re)start.
     pub fn generation(&self) -> Generation {
         self.shared.cell.load().0

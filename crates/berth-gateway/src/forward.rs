@@ -94,6 +94,9 @@ pub(crate) async fn forward(
                 (_, Some(HeldBody(held))) => send_held(req, held),
                 (_, None) => req.map(Either::Left),
             };
+            // Uploads keep an idle managed engine up while their body flows.
+            let _activity = matches!(classified.exchange, Exchange::StreamedUpload)
+                .then(|| guest.activity().begin());
             let res = ordinary::forward(guest, req, deadline).await?;
             match host_work {
                 Some(work) => work.after_response(guest, res).await,

@@ -1,8 +1,10 @@
 //! One guest engine as the request path sees it: how to reach it, a pool of
 //! keep-alive connections to it, and whether it has been verified to answer.
 
+mod activity;
 mod readiness;
 
+pub use activity::{Activity, ActivityGuard};
 pub use readiness::{Readiness, ReadinessState};
 
 use std::fmt;
@@ -91,6 +93,8 @@ pub struct Guest {
     lifecycle: Option<Arc<dyn EngineLifecycle>>,
     ports: Option<Arc<dyn PortPublisher>>,
     paths: Option<PathTranslator>,
+    /// Long exchanges open on this guest (for stopping idle managed engines).
+    activity: Arc<Activity>,
 }
 
 /// What a guest has beyond a way to reach it.
@@ -122,7 +126,13 @@ impl Guest {
             lifecycle: options.lifecycle,
             ports: options.ports,
             paths: options.paths,
+            activity: Arc::default(),
         })
+    }
+
+    /// The long exchanges (hijacks, upgrades, streamed uploads) open on this guest.
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
     }
 
     /// Bind-mount path mappings, if this engine sees host files under other paths.

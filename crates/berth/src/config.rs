@@ -105,6 +105,9 @@ pub(crate) struct MachineEntry {
     /// with any mapping set, bind sources outside every mapping are refused.
     #[serde(default)]
     pub(crate) path_mappings: Vec<PathMapping>,
+    /// `managed`: stop the engine after this long (`90s`, `10m`, `1h`) with no running
+    /// container and no open attach/exec/upload; the next request starts it again.
+    pub(crate) idle_stop: Option<String>,
 }
 
 /// One `path_mappings` entry.

@@ -1,6 +1,8 @@
 //! The machines behind the socket, as the daemon holds them: each has a `Guest` for the
 //! request path and, when berth runs its engine, an `EngineSupervisor`.
 
+mod idle;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +29,8 @@ pub(crate) struct Machine {
     pub(crate) state_dir: Option<std::path::PathBuf>,
     /// A managed machine's published ports, brought from its network namespace to the host.
     pub(crate) ports: Option<PortForwarder>,
+    /// A managed machine's `idle_stop`: its engine stops after this long idle.
+    pub(crate) idle_stop: Option<Duration>,
 }
 
 /// All machines; the default one first.
@@ -96,6 +100,25 @@ impl MachineSet {
         }
     }
 
+    /// Stops managed engines that stay idle for their `idle_stop`, until `stop`.
+    pub(crate) fn stop_idle(&self, stop: &tokio::sync::watch::Receiver<bool>) {
+        for machine in &self.machines {
+            let (Some(after), Some(supervisor)) = (machine.idle_stop, &machine.supervisor) else {
+                continue;
+            };
+            let mut stop = stop.clone();
+            let watcher = idle::IdleStop {
+                machine: machine.name.clone(),
+                after,
+                supervisor: Arc::clone(supervisor),
+                guest: Arc::clone(&machine.guest),
+            };
+            tokio::spawn(watcher.run(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }));
+        }
+    }
+
     /// Every active forward, for `berth status`.
     pub(crate) fn forwards(&self) -> Vec<serde_json::Value> {
         self.machines
@@ -128,6 +151,20 @@ fn build_machine(
     state_dir: &std::path::Path,
     timeouts: GuestTimeouts,
 ) -> Result<Machine> {
+    let idle_stop = match (&entry.idle_stop, entry.kind) {
+        (None, _) => None,
+        (Some(_), MachineKind::External) => {
+            return Err(UsageError(format!(
+                "machine {}: idle_stop applies to managed machines only",
+                entry.name
+            ))
+            .into())
+        }
+        (Some(text), MachineKind::Managed) => Some(
+            idle::parse_idle_stop(text)
+                .map_err(|e| UsageError(format!("machine {}: {e}", entry.name)))?,
+        ),
+    };
     match entry.kind {
         MachineKind::External => {
             let endpoint: GuestEndpoint = entry
@@ -152,6 +189,7 @@ fn build_machine(
                 supervisor: None,
                 state_dir: None,
                 ports: None,
+                idle_stop: None,
             })
         }
         MachineKind::Managed => {
@@ -185,6 +223,7 @@ fn build_machine(
                 supervisor: Some(supervisor),
                 state_dir: Some(config_dir),
                 ports: Some(ports),
+                idle_stop,
             })
         }
     }
@@ -227,13 +266,19 @@ impl EngineLifecycle for ManagedLifecycle {
             self.0
                 .ensure_running()
                 .await
-                .map(|g| g.get())
+                .map(|g| g.get() * 2)
                 .map_err(|e| e.to_string())
         })
     }
 
+    /// Even while a dockerd runs, odd once it stopped: a stopped machine (`berth machine
+    /// stop`, idle stop) must be verified, and so started, again by the next request,
+    /// and connections pooled to the old dockerd are dropped.
     fn generation(&self) -> u64 {
-        self.0.generation().get()
+        match self.0.running_generation() {
+            Some(g) => g.get() * 2,
+            None => self.0.generation().get() * 2 + 1,
+        }
     }
 }
 

@@ -34,6 +34,7 @@ pub(crate) async fn splice_raw(
             return Err(client);
         }
     };
+    let _activity = guest.activity().begin();
     let (mut stream, prelude) = client.into_parts();
     let mut upstream = upstream;
     Ok(async {

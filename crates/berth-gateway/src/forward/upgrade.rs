@@ -68,8 +68,10 @@ pub(super) async fn forward(
     let guest_upgrade = hyper::upgrade::on(&mut res);
     let engine = guest.name().to_owned();
     let guard = drain.guard();
+    let activity = guest.activity().begin();
     tokio::spawn(async move {
         let _guard = guard;
+        let _activity = activity;
         match tokio::try_join!(client_upgrade, guest_upgrade) {
             Ok((client, upstream)) => {
                 if let Err(e) = splice::bridge(client, upstream).await {

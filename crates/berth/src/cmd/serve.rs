@@ -109,6 +109,7 @@ impl Settings {
                     default: true,
                     platforms: Vec::new(),
                     path_mappings: Vec::new(),
+                    idle_stop: None,
                 }]
             }
             None if file.machines.is_empty() => vec![MachineEntry {
@@ -120,6 +121,7 @@ impl Settings {
                 default: true,
                 platforms: Vec::new(),
                 path_mappings: Vec::new(),
+                idle_stop: None,
             }],
             None => file.machines.clone(),
         };
@@ -248,6 +250,7 @@ async fn serve(settings: Settings) -> Result<()> {
     });
     let (sync_stop, sync_stop_rx) = tokio::sync::watch::channel(false);
     machines.sync_ports(&sync_stop_rx);
+    machines.stop_idle(&sync_stop_rx);
     machines.resume();
 
     let audit = match &settings.audit {

@@ -1,0 +1,134 @@
+//! `idle_stop`: a managed engine with no running container and no open attach, exec,
+//! BuildKit session or upload for that long is stopped; the next request starts it
+//! again (lazy start). Clients that only watch (`/events`, `logs -f`) do not keep it up:
+//! their streams end when dockerd stops.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_engine::{EngineSupervisor, MachineState};
+use berth_gateway::Guest;
+
+/// How long the engine's answer to the container count may take.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Parses `90s`, `10m`, `1h`, `500ms` (one number, one unit; at least one second).
+pub(crate) fn parse_idle_stop(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("idle_stop: {text:?} is not a duration like \"10m\""))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        "h" => Duration::from_secs(number.saturating_mul(3600)),
+        _ => {
+            return Err(format!(
+                "idle_stop: {text:?} needs a unit: ms, s, m or h (\"10m\")"
+            ))
+        }
+    };
+    if duration < Duration::from_secs(1) {
+        return Err(format!("idle_stop: {text:?} is shorter than one second"));
+    }
+    Ok(duration)
+}
+
+/// Watches one managed machine and stops its engine once it has been idle `after`.
+#[derive(Debug)]
+pub(crate) struct IdleStop {
+    pub(crate) machine: String,
+    pub(crate) after: Duration,
+    pub(crate) supervisor: Arc<EngineSupervisor>,
+    pub(crate) guest: Arc<Guest>,
+}
+
+impl IdleStop {
+    /// Checks every quarter of `after` (between 0.25 s and 30 s) until `stop` fires.
+    pub(crate) async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        let tick = (self.after / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
+        let mut last_busy: Option<Instant> = None;
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(tick) => {}
+            }
+            let Some(idle_since) = self.idle_since(&mut last_busy).await else {
+                continue;
+            };
+            if idle_since.elapsed() < self.after {
+                continue;
+            }
+            // Last look just before stopping: an attach may have opened meanwhile.
+            if self.guest.activity().open() > 0 {
+                continue;
+            }
+            tracing::info!(
+                machine = %self.machine,
+                idle_secs = idle_since.elapsed().as_secs(),
+                "stopping idle engine (the next request starts it again)"
+            );
+            if let Err(e) = self.supervisor.stop().await {
+                tracing::warn!(machine = %self.machine, error = %e, "stopping the idle engine failed");
+            }
+            last_busy = None;
+        }
+    }
+
+    /// Since when the running engine has been idle; `None` while it is busy, not
+    /// running, or does not answer.
+    async fn idle_since(&self, last_busy: &mut Option<Instant>) -> Option<Instant> {
+        let status = self.supervisor.status();
+        if !matches!(status.state, MachineState::Running) {
+            return None;
+        }
+        let now = Instant::now();
+        let activity = self.guest.activity();
+        if activity.open() > 0 || self.running_containers().await? > 0 {
+            *last_busy = Some(now);
+            return None;
+        }
+        let started = status
+            .uptime
+            .and_then(|up| now.checked_sub(up))
+            .unwrap_or(now);
+        [Some(started), *last_busy, activity.last_ended()]
+            .into_iter()
+            .flatten()
+            .max()
+    }
+
+    /// Running containers, from the engine (`GET /containers/json` lists only those).
+    async fn running_containers(&self) -> Option<usize> {
+        let list = tokio::time::timeout(ASK_TIMEOUT, self.guest.get_json("/containers/json"))
+            .await
+            .ok()?
+            .map_err(|e| {
+                tracing::debug!(machine = %self.machine, error = %e, "idle check: no container list");
+            })
+            .ok()?;
+        Some(list.as_array().map_or(0, Vec::len))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_stop_durations() {
+        assert_eq!(parse_idle_stop("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_idle_stop(" 90s "), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_idle_stop("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_idle_stop("1500ms"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "10", "m", "10 m", "-1s", "500ms", "1d", "1.5m"] {
+            assert!(parse_idle_stop(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
