@@ -215,6 +215,16 @@ impl FileConfig {
                 }
             }
         }
+        for (i, m) in self.machines.iter().enumerate() {
+            if let Some(text) = &m.idle_stop {
+                if m.kind == MachineKind::External {
+                    return Err(format!(
+                        "machines[{i}].idle_stop: applies to managed machines only"
+                    ));
+                }
+                crate::machines::parse_idle_stop(text).map_err(|e| format!("machines[{i}].{e}"))?;
+            }
+        }
         if self.machines.iter().filter(|m| m.default).count() > 1 {
             return Err("machines: more than one machine says default = true".into());
         }

@@ -3,6 +3,8 @@
 
 mod idle;
 
+pub(crate) use idle::parse_idle_stop;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -93,8 +93,9 @@ impl Drop for Daemon {
     }
 }
 
-/// Removes the machine's network namespace and state when the test ends, however it ends.
-struct Cleanup(PathBuf);
+/// Removes a machine's network namespace and the test's state when the test ends,
+/// however it ends.
+struct Cleanup(PathBuf, &'static str);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -113,7 +114,7 @@ impl Drop for Cleanup {
             let _ = Command::new("umount").args(["-l", m]).status();
         }
         let _ = Command::new("ip")
-            .args(["netns", "del", &format!("berth-{MACHINE}")])
+            .args(["netns", "del", &format!("berth-{}", self.1)])
             .stderr(Stdio::null())
             .status();
         let _ = std::fs::remove_dir_all(&self.0);
@@ -171,7 +172,7 @@ fn managed_machine_lives_through_kills_and_restarts() {
         .tempdir_in("/tmp")
         .unwrap();
     let dir = dir.keep();
-    let _cleanup = Cleanup(dir.clone());
+    let _cleanup = Cleanup(dir.clone(), MACHINE);
     std::fs::write(
         Daemon::config(&dir),
         format!(
@@ -262,6 +263,12 @@ fn managed_machine_lives_through_kills_and_restarts() {
     ok(&daemon.berth(&["machine", "stop", MACHINE]), "machine stop");
     let ls = ok(&daemon.berth(&["machine", "ls"]), "machine ls");
     assert!(ls.contains("stopped"), "{ls}");
+    // The next request starts a stopped machine (not a 502 from the old dockerd's socket).
+    ok(&daemon.docker(&["ps", "-a"]), "ps starts a stopped machine");
+    ok(
+        &daemon.berth(&["machine", "stop", MACHINE]),
+        "machine stop again",
+    );
     ok(
         &daemon.berth(&["machine", "start", MACHINE]),
         "machine start",
@@ -345,4 +352,161 @@ fn bad_configurations_name_the_key_and_exit_64() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no berth daemon is running"), "{stderr}");
+}
+
+/// The machine's state in `berth status --json`.
+fn machine_state(daemon: &Daemon) -> String {
+    let status = ok(&daemon.berth(&["status", "--json"]), "berth status");
+    let report: serde_json::Value = serde_json::from_str(&status).unwrap();
+    report["machines"][0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn idle_machine_stops_and_the_next_request_starts_it() {
+    const IDLE: &str = "bt-idle";
+    let dir = tempfile::Builder::new()
+        .prefix("bt-i")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let dir = dir.keep();
+    let _cleanup = Cleanup(dir.clone(), IDLE);
+    std::fs::write(
+        Daemon::config(&dir),
+        format!(
+            "hosts = [\"unix://{}\"]\nstate_dir = \"{}\"\n\n[[machines]]\nname = \"{IDLE}\"\nkind = \"managed\"\nidle_stop = \"3s\"\n",
+            Daemon::socket(&dir).display(),
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&dir);
+    let tar = busybox_rootfs(&dir);
+    ok(
+        &daemon.docker(&["import", tar.to_str().unwrap(), "bt-busybox:1"]),
+        "docker import (cold start)",
+    );
+    assert_eq!(machine_state(&daemon), "running");
+
+    // A client that only watches does not keep the engine up, and its stream ends when
+    // the engine stops.
+    let mut events = Command::new("docker")
+        .arg("events")
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", Daemon::socket(&dir).display()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let idle_from = Instant::now();
+    berth_test::assert_eventually!(
+        within = Duration::from_secs(20),
+        machine_state(&daemon) == "stopped",
+        "idle machine not stopped; berth log:\n{}",
+        daemon.log()
+    );
+    assert!(
+        idle_from.elapsed() >= Duration::from_millis(2500),
+        "stopped after {:?}, before its idle time",
+        idle_from.elapsed()
+    );
+    berth_test::assert_eventually!(
+        within = Duration::from_secs(10),
+        events.try_wait().unwrap().is_some(),
+        "docker events still running after the engine stopped"
+    );
+    assert!(
+        daemon.log().contains("stopping idle engine"),
+        "{}",
+        daemon.log()
+    );
+
+    // The next request starts it again.
+    let images = ok(
+        &daemon.docker(&["images", "--format", "{{.Repository}}"]),
+        "images after the idle stop",
+    );
+    assert!(images.contains("bt-busybox"), "{images}");
+    assert_eq!(machine_state(&daemon), "running");
+
+    // An upload still flowing keeps it up, with no container running: the body of
+    // this import stays open for 3 idle periods.
+    let upload = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "(cat {}; sleep 9) | docker import - bt-slow:1",
+            tar.display()
+        ))
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", Daemon::socket(&dir).display()),
+        )
+        .output()
+        .unwrap();
+    ok(&upload, "slow docker import");
+    assert_eq!(machine_state(&daemon), "running", "stopped under an upload");
+
+    // A running container keeps it up, with an attached client and without.
+    let mut attached = Command::new("docker")
+        .args(["run", "-i", "--name", "bt-idle-cat", "bt-busybox:1", "cat"])
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", Daemon::socket(&dir).display()),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(9));
+    assert_eq!(machine_state(&daemon), "running", "stopped under an attach");
+    {
+        use std::io::{Read, Write};
+        let mut stdin = attached.stdin.take().unwrap();
+        stdin.write_all(b"still here\n").unwrap();
+        drop(stdin);
+        let mut out = String::new();
+        attached
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "still here\n");
+        assert!(attached.wait().unwrap().success());
+    }
+    ok(
+        &daemon.docker(&[
+            "run",
+            "-d",
+            "--name",
+            "bt-idle-sleep",
+            "bt-busybox:1",
+            "sleep",
+            "600",
+        ]),
+        "run -d",
+    );
+    std::thread::sleep(Duration::from_secs(9));
+    assert_eq!(
+        machine_state(&daemon),
+        "running",
+        "stopped with a running container"
+    );
+    ok(
+        &daemon.docker(&["rm", "-f", "bt-idle-sleep", "bt-idle-cat"]),
+        "rm -f",
+    );
+    berth_test::assert_eventually!(
+        within = Duration::from_secs(20),
+        machine_state(&daemon) == "stopped",
+        "machine not stopped once its last container went"
+    );
+    let _ = events.kill();
+    let _ = events.wait();
 }
