@@ -324,6 +324,14 @@ fn bad_configurations_name_the_key_and_exit_64() {
             "machines[0].endpoint",
         ),
         ("hosts = [\"tcp://127.0.0.1:1\"]\n", "tlsverify"),
+        (
+            "[[machines]]\nname = \"a\"\nkind = \"managed\"\nidle_stop = \"10\"\n",
+            "machines[0].idle_stop",
+        ),
+        (
+            "[[machines]]\nname = \"a\"\nkind = \"external\"\nendpoint = \"unix:///x.sock\"\nidle_stop = \"1m\"\n",
+            "machines[0].idle_stop",
+        ),
     ];
     for (text, expect) in cases {
         let path = dir.path().join("berth.toml");
