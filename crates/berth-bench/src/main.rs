@@ -12,6 +12,7 @@
 //! round and scenario so that drift hits all alike; the table shows medians of rounds.
 
 mod client;
+mod cold_start;
 mod data;
 mod engines;
 mod forwarders;
@@ -105,6 +106,10 @@ struct Args {
     /// the issue's target).
     #[arg(long, conflicts_with_all = ["only", "from_samples", "engines", "policy_create"])]
     ports: Option<usize>,
+    /// Instead of the rows above: the first `GET /version` of a stopped managed machine
+    /// through berth against starting the same dockerd by hand (issue "managed engines").
+    #[arg(long, conflicts_with_all = ["only", "from_samples", "engines", "policy_create", "ports"])]
+    cold_start: bool,
     /// Run nothing: print the report of samples written by --samples.
     #[arg(long, conflicts_with_all = ["samples", "only", "build", "quick"])]
     from_samples: Option<PathBuf>,
@@ -122,6 +127,15 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
+    if args.cold_start {
+        let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 5 });
+        let report = cold_start::run(&berth_binary(args)?, rounds)?;
+        println!("{report}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
+        }
+        return Ok(());
+    }
     if let Some(connections) = args.ports {
         raise_nofile();
         let params = ports::PortsParams {
