@@ -15,7 +15,7 @@ const READY_WITHIN: Duration = Duration::from_secs(60);
 /// Container processes are found through their cgroups (paused ones are thawed first,
 /// since a frozen process does not die); containerd and its shims (and a stale dockerd) through
 /// `$D/exec/` or `$D/data` on their command lines.
-const CLEANUP: &str = r#"
+pub(crate) const CLEANUP: &str = r#"
 ids=""
 for c in "$D"/data/containers/*/; do [ -d "$c" ] && ids="$ids $(basename "$c")"; done
 for id in $ids; do

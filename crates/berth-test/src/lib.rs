@@ -8,6 +8,7 @@
 //! - [`TestEngine`]: a throwaway dockerd with its own network namespace, data-root,
 //!   exec-root and socket under a fresh temp dir. Needs root.
 //! - [`BerthProcess`]: the berth binary running `berth serve` on a temp socket.
+//! - [`ManagedBerth`]: `berth serve` running a managed machine (dockerd) of its own.
 //! - [`DockerCli`]: the real docker CLI against one socket, with a timeout.
 //! - [`wire`]: raw HTTP/1.1 over a Unix socket, for wire-level checks.
 //! - [`assert_eventually!`]: for state that settles asynchronously.
@@ -25,6 +26,7 @@ mod data;
 mod docker_cli;
 mod engine;
 mod images;
+mod managed;
 pub mod procfs;
 mod watchdog;
 pub mod wire;
@@ -34,6 +36,7 @@ pub use data::{normalize, pseudo_random_bytes, sha256_hex};
 pub use docker_cli::{CliOutput, DockerCli};
 pub use engine::TestEngine;
 pub use images::busybox_rootfs_tar;
+pub use managed::ManagedBerth;
 
 /// Multiplier for every wait in [`assert_eventually!`], from `BERTH_TEST_PATIENCE`
 /// (a positive number, default 1). Raise it on slow or loaded machines.

@@ -5,122 +5,16 @@
 //! machine commands, `berth docker enable|disable`. Steps run in order in one test
 //! because starting an engine is the expensive part.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use berth_test::ManagedBerth;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 const MACHINE: &str = "bt-managed";
 
-/// A berth daemon with a managed machine; stopped (and the machine with it) on drop.
-struct Daemon {
-    child: Option<Child>,
-    dir: PathBuf,
-}
-
-impl Daemon {
-    fn config(dir: &Path) -> PathBuf {
-        dir.join("berth.toml")
-    }
-
-    fn socket(dir: &Path) -> PathBuf {
-        dir.join("docker.sock")
-    }
-
-    fn start(dir: &Path) -> Self {
-        let log = std::fs::File::create(dir.join("berth.log")).unwrap();
-        let child = Command::new(BERTH)
-            .args(["serve", "--config"])
-            .arg(Self::config(dir))
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawning berth");
-        let daemon = Self {
-            child: Some(child),
-            dir: dir.to_owned(),
-        };
-        let socket = Self::socket(dir);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "berth did not listen: {}",
-                daemon.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        daemon
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("berth.log")).unwrap_or_default()
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        docker_at(&Self::socket(&self.dir), args, None)
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        Command::new(BERTH)
-            .args(args)
-            .arg("--config")
-            .arg(Self::config(&self.dir))
-            .output()
-            .expect("running berth")
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(40);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Removes a machine's network namespace and the test's state when the test ends,
-/// however it ends.
-struct Cleanup(PathBuf, &'static str);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Command::new("pkill")
-            .args(["-9", "-f", &format!("dockerd.*{}", self.0.display())])
-            .status();
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        let prefix = format!("{}/", self.0.display());
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(1))
-            .filter(|m| m.starts_with(&prefix))
-            .collect();
-        points.sort_unstable_by(|a, b| b.cmp(a));
-        for m in points {
-            let _ = Command::new("umount").args(["-l", m]).status();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &format!("berth-{}", self.1)])
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
+/// `docker args…` at `socket`, or through the context in `docker_config` if given.
 fn docker_at(socket: &Path, args: &[&str], docker_config: Option<&Path>) -> Output {
     let mut cmd = Command::new("docker");
     cmd.args(args)
@@ -132,6 +26,7 @@ fn docker_at(socket: &Path, args: &[&str], docker_config: Option<&Path>) -> Outp
     cmd.output().expect("running docker")
 }
 
+#[track_caller]
 fn ok(out: &Output, what: &str) -> String {
     assert!(
         out.status.success(),
@@ -143,46 +38,24 @@ fn ok(out: &Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// A busybox image tar (from Debian's busybox-static), for `docker import`.
-fn busybox_rootfs(dir: &Path) -> PathBuf {
-    let root = dir.join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
-        .expect("/bin/busybox missing: apt-get install busybox-static");
-    for tool in ["sh", "echo", "cat", "sleep", "true"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(tool)).unwrap();
-    }
-    let tar = dir.join("rootfs.tar");
-    let status = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    tar
+fn start(machine: &str, machine_toml: &str) -> ManagedBerth {
+    ManagedBerth::start(Path::new(BERTH), machine, machine_toml).expect("starting berth")
+}
+
+/// The machine's state in `berth status --json`.
+fn machine_state(berth: &ManagedBerth) -> String {
+    let status = ok(&berth.berth(&["status", "--json"]), "berth status");
+    let report: serde_json::Value = serde_json::from_str(&status).unwrap();
+    report["machines"][0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[test]
 fn managed_machine_lives_through_kills_and_restarts() {
-    let dir = tempfile::Builder::new()
-        .prefix("bt-m")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let dir = dir.keep();
-    let _cleanup = Cleanup(dir.clone(), MACHINE);
-    std::fs::write(
-        Daemon::config(&dir),
-        format!(
-            "hosts = [\"unix://{}\"]\nstate_dir = \"{}\"\n\n[[machines]]\nname = \"{MACHINE}\"\nkind = \"managed\"\n",
-            Daemon::socket(&dir).display(),
-            dir.join("state").display()
-        ),
-    )
-    .unwrap();
-    let mut daemon = Daemon::start(&dir);
+    let mut daemon = start(MACHINE, "");
+    let dir = daemon.dir().to_owned();
 
     // A never-used machine is stopped until its first request.
     let ls = ok(&daemon.berth(&["machine", "ls"]), "berth machine ls");
@@ -196,7 +69,7 @@ fn managed_machine_lives_through_kills_and_restarts() {
     assert!(!version.is_empty());
 
     // Load an image and run it.
-    let tar = busybox_rootfs(&dir);
+    let tar = berth_test::busybox_rootfs_tar(&dir).unwrap();
     ok(
         &daemon.docker(&["import", tar.to_str().unwrap(), "bt-busybox:1"]),
         "docker import",
@@ -240,12 +113,9 @@ fn managed_machine_lives_through_kills_and_restarts() {
 
     // berth restarted: images, volumes and containers are still there, and the machine
     // that was running comes back by itself.
-    daemon.stop();
-    assert!(
-        !Daemon::socket(&dir).exists(),
-        "socket left after a clean stop"
-    );
-    let daemon = Daemon::start(&dir);
+    daemon.stop().unwrap();
+    assert!(!daemon.socket().exists(), "socket left after a clean stop");
+    daemon.restart().unwrap();
     let images = ok(
         &daemon.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]),
         "images",
@@ -283,25 +153,21 @@ fn managed_machine_lives_through_kills_and_restarts() {
     let berth_docker = |action: &str| {
         Command::new(BERTH)
             .args(["docker", action, "--config"])
-            .arg(Daemon::config(&dir))
+            .arg(daemon.config())
             .env("DOCKER_CONFIG", &docker_config)
             .env_remove("DOCKER_HOST")
             .output()
             .unwrap()
     };
     let context = || {
-        let out = docker_at(
-            &Daemon::socket(&dir),
-            &["context", "show"],
-            Some(&docker_config),
-        );
+        let out = docker_at(&daemon.socket(), &["context", "show"], Some(&docker_config));
         ok(&out, "docker context show")
     };
     ok(&berth_docker("enable"), "berth docker enable");
     assert_eq!(context(), "berth");
     let via_context = ok(
         &docker_at(
-            &Daemon::socket(&dir),
+            &daemon.socket(),
             &["images", "-q", "bt-busybox:1"],
             Some(&docker_config),
         ),
@@ -362,36 +228,10 @@ fn bad_configurations_name_the_key_and_exit_64() {
     assert!(stderr.contains("no berth daemon is running"), "{stderr}");
 }
 
-/// The machine's state in `berth status --json`.
-fn machine_state(daemon: &Daemon) -> String {
-    let status = ok(&daemon.berth(&["status", "--json"]), "berth status");
-    let report: serde_json::Value = serde_json::from_str(&status).unwrap();
-    report["machines"][0]["state"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[test]
 fn idle_machine_stops_and_the_next_request_starts_it() {
-    const IDLE: &str = "bt-idle";
-    let dir = tempfile::Builder::new()
-        .prefix("bt-i")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let dir = dir.keep();
-    let _cleanup = Cleanup(dir.clone(), IDLE);
-    std::fs::write(
-        Daemon::config(&dir),
-        format!(
-            "hosts = [\"unix://{}\"]\nstate_dir = \"{}\"\n\n[[machines]]\nname = \"{IDLE}\"\nkind = \"managed\"\nidle_stop = \"3s\"\n",
-            Daemon::socket(&dir).display(),
-            dir.join("state").display()
-        ),
-    )
-    .unwrap();
-    let daemon = Daemon::start(&dir);
-    let tar = busybox_rootfs(&dir);
+    let daemon = start("bt-idle", "idle_stop = \"3s\"");
+    let tar = berth_test::busybox_rootfs_tar(daemon.dir()).unwrap();
     ok(
         &daemon.docker(&["import", tar.to_str().unwrap(), "bt-busybox:1"]),
         "docker import (cold start)",
@@ -402,10 +242,7 @@ fn idle_machine_stops_and_the_next_request_starts_it() {
     // the engine stops.
     let mut events = Command::new("docker")
         .arg("events")
-        .env(
-            "DOCKER_HOST",
-            format!("unix://{}", Daemon::socket(&dir).display()),
-        )
+        .env("DOCKER_HOST", daemon.host())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -450,10 +287,7 @@ fn idle_machine_stops_and_the_next_request_starts_it() {
             "(cat {}; sleep 9) | docker import - bt-slow:1",
             tar.display()
         ))
-        .env(
-            "DOCKER_HOST",
-            format!("unix://{}", Daemon::socket(&dir).display()),
-        )
+        .env("DOCKER_HOST", daemon.host())
         .output()
         .unwrap();
     ok(&upload, "slow docker import");
@@ -462,10 +296,7 @@ fn idle_machine_stops_and_the_next_request_starts_it() {
     // A running container keeps it up, with an attached client and without.
     let mut attached = Command::new("docker")
         .args(["run", "-i", "--name", "bt-idle-cat", "bt-busybox:1", "cat"])
-        .env(
-            "DOCKER_HOST",
-            format!("unix://{}", Daemon::socket(&dir).display()),
-        )
+        .env("DOCKER_HOST", daemon.host())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
