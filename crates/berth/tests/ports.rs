@@ -4,90 +4,14 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use berth_test::{BerthProcess, ManagedBerth};
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 const MACHINE: &str = "bt-ports";
-
-struct Daemon {
-    child: Option<Child>,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path, config: &Path, socket: &Path) -> Self {
-        let stem = socket.file_stem().unwrap().to_string_lossy().into_owned();
-        let log = std::fs::File::create(dir.join(format!("berth-{stem}.log"))).unwrap();
-        let child = Command::new(BERTH)
-            .args(["serve", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(socket).is_err() {
-            assert!(Instant::now() < deadline, "berth did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child: Some(child),
-            socket: socket.to_owned(),
-        }
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(40);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Kills what the machine left and removes its namespace and files, however the test ends.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let d = self.0.display();
-        let script = format!(
-            r#"for c in {d}/state/machines/{MACHINE}/data/containers/*; do [ -d "$c" ] || continue; id=$(basename "$c"); for p in $(cat /sys/fs/cgroup/pids/docker/$id/cgroup.procs 2>/dev/null); do kill -9 $p; done; done
-pkill -9 -f "[d]ockerd.*{d}/"; pkill -9 -f "[c]ontainerd.*{d}/"
-for m in $(awk -v p="{d}/" 'index($2, p) == 1 {{ print $2 }}' /proc/mounts | sort -r); do umount -l "$m"; done
-ip netns del berth-{MACHINE} 2>/dev/null; rm -rf {d}"#
-        );
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 #[track_caller]
 fn ok(out: &Output) -> String {
@@ -125,7 +49,7 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn web_image(d: &Daemon, dir: &Path) {
+fn web_image(d: &ManagedBerth, dir: &Path) {
     let root = dir.join("rootfs");
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::create_dir_all(root.join("www")).unwrap();
@@ -149,24 +73,8 @@ fn web_image(d: &Daemon, dir: &Path) {
 
 #[test]
 fn published_ports_follow_the_container_and_bind_mounts_follow_mappings() {
-    let dir = tempfile::Builder::new()
-        .prefix("bt-p")
-        .tempdir_in("/tmp")
-        .unwrap()
-        .keep();
-    let _cleanup = Cleanup(dir.clone());
-    let socket = dir.join("docker.sock");
-    let config = dir.join("berth.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "hosts = [\"unix://{}\"]\nstate_dir = \"{}\"\n\n[[machines]]\nname = \"{MACHINE}\"\nkind = \"managed\"\n",
-            socket.display(),
-            dir.join("state").display()
-        ),
-    )
-    .unwrap();
-    let mut d = Daemon::start(&dir, &config, &socket);
+    let mut d = ManagedBerth::start(Path::new(BERTH), MACHINE, "").expect("starting berth");
+    let dir = d.dir().to_owned();
     web_image(&d, &dir);
     let httpd = ["httpd", "-f", "-p", "80", "-h", "/www"];
 
@@ -180,11 +88,7 @@ fn published_ports_follow_the_container_and_bind_mounts_follow_mappings() {
     ok(&d.docker(&args));
     let page = http_get(port).expect("the published port answers right after run");
     assert!(page.contains("page-from-the-machine"), "{page}");
-    let status = ok(&Command::new(BERTH)
-        .args(["status", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap());
+    let status = ok(&d.berth(&["status"]));
     assert!(status.contains(&format!("127.0.0.1:{port}")), "{status}");
 
     // Stop frees the port, start brings it back, rm frees it.
@@ -303,7 +207,7 @@ fn published_ports_follow_the_container_and_bind_mounts_follow_mappings() {
         "httpd -p 80 -h /www; sleep 2",
     ];
     ok(&d.docker(&args));
-    let host_port = |d: &Daemon| -> Option<u16> {
+    let host_port = |d: &ManagedBerth| -> Option<u16> {
         let out = d.docker(&["port", "bt-auto", "80/tcp"]);
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -322,8 +226,7 @@ fn published_ports_follow_the_container_and_bind_mounts_follow_mappings() {
     });
 
     // berth restarted while the container runs: the forward comes back.
-    d.stop();
-    let d = Daemon::start(&dir, &config, &socket);
+    d.restart().unwrap();
     eventually("forward rebuilt after a berth restart", || {
         host_port(&d).is_some_and(|p| http_get(p).is_some())
     });
@@ -334,7 +237,7 @@ fn published_ports_follow_the_container_and_bind_mounts_follow_mappings() {
     let shared = dir.join("guest-side");
     std::fs::create_dir_all(shared.join("sub")).unwrap();
     std::fs::write(shared.join("sub/f.txt"), "mapped\n").unwrap();
-    let engine_sock = dir.join(format!("state/machines/{MACHINE}/docker.sock"));
+    let engine_sock = d.engine_socket();
     let mapped_sock = dir.join("mapped.sock");
     let mapped_config = dir.join("mapped.toml");
     std::fs::write(
@@ -347,8 +250,20 @@ fn published_ports_follow_the_container_and_bind_mounts_follow_mappings() {
         ),
     )
     .unwrap();
-    let m = Daemon::start(&dir, &mapped_config, &mapped_sock);
-    let seen = ok(&m.docker(&[
+    let m = BerthProcess::start_args(
+        Path::new(BERTH),
+        &["serve", "--config", mapped_config.to_str().unwrap()],
+        &mapped_sock,
+    )
+    .expect("starting the mapping berth");
+    let mapped = |args: &[&str]| {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", m.host())
+            .output()
+            .unwrap()
+    };
+    let seen = ok(&mapped(&[
         "run",
         "--rm",
         "-v",
@@ -358,7 +273,7 @@ fn published_ports_follow_the_container_and_bind_mounts_follow_mappings() {
         "/w/f.txt",
     ]));
     assert_eq!(seen, "mapped");
-    let seen = ok(&m.docker(&[
+    let seen = ok(&mapped(&[
         "run",
         "--rm",
         "--mount",
@@ -368,7 +283,7 @@ fn published_ports_follow_the_container_and_bind_mounts_follow_mappings() {
         "/w/f.txt",
     ]));
     assert_eq!(seen, "mapped");
-    let refused = m.docker(&["run", "--rm", "-v", "/etc:/w", "bt-web:1", "true"]);
+    let refused = mapped(&["run", "--rm", "-v", "/etc:/w", "bt-web:1", "true"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no path mapping covers it"));
     drop(m);
