@@ -16,7 +16,7 @@ use engine::{free_port, http_get, Engine, IMAGE};
 
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| Engine::start("bp-forward"))
+    ENGINE.get_or_init(|| Engine::start("bp-fwd"))
 }
 
 fn forwarder() -> PortForwarder {

@@ -205,13 +205,15 @@ async fn remove_closes_the_port_but_open_connections_finish() {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut open = TcpStream::connect(addr).await.unwrap();
     open.write_all(b"before").await.unwrap();
+    // The echo proves the forward accepted it (one still in the listen backlog when
+    // the listener closes is reset, as with any closed listener).
+    let mut buf = [0u8; 6];
+    open.read_exact(&mut buf).await.unwrap();
 
     f.remove("c-remove").await;
     assert!(refused(addr).await, "port still open after remove");
     assert!(f.list().is_empty());
 
-    let mut buf = [0u8; 6];
-    open.read_exact(&mut buf).await.unwrap();
     open.write_all(b"after!").await.unwrap();
     open.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"after!");
@@ -368,8 +370,10 @@ async fn a_moved_guest_side_repoints_the_listener_without_closing_it() {
 
     let inspect = json!({"Id": "c-moved", "NetworkSettings": {"IPAddress": "127.0.0.2",
         "Networks": {"bridge": {"IPAddress": "127.0.0.2"}}, "Ports": ports}});
-    // Held across the change: the listener must stay the same socket.
+    // Open across the change; its first byte proves the forward accepted it and
+    // reached the proxy (the guest is chosen at accept).
     let mut waiting = TcpStream::connect(addr).await.unwrap();
+    waiting.peek(&mut [0u8; 1]).await.unwrap();
     f.apply_inspect(&inspect).await.unwrap();
     assert_eq!(read_all(addr).await, "direct");
     let mut first = String::new();
