@@ -245,7 +245,7 @@ fn idle_machine_stops_and_the_next_request_starts_it() {
         .env("DOCKER_HOST", daemon.host())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let idle_from = Instant::now();
@@ -265,6 +265,19 @@ fn idle_machine_stops_and_the_next_request_starts_it() {
         events.try_wait().unwrap().is_some(),
         "docker events still running after the engine stopped"
     );
+    {
+        // What the CLI says when a dockerd it watches stops (checked against dockerd
+        // 20.10 directly): the stream is cut, not left hanging.
+        use std::io::Read;
+        let mut err = String::new();
+        events
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(err.trim(), "unexpected EOF");
+    }
     assert!(
         daemon.log().contains("stopping idle engine"),
         "{}",
