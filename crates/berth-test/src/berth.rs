@@ -28,6 +28,19 @@ pub struct BerthProcess {
     exited: Option<ExitStatus>,
 }
 
+/// What the watchdog looks for in berth's command line before killing its pid (so a
+/// reused pid is never killed): the socket path when the arguments name it, else the
+/// longest argument (a temp path such as `--config /tmp/…/berth.toml`).
+fn needle(args: &[&str], socket: &Path) -> String {
+    let socket = socket.display().to_string();
+    if args.iter().any(|a| a.contains(&socket)) {
+        return socket;
+    }
+    args.iter()
+        .max_by_key(|a| a.len())
+        .map_or(socket, |a| (*a).to_owned())
+}
+
 impl BerthProcess {
     /// Runs `<bin> serve --engine <engine_url> -H unix://<tempdir>/berth.sock
     /// <extra_args…>` with `RUST_LOG` unset (stdout and stderr go to a file in the temp
@@ -70,7 +83,7 @@ impl BerthProcess {
             &[
                 ("D", dir.display().to_string()),
                 ("SVC", child.id().to_string()),
-                ("NEEDLE", socket.display().to_string()),
+                ("NEEDLE", needle(args, &socket)),
             ],
             &dir.join("watchdog.log"),
         ) {
