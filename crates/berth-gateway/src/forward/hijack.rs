@@ -41,7 +41,7 @@ pub(crate) async fn splice_raw(
         upstream.write_all(&prelude).await?;
         let head = read_head(&mut upstream).await?;
         stream.write_all(&with_trace_id(&head, trace_id)).await?;
-        splice::bridge_client(stream, &[], upstream, Bytes::new()).await
+        splice::bridge_client(stream, Vec::new(), upstream, Bytes::new()).await
     }
     .await)
 }

@@ -37,11 +37,11 @@ pub(crate) async fn bridge(client: Upgraded, upstream: Upgraded) -> io::Result<(
     // Bytes hyper read past each head belong to the stream (notes 4.1); on the client
     // side, anything still in the sniff buffer comes after them.
     let (stream, prefix) = client.into_parts();
-    let to_guest = [client_read, prefix];
+    let to_guest = vec![client_read, prefix];
     match upstream.downcast::<TokioIo<GuestStream>>() {
         Ok(parts) => {
             let guest = parts.io.into_inner();
-            bridge_client(stream, &to_guest, guest, parts.read_buf).await
+            bridge_client(stream, to_guest, guest, parts.read_buf).await
         }
         Err(upstream) => {
             // Not expected with berth's own connector; keep a correct, slower path.
@@ -55,7 +55,7 @@ pub(crate) async fn bridge(client: Upgraded, upstream: Upgraded) -> io::Result<(
 /// for TLS clients (their bytes must be decrypted).
 pub(crate) async fn bridge_client(
     client: ClientStream,
-    to_guest: &[Bytes],
+    to_guest: Vec<Bytes>,
     guest: GuestStream,
     to_client: Bytes,
 ) -> io::Result<()> {
@@ -74,12 +74,12 @@ pub(crate) async fn bridge_client(
 /// already read from one side that belong to the other.
 async fn bridge_sockets(
     client: &LeanSocket,
-    to_guest: &[Bytes],
+    to_guest: Vec<Bytes>,
     guest: &LeanSocket,
     to_client: Bytes,
 ) -> io::Result<()> {
     let up = pump(client, guest, to_guest);
-    let down = pump(guest, client, std::slice::from_ref(&to_client));
+    let down = pump(guest, client, vec![to_client]);
     tokio::pin!(up, down);
     let (mut up_done, mut down_done) = (false, false);
     loop {
@@ -106,10 +106,12 @@ async fn bridge_sockets(
     }
 }
 
-/// One direction: `src` → `dst` until EOF, then half-close `dst`.
-async fn pump(src: &LeanSocket, dst: &LeanSocket, first: &[Bytes]) -> io::Result<()> {
+/// One direction: `src` → `dst` until EOF, then half-close `dst`. `first` (bytes read
+/// with a head) is written, then dropped: it holds hyper's whole read buffer, which an
+/// idle session must not keep.
+async fn pump(src: &LeanSocket, dst: &LeanSocket, first: Vec<Bytes>) -> io::Result<()> {
     for bytes in first {
-        let mut rest: &[u8] = bytes;
+        let mut rest: &[u8] = &bytes;
         while !rest.is_empty() {
             let n = dst
                 .write_with(|fd| Ok(nix::unistd::write(fd, rest)?))
