@@ -63,10 +63,12 @@ impl PortSync {
                         engine = %client.endpoint(),
                         "engine event stream ended; subscribing again"
                     ),
-                    // The first failure is worth a warning; an engine that stays away
-                    // (stopped machine, lazy start) is not.
+                    // The stream of an engine that was up was cut: dockerd stopped
+                    // (`machine stop`, idle stop, berth's own restart of a crashed one,
+                    // all logged where they happen) or went away. Said once; an engine
+                    // that stays away (stopped machine, lazy start) is not news.
                     Err(e) if !failing => {
-                        tracing::warn!(engine = %client.endpoint(), error = %e, "following engine events failed; retrying");
+                        tracing::info!(engine = %client.endpoint(), error = %e, "engine event stream cut; following again once the engine is back");
                         failing = true;
                     }
                     Err(e) => {
