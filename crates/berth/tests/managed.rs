@@ -44,12 +44,17 @@ fn start(machine: &str, machine_toml: &str) -> ManagedBerth {
 
 /// The machine's state in `berth status --json`.
 fn machine_state(berth: &ManagedBerth) -> String {
-    let status = ok(&berth.berth(&["status", "--json"]), "berth status");
-    let report: serde_json::Value = serde_json::from_str(&status).unwrap();
-    report["machines"][0]["state"]
+    machine_report(berth)["state"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
+}
+
+/// The machine's report in `berth status --json`.
+fn machine_report(berth: &ManagedBerth) -> serde_json::Value {
+    let status = ok(&berth.berth(&["status", "--json"]), "berth status");
+    let report: serde_json::Value = serde_json::from_str(&status).unwrap();
+    report["machines"][0].clone()
 }
 
 #[test]
@@ -292,6 +297,25 @@ fn idle_machine_stops_and_the_next_request_starts_it() {
     assert!(images.contains("bt-busybox"), "{images}");
     assert_eq!(machine_state(&daemon), "running");
 
+    // Work that leaves nothing running keeps it up too: the engine's own events
+    // (here a container created every 1.5 s, for 2.5 idle periods) count. The same
+    // dockerd must still be running (a stop would be hidden by the next lazy start).
+    let pid = machine_report(&daemon)["pid"].clone();
+    for i in 0..5 {
+        let name = format!("bt-idle-created-{i}");
+        ok(
+            &daemon.docker(&["create", "--name", &name, "bt-busybox:1", "true"]),
+            "docker create",
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    assert_eq!(
+        machine_report(&daemon)["pid"],
+        pid,
+        "stopped while containers were being created:\n{}",
+        daemon.log()
+    );
+
     // An upload still flowing keeps it up, with no container running: the body of
     // this import stays open for 3 idle periods.
     let upload = Command::new("sh")
@@ -351,7 +375,17 @@ fn idle_machine_stops_and_the_next_request_starts_it() {
         "stopped with a running container"
     );
     ok(
-        &daemon.docker(&["rm", "-f", "bt-idle-sleep", "bt-idle-cat"]),
+        &daemon.docker(&[
+            "rm",
+            "-f",
+            "bt-idle-sleep",
+            "bt-idle-cat",
+            "bt-idle-created-0",
+            "bt-idle-created-1",
+            "bt-idle-created-2",
+            "bt-idle-created-3",
+            "bt-idle-created-4",
+        ]),
         "rm -f",
     );
     berth_test::assert_eventually!(

@@ -1,10 +1,12 @@
-//! `idle_stop`: a managed engine with no running container and no open attach, exec,
-//! BuildKit session or upload for that long is stopped; the next request starts it
-//! again (lazy start). Clients that only watch (`/events`, `logs -f`) do not keep it up:
-//! their streams end when dockerd stops.
+//! `idle_stop`: a managed engine with no running container, no open attach, exec,
+//! BuildKit session or upload, and no event of its own (a container created, an image
+//! pulled or removed…) for that long is stopped; the next request starts it again (lazy
+//! start). Clients that only watch (`/events`, `logs -f`) do not keep it up: their
+//! streams end when dockerd stops. Everything is asked of the engine or counted by long
+//! exchanges only: the request path pays nothing for it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_engine::{EngineSupervisor, MachineState};
 use berth_gateway::Guest;
@@ -53,13 +55,14 @@ impl IdleStop {
     pub(crate) async fn run(self, stop: impl std::future::Future<Output = ()>) {
         let tick = (self.after / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
         let mut last_busy: Option<Instant> = None;
+        let mut looked: Option<SystemTime> = None;
         tokio::pin!(stop);
         loop {
             tokio::select! {
                 () = &mut stop => return,
                 () = tokio::time::sleep(tick) => {}
             }
-            let Some(idle_since) = self.idle_since(&mut last_busy).await else {
+            let Some(idle_since) = self.idle_since(&mut last_busy, &mut looked).await else {
                 continue;
             };
             if idle_since.elapsed() < self.after {
@@ -78,19 +81,33 @@ impl IdleStop {
                 tracing::warn!(machine = %self.machine, error = %e, "stopping the idle engine failed");
             }
             last_busy = None;
+            looked = None;
         }
     }
 
     /// Since when the running engine has been idle; `None` while it is busy, not
-    /// running, or does not answer.
-    async fn idle_since(&self, last_busy: &mut Option<Instant>) -> Option<Instant> {
+    /// running, or does not answer. `looked`: when the engine's events were last read.
+    async fn idle_since(
+        &self,
+        last_busy: &mut Option<Instant>,
+        looked: &mut Option<SystemTime>,
+    ) -> Option<Instant> {
         let status = self.supervisor.status();
         if !matches!(status.state, MachineState::Running) {
+            *looked = None;
             return None;
         }
         let now = Instant::now();
+        let wall = SystemTime::now();
         let activity = self.guest.activity();
-        if activity.open() > 0 || self.running_containers().await? > 0 {
+        let busy = activity.open() > 0
+            || self.running_containers().await? > 0
+            || match *looked {
+                Some(since) => self.events_between(since, wall).await? > 0,
+                None => false,
+            };
+        *looked = Some(wall);
+        if busy {
             *last_busy = Some(now);
             return None;
         }
@@ -114,6 +131,33 @@ impl IdleStop {
             })
             .ok()?;
         Some(list.as_array().map_or(0, Vec::len))
+    }
+
+    /// How many events the engine recorded between `since` and `until` (a request with
+    /// `until` in the past answers at once).
+    async fn events_between(&self, since: SystemTime, until: SystemTime) -> Option<usize> {
+        let secs = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64()
+        };
+        let path = format!("/events?since={:.3}&until={:.3}", secs(since), secs(until));
+        let (status, body) =
+            tokio::time::timeout(ASK_TIMEOUT, self.guest.request(http::Method::GET, &path))
+                .await
+                .ok()?
+                .map_err(|e| {
+                    tracing::debug!(machine = %self.machine, error = %e, "idle check: no events");
+                })
+                .ok()?;
+        if !status.is_success() {
+            return None;
+        }
+        Some(
+            body.split(|b| *b == b'\n')
+                .filter(|line| !line.is_empty())
+                .count(),
+        )
     }
 }
 
