@@ -12,6 +12,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use berth_guest::{GuestStream, LeanSocket};
@@ -78,6 +79,7 @@ async fn bridge_sockets(
     guest: &LeanSocket,
     to_client: Bytes,
 ) -> io::Result<()> {
+    let _open = OpenBridge::new();
     let up = pump(client, guest, to_guest);
     let down = pump(guest, client, vec![to_client]);
     tokio::pin!(up, down);
@@ -103,6 +105,38 @@ async fn bridge_sockets(
         if up_done && down_done {
             return Ok(());
         }
+    }
+}
+
+/// Bridges open now.
+static OPEN_BRIDGES: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts an open bridge. When the last one closes, freed heap goes back to the system:
+/// glibc keeps it otherwise, so the memory of hundreds of idle sessions stayed with
+/// berth after they closed.
+struct OpenBridge;
+
+impl OpenBridge {
+    fn new() -> Self {
+        OPEN_BRIDGES.fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for OpenBridge {
+    fn drop(&mut self) {
+        if OPEN_BRIDGES.fetch_sub(1, Ordering::Relaxed) == 1 {
+            release_free_heap();
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn release_free_heap() {
+    // SAFETY: malloc_trim only walks glibc's own free lists (thread-safe, no pointers
+    // of ours involved).
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
