@@ -2,6 +2,7 @@
 //! keep-alive connections to it, and whether it has been verified to answer.
 
 mod activity;
+pub(crate) mod lease;
 mod readiness;
 
 pub use activity::{Activity, ActivityGuard};
@@ -95,6 +96,8 @@ pub struct Guest {
     paths: Option<PathTranslator>,
     /// Long exchanges open on this guest (for stopping idle managed engines).
     activity: Arc<Activity>,
+    /// Guest connections no client connection holds (see `lease`).
+    idle: lease::IdleConnections,
 }
 
 /// What a guest has beyond a way to reach it.
@@ -127,6 +130,7 @@ impl Guest {
             ports: options.ports,
             paths: options.paths,
             activity: Arc::default(),
+            idle: lease::IdleConnections::default(),
         })
     }
 
@@ -211,9 +215,14 @@ impl Guest {
         &self.readiness
     }
 
+    /// The run of a managed engine that connections are opened to now (0 otherwise).
+    fn generation(&self) -> u64 {
+        self.lifecycle.as_ref().map_or(0, |l| l.generation())
+    }
+
     /// The pooled client for the current generation.
     pub fn client(&self) -> GuestClient {
-        let current = self.lifecycle.as_ref().map_or(0, |l| l.generation());
+        let current = self.generation();
         {
             let guard = self.client.read().unwrap_or_else(|e| e.into_inner());
             if guard.0 == current {
@@ -290,6 +299,15 @@ impl Guest {
         }
     }
 
+    /// Maps a failed exchange on a held connection (see `lease`) like `upstream_error`.
+    pub(crate) fn upstream_hyper_error(&self, e: &hyper::Error) -> GatewayError {
+        self.readiness.reset();
+        GatewayError::GuestUnreachable {
+            engine: self.name.clone(),
+            reason: describe_transport_error(e),
+        }
+    }
+
     /// Maps a failed raw connect (hijack path) the same way as `upstream_error`.
     pub fn connect_error(&self, e: &ConnectError) -> GatewayError {
         self.readiness.reset();
@@ -310,8 +328,8 @@ impl Guest {
 
 /// Walks to the innermost cause for a readable message without OS phrases that the
 /// docker CLI would turn into exit codes (notes 3.3).
-fn describe_transport_error(e: &hyper_util::client::legacy::Error) -> String {
-    let mut cause: &dyn std::error::Error = e;
+fn describe_transport_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
     while let Some(next) = cause.source() {
         cause = next;
     }

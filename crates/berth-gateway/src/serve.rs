@@ -98,14 +98,18 @@ pub(crate) async fn serve_connection(
         .auto_date_header(false)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = crate::stopped(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    // The guest connection this client connection holds lives as long as `conn` runs.
+    let result = crate::guest::lease::scope(async {
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = crate::stopped(&mut shutdown) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
         }
-    };
+    })
+    .await;
     if let Err(e) = result {
         tracing::debug!(error = %e, "client connection ended with an error");
     }

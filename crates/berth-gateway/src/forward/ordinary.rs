@@ -10,13 +10,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response, Version};
+use http::{HeaderValue, Request, Response, Version};
 use http_body_util::Either;
 
 use super::headers::strip_hop_by_hop;
 use super::ResponseBody;
 use crate::error::GatewayError;
-use crate::guest::{guest_uri_from, Guest, UpstreamBody};
+use crate::guest::{lease, Guest, UpstreamBody};
 
 pub(super) async fn forward(
     guest: &Arc<Guest>,
@@ -25,9 +25,14 @@ pub(super) async fn forward(
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, true);
-    parts.uri = guest_uri_from(&parts.uri);
+    parts.uri = origin_form(&parts.uri);
     parts.version = Version::HTTP_11;
-    let upstream = guest.client().request(Request::from_parts(parts, body));
+    // As hyper-util's client did: Go's server refuses an HTTP/1.1 request without Host.
+    parts
+        .headers
+        .entry(http::header::HOST)
+        .or_insert(HeaderValue::from_static("guest"));
+    let upstream = lease::send(guest, Request::from_parts(parts, body));
     let res =
         match head_deadline {
             Some(after) => tokio::time::timeout(after, upstream).await.map_err(|_| {
@@ -38,9 +43,16 @@ pub(super) async fn forward(
                 }
             })?,
             None => upstream.await,
-        }
-        .map_err(|e| guest.upstream_error(&e))?;
+        }?;
     let (mut parts, body) = res.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
     Ok(Response::from_parts(parts, Either::Left(body)))
+}
+
+/// The client's request target as sent upstream: path and query, verbatim.
+fn origin_form(uri: &http::Uri) -> http::Uri {
+    match uri.path_and_query() {
+        Some(pq) => http::Uri::from(pq.clone()),
+        None => http::Uri::from_static("/"),
+    }
 }
