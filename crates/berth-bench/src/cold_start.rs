@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use berth_test::wire;
-use berth_test::BerthProcess;
+use berth_test::ManagedBerth;
 
 use crate::stats::median;
 
@@ -19,42 +19,21 @@ const MACHINE: &str = "bb-cold";
 
 /// Runs the scenario and returns its Markdown report.
 pub(crate) fn run(berth_bin: &Path, rounds: usize) -> Result<String> {
-    let dir = tempfile::Builder::new().prefix("bb-cold-").tempdir()?;
-    let socket = dir.path().join("berth.sock");
-    let config = dir.path().join("berth.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "hosts = [\"unix://{}\"]\nstate_dir = \"{}\"\n\n[[machines]]\nname = \"{MACHINE}\"\nkind = \"managed\"\n",
-            socket.display(),
-            dir.path().join("state").display()
-        ),
-    )?;
-    let mut berth = BerthProcess::start_args(
-        berth_bin,
-        &["serve", "--config", config.to_str().unwrap()],
-        &socket,
-    )?;
+    // Dropping it stops berth and removes the machine (dockerd, namespace, files).
+    let berth = ManagedBerth::start(berth_bin, MACHINE, "")?;
     let direct_ns = format!("bb-cold-direct-{}", std::process::id());
-    let result = measure(berth_bin, &config, &socket, dir.path(), &direct_ns, rounds);
-    let _ = berth.stop();
-    for ns in [format!("berth-{MACHINE}"), direct_ns] {
-        let _ = Command::new("ip").args(["netns", "delete", &ns]).status();
-    }
+    let result = measure(&berth, &direct_ns, rounds);
+    let _ = Command::new("ip")
+        .args(["netns", "delete", &direct_ns])
+        .status();
     result
 }
 
-fn measure(
-    berth_bin: &Path,
-    config: &Path,
-    socket: &Path,
-    dir: &Path,
-    direct_ns: &str,
-    rounds: usize,
-) -> Result<String> {
+fn measure(berth: &ManagedBerth, direct_ns: &str, rounds: usize) -> Result<String> {
+    let socket = &berth.socket();
     ip(&["netns", "add", direct_ns])?;
     ip(&["netns", "exec", direct_ns, "ip", "link", "set", "lo", "up"])?;
-    let direct_dir = dir.join("direct");
+    let direct_dir = berth.dir().join("direct");
     std::fs::create_dir_all(direct_dir.join("data"))?;
     std::fs::write(direct_dir.join("daemon.json"), "{}")?;
     // One start of each first: data roots initialised, page cache warm, like a
@@ -63,7 +42,7 @@ fn measure(
     wait_version(&direct_dir.join("docker.sock"), Duration::from_secs(60))?;
     stop_dockerd(&mut child);
     wait_version(socket, Duration::from_secs(60))?;
-    stop_machine(berth_bin, config)?;
+    stop_machine(berth)?;
 
     let mut direct = Vec::new();
     let mut through = Vec::new();
@@ -88,7 +67,7 @@ fn measure(
                 if resp.status != 200 {
                     bail!("GET /version through berth: {resp}");
                 }
-                stop_machine(berth_bin, config)?;
+                stop_machine(berth)?;
                 took
             };
             eprintln!(
@@ -178,11 +157,8 @@ fn wait_version(socket: &Path, within: Duration) -> Result<()> {
     Ok(())
 }
 
-fn stop_machine(berth_bin: &Path, config: &Path) -> Result<()> {
-    let out = Command::new(berth_bin)
-        .args(["machine", "stop", MACHINE, "--config"])
-        .arg(config)
-        .output()?;
+fn stop_machine(berth: &ManagedBerth) -> Result<()> {
+    let out = berth.berth(&["machine", "stop", MACHINE]);
     if !out.status.success() {
         bail!(
             "berth machine stop: {}",

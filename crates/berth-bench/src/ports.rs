@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use berth_test::BerthProcess;
+use berth_test::ManagedBerth;
 
 use crate::stats::median;
 
@@ -33,30 +33,9 @@ const IMAGE: &str = "bb-busybox:1";
 
 /// Runs the scenario and returns its Markdown report.
 pub(crate) fn run(berth_bin: &Path, params: &PortsParams) -> Result<String> {
-    let dir = tempfile::Builder::new().prefix("bb-ports-").tempdir()?;
-    let socket = dir.path().join("berth.sock");
-    let config = dir.path().join("berth.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "hosts = [\"unix://{}\"]\nstate_dir = \"{}\"\n\n[[machines]]\nname = \"{MACHINE}\"\nkind = \"managed\"\n",
-            socket.display(),
-            dir.path().join("state").display()
-        ),
-    )?;
-    let mut berth = BerthProcess::start_args(
-        berth_bin,
-        &["serve", "--config", config.to_str().unwrap()],
-        &socket,
-    )?;
-    let result = measure_all(dir.path(), &socket, params);
-    // SIGTERM: berth stops the machine's dockerd; its namespace stays (as after any
-    // clean stop) and goes with the temporary state directory.
-    let _ = berth.stop();
-    let _ = Command::new("ip")
-        .args(["netns", "delete", &format!("berth-{MACHINE}")])
-        .status();
-    result
+    // Dropping it stops berth and removes the machine (dockerd, namespace, files).
+    let berth = ManagedBerth::start(berth_bin, MACHINE, "")?;
+    measure_all(berth.dir(), &berth.socket(), params)
 }
 
 fn docker(socket: &Path, args: &[&str]) -> Result<String> {
