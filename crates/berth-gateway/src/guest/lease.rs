@@ -131,11 +131,21 @@ pub(crate) async fn send(
         None => exchange_on_new(guest, req).await?,
     };
     HELD.with(|slot| {
-        *slot.borrow_mut() = Some(Lease {
-            guest: Arc::clone(guest),
-            generation,
-            sender: Some(sender),
-        });
+        let mut slot = slot.borrow_mut();
+        match slot.as_mut() {
+            // The usual case: the lease this connection already holds gets its sender
+            // back (no Arc clone and drop per request).
+            Some(lease) if Arc::ptr_eq(&lease.guest, guest) && lease.generation == generation => {
+                lease.sender = Some(sender);
+            }
+            _ => {
+                *slot = Some(Lease {
+                    guest: Arc::clone(guest),
+                    generation,
+                    sender: Some(sender),
+                });
+            }
+        }
     });
     result.map_err(|e| guest.upstream_hyper_error(&e))
 }
