@@ -18,7 +18,7 @@ use crate::error::GatewayError;
 use crate::forward::headers::strip_hop_by_hop;
 use crate::guest::{guest_uri_from, Guest};
 use crate::merge::{self, anchors};
-use crate::route::{EngineRouter, MergedView};
+use crate::route::{registry, EngineRouter, MergedView};
 
 /// The body of a merged answer.
 pub(crate) type MergedBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
@@ -148,21 +148,13 @@ async fn resolve_anchor(
         return Ok(None);
     };
     let path = format!("/{kind}/{}/json", percent_encode_path(ident));
-    let asks = guests.iter().map(|guest| {
-        let path = &path;
-        async move {
-            guest.ready().await?;
-            let (status, body) = guest.request(http::Method::GET, path).await?;
-            Ok::<_, GatewayError>(status.is_success().then_some(body))
-        }
-    });
     let mut owners = Vec::new();
-    for (owner, answer) in futures_util::future::join_all(asks)
-        .await
+    for (owner, answer) in registry::inspect_everywhere(guests, &path)
+        .await?
         .into_iter()
         .enumerate()
     {
-        if let Some(body) = answer? {
+        if let Some(body) = answer {
             let created = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| anchors::created_seconds(&v["Created"]));

@@ -10,7 +10,7 @@
 //! engines is a 409, never a guess.
 
 mod platform;
-mod registry;
+pub(crate) mod registry;
 mod target;
 
 use std::borrow::Cow;

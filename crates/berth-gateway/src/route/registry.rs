@@ -344,20 +344,27 @@ impl Mirror {
 
 /// Which engines answer 2xx to `GET path` (an inspect): the owners of what it names.
 pub(crate) async fn answered_by(guests: &[Arc<Guest>], path: &str) -> Result<Found, GatewayError> {
-    let asks = guests.iter().map(|guest| async move {
-        guest.ready().await?;
-        let (status, _) = guest.request(http::Method::GET, path).await?;
-        Ok::<_, GatewayError>(status.is_success())
-    });
-    let mut owners = Vec::new();
-    for (i, answer) in futures_util::future::join_all(asks)
-        .await
+    let owners = inspect_everywhere(guests, path)
+        .await?
         .into_iter()
         .enumerate()
-    {
-        if answer? {
-            owners.push(i);
-        }
-    }
+        .filter_map(|(i, answer)| answer.map(|_| i))
+        .collect();
     Ok(Found::from_engines(owners))
+}
+
+/// `GET path` on every engine at once: each one's body when it answered 2xx.
+pub(crate) async fn inspect_everywhere(
+    guests: &[Arc<Guest>],
+    path: &str,
+) -> Result<Vec<Option<bytes::Bytes>>, GatewayError> {
+    let asks = guests.iter().map(|guest| async move {
+        guest.ready().await?;
+        let (status, body) = guest.request(http::Method::GET, path).await?;
+        Ok::<_, GatewayError>(status.is_success().then_some(body))
+    });
+    futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .collect()
 }
