@@ -308,6 +308,16 @@ impl Guest {
         }
     }
 
+    /// The error of a quick request whose response head did not come within `after`
+    /// (the connection it was sent on is closed with the exchange).
+    pub(crate) fn head_timeout(&self, after: Duration) -> GatewayError {
+        GatewayError::GuestTimeout {
+            engine: self.name.clone(),
+            what: "the response head",
+            after,
+        }
+    }
+
     /// Maps a failed raw connect (hijack path) the same way as `upstream_error`.
     pub fn connect_error(&self, e: &ConnectError) -> GatewayError {
         self.readiness.reset();

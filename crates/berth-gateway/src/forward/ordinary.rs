@@ -32,18 +32,7 @@ pub(super) async fn forward(
         .headers
         .entry(http::header::HOST)
         .or_insert(HeaderValue::from_static("guest"));
-    let upstream = lease::send(guest, Request::from_parts(parts, body));
-    let res =
-        match head_deadline {
-            Some(after) => tokio::time::timeout(after, upstream).await.map_err(|_| {
-                GatewayError::GuestTimeout {
-                    engine: guest.name().to_owned(),
-                    what: "the response head",
-                    after,
-                }
-            })?,
-            None => upstream.await,
-        }?;
+    let res = lease::send(guest, Request::from_parts(parts, body), head_deadline).await?;
     let (mut parts, body) = res.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
     Ok(Response::from_parts(parts, Either::Left(body)))
