@@ -150,7 +150,8 @@ pub(crate) async fn admit<B: RefusalBody>(
     let Some(gate) = &shared.config.policy else {
         return Ok(req);
     };
-    judge(shared, gate, req, classified, peer)
+    // Boxed: reading and judging a body is large and only runs with a policy.
+    Box::pin(judge(shared, gate, req, classified, peer))
         .await
         .map_err(|(e, rule)| refuse(shared, e, rule, peer, trace_id).map(B::wrap))
 }

@@ -113,6 +113,20 @@ impl EngineRouter {
         let Some(registry) = &self.registry else {
             return Ok(self.engine(0, None));
         };
+        // Boxed: its lookups would otherwise grow every request's future (moved whole
+        // on each request) by their size, single-engine ones too.
+        Box::pin(self.route_among(registry, method, uri, path, headers)).await
+    }
+
+    /// [`Self::route`] with more than one engine.
+    async fn route_among(
+        &self,
+        registry: &WorkloadRegistry,
+        method: &Method,
+        uri: &Uri,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Routed<'_>, GatewayError> {
         let routed = match target(method, path, uri.query(), headers) {
             Target::Default => self.engine(0, None),
             Target::Container(raw) => {

@@ -165,46 +165,15 @@ impl Shared {
             Ok(req) => req,
             Err(refused) => return refused,
         };
-        let exchange = async {
-            let path = meta.path(req.uri());
-            let routed = self
-                .router
-                .route(req.method(), req.uri(), path, req.headers())
-                .await;
-            let ready = match &routed {
-                Ok(Routed::Engine { guest, .. }) => guest.ready().await,
-                _ => Ok(()),
-            };
-            let routed = match (routed, ready) {
-                (Ok(routed), Ok(())) => routed,
-                (Err(e), _) | (_, Err(e)) => {
-                    discard_unread(&mut req.into_body()).await;
-                    return Err(e);
-                }
-            };
-            match routed {
-                Routed::Engine {
-                    index,
-                    guest,
-                    after,
-                } => {
-                    let res = forward::forward(guest, req, &classified, &self.drain).await?;
-                    let res = match (after, self.router.registry()) {
-                        (Some(after), Some(registry)) => after.record(registry, index, res).await?,
-                        _ => res,
-                    };
-                    Ok::<_, GatewayError>(res.map(Either::Left))
-                }
-                Routed::Merged(view) => Ok(fanout::answer(&self.router, view, req)
-                    .await?
-                    .map(Either::Right)),
-            }
-        };
         // Entering a disabled span on every poll is not free: instrument only when on.
+        // The exchange future is made inside each `.await`: held in a local first, it
+        // would take its size twice in this future.
         let result = if span.is_disabled() {
-            exchange.await
+            self.exchange(req, &meta, &classified).await
         } else {
-            exchange.instrument(span.clone()).await
+            self.exchange(req, &meta, &classified)
+                .instrument(span.clone())
+                .await
         };
         let audit = self
             .config
@@ -234,6 +203,54 @@ impl Shared {
         }
         res.headers_mut().insert(TRACE_ID, trace_id);
         res
+    }
+}
+
+impl Shared {
+    /// route → ready → forward (or a merged view) for an admitted request.
+    async fn exchange(
+        &self,
+        req: Request<Incoming>,
+        meta: &crate::normalize::RequestMeta,
+        classified: &Classified,
+    ) -> Result<Response<ClientBody>, GatewayError> {
+        let path = meta.path(req.uri());
+        let routed = self
+            .router
+            .route(req.method(), req.uri(), path, req.headers())
+            .await;
+        let ready = match &routed {
+            Ok(Routed::Engine { guest, .. }) => guest.ready().await,
+            _ => Ok(()),
+        };
+        let routed = match (routed, ready) {
+            (Ok(routed), Ok(())) => routed,
+            (Err(e), _) | (_, Err(e)) => {
+                Box::pin(discard_unread(&mut req.into_body())).await;
+                return Err(e);
+            }
+        };
+        match routed {
+            Routed::Engine {
+                index,
+                guest,
+                after,
+            } => {
+                let res = forward::forward(guest, req, classified, &self.drain).await?;
+                let res = match (after, self.router.registry()) {
+                    (Some(after), Some(registry)) => {
+                        Box::pin(after.record(registry, index, res)).await?
+                    }
+                    _ => res,
+                };
+                Ok(res.map(Either::Left))
+            }
+            // Boxed, as every rare arm: a request's future is moved whole on each
+            // request, so the largest arm's size is paid by every `/_ping`.
+            Routed::Merged(view) => Ok(Box::pin(fanout::answer(&self.router, view, req))
+                .await?
+                .map(Either::Right)),
+        }
     }
 }
 

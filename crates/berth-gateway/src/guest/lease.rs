@@ -67,12 +67,16 @@ impl HeadTimer {
         }
     }
 
-    /// Runs `fut` until it completes (`Some`) or `deadline` passes (`None`).
-    async fn within<F: Future>(&mut self, deadline: Instant, fut: F) -> Option<F::Output> {
+    /// Runs `fut` until it completes (`Some`) or `deadline` passes (`None`). Pinned
+    /// by the caller, so that it is not moved into this future (and stored twice).
+    async fn within<F: Future>(
+        &mut self,
+        deadline: Instant,
+        mut fut: Pin<&mut F>,
+    ) -> Option<F::Output> {
         if self.sleep.deadline() > deadline {
             self.sleep.as_mut().reset(deadline);
         }
-        let mut fut = std::pin::pin!(fut);
         std::future::poll_fn(|cx| {
             if let Poll::Ready(out) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Some(out));
@@ -159,7 +163,8 @@ pub(crate) async fn send(
                 .unwrap_or_else(|_| Err(guest.head_timeout(after)));
         }
     };
-    let res = timer.within(deadline, send_untimed(guest, req)).await;
+    let exchange = std::pin::pin!(send_untimed(guest, req));
+    let res = timer.within(deadline, exchange).await;
     HELD.with(|slot| slot.borrow_mut().head_timer = Some(timer));
     res.unwrap_or_else(|| Err(guest.head_timeout(after)))
 }
@@ -200,14 +205,14 @@ async fn send_untimed(
                 Ok(res) => (sender, Ok(res)),
                 // Never written: the engine closed this idle connection; a new one.
                 Err(mut e) => match e.take_message() {
-                    Some(req) => exchange_on_new(guest, req).await?,
+                    Some(req) => Box::pin(exchange_on_new(guest, req)).await?,
                     None => (sender, Err(e.into_error())),
                 },
             },
             // Closed while idle: nothing was sent.
-            Err(_) => exchange_on_new(guest, req).await?,
+            Err(_) => Box::pin(exchange_on_new(guest, req)).await?,
         },
-        None => exchange_on_new(guest, req).await?,
+        None => Box::pin(exchange_on_new(guest, req)).await?,
     };
     HELD.with(|slot| {
         let slot = &mut slot.borrow_mut().lease;
@@ -268,20 +273,21 @@ mod tests {
         let start = Instant::now();
         let after = Duration::from_secs(120);
         let mut timer = HeadTimer::new(start + after);
-        assert_eq!(timer.within(start + after, async { 7 }).await, Some(7));
+        let quick = std::pin::pin!(async { 7 });
+        assert_eq!(timer.within(start + after, quick).await, Some(7));
 
         tokio::time::sleep(Duration::from_secs(100)).await;
         let second = Instant::now() + after;
-        let never = std::future::pending::<()>();
+        let never = std::pin::pin!(std::future::pending::<()>());
         assert_eq!(timer.within(second, never).await, None);
         assert_eq!(Instant::now(), second, "timed out at the second deadline");
 
         // A fired timer is re-armed for the next request, which completes in time.
         let third = Instant::now() + after;
-        let quick = async {
+        let quick = std::pin::pin!(async {
             tokio::time::sleep(Duration::from_secs(119)).await;
             "answered"
-        };
+        });
         assert_eq!(timer.within(third, quick).await, Some("answered"));
     }
 
@@ -289,7 +295,7 @@ mod tests {
     async fn head_timer_moves_earlier_for_a_shorter_deadline() {
         let start = Instant::now();
         let mut timer = HeadTimer::new(start + Duration::from_secs(120));
-        let never = std::future::pending::<()>();
+        let never = std::pin::pin!(std::future::pending::<()>());
         assert_eq!(
             timer.within(start + Duration::from_secs(5), never).await,
             None
