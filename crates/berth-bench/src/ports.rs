@@ -139,6 +139,8 @@ fn measure_all(dir: &Path, socket: &Path, params: &PortsParams) -> Result<String
     }
     let ratios: Vec<f64> = forwarded.iter().zip(&direct).map(|(f, d)| f / d).collect();
     let ratio = median(&ratios);
+    let lowest = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let highest = ratios.iter().copied().fold(0.0, f64::max);
     let verdict = if ratio >= 0.9 {
         "pass"
     } else {
@@ -152,7 +154,7 @@ fn measure_all(dir: &Path, socket: &Path, params: &PortsParams) -> Result<String
         "FAIL"
     };
     Ok(format!(
-        "| row | inside the namespace | through berth's forward | ratio | target | verdict |\n|---|---|---|---|---|---|\n| TCP upload of {} MiB, MiB/s | {:.0} | {:.0} | {ratio:.2}× | ≥ 0.90× | {verdict} |\n| {} concurrent connections to a published port | | {served} served in {:.1} s | | all served | {many_verdict} |\n\nTransfer: median over {} rounds of the per-round ratio; the sender shuts down its side and waits for the container's `nc` to close, so every byte arrived.\n",
+        "| row | inside the namespace | through berth's forward | ratio | target | verdict |\n|---|---|---|---|---|---|\n| TCP upload of {} MiB, MiB/s | {:.0} | {:.0} | {ratio:.2}× ({lowest:.2}–{highest:.2}) | ≥ 0.90× | {verdict} |\n| {} concurrent connections to a published port | | {served} served in {:.1} s | | all served | {many_verdict} |\n\nTransfer: median over {} rounds of the per-round ratio (lowest–highest round in brackets); the sender shuts down its side and waits for the container's `nc` to close, so every byte arrived.\n",
         params.mib,
         median(&direct),
         median(&forwarded),

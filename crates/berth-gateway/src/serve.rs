@@ -51,33 +51,19 @@ pub(crate) async fn serve_connection(
     let (io, hijack) = match sniffed {
         Ok(Ok(Some(First::Request(io, hijack)))) => (io, hijack),
         Ok(Ok(Some(First::Malformed(mut stream, reason)))) => {
-            reject_malformed(&mut stream, &reason).await;
+            Box::pin(reject_malformed(&mut stream, &reason)).await;
             return;
         }
         // Closed, failed or silent before sending a request: nothing to answer.
         Ok(Ok(None) | Err(_)) | Err(_) => return,
     };
-    let io = if let Some(RawHijack { trace, target }) = hijack {
-        let trace = trace.unwrap_or_else(new_trace_id);
-        let Some(io) = crate::admit::admit_raw(&shared, io, &peer, &trace).await else {
-            return;
-        };
-        let guest = match raw_hijack_guest(&shared, &target).await {
-            Some(guest) => guest,
-            // Routing failed: let hyper answer with berth's error.
-            None => Arc::clone(shared.router.default_guest()),
-        };
-        match forward::hijack::splice_raw(&guest, io, trace.as_bytes()).await {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "raw hijack ended with an error");
-                return;
-            }
-            // The guest is unavailable: let hyper answer with a proper error.
-            Err(io) => io,
-        }
-    } else {
-        io
+    let io = match hijack {
+        // Boxed: this future is moved whole when the connection's task is spawned.
+        Some(raw) => match Box::pin(raw_hijack(&shared, io, &peer, raw)).await {
+            Some(io) => io,
+            None => return,
+        },
+        None => io,
     };
 
     let handler = Arc::clone(&shared);
@@ -90,16 +76,18 @@ pub(crate) async fn serve_connection(
     // No header-read timer per request: it costs a timer-wheel entry and two clock reads
     // on every exchange; the first head is bounded by the sniff above, and dockerd keeps
     // idle keep-alive connections open indefinitely too.
-    let conn = http1::Builder::new()
-        .max_buf_size(MAX_HEAD.max(MAX_SNIFF * 2))
-        // dockerd's responses carry their own Date: keep it, add none. Header names go
-        // out lower-case (clients match them case-insensitively: notes 1.7); re-casing
-        // every header cost measurable CPU per request.
-        .auto_date_header(false)
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
     // The guest connection this client connection holds lives as long as `conn` runs.
-    let result = crate::guest::lease::scope(async {
+    // `conn` is built inside the scope's future: built outside and moved in, it would
+    // take its (large) size twice in this task's future.
+    let result = crate::guest::lease::scope(async move {
+        let conn = http1::Builder::new()
+            .max_buf_size(MAX_HEAD.max(MAX_SNIFF * 2))
+            // dockerd's responses carry their own Date: keep it, add none. Header names
+            // go out lower-case (clients match them case-insensitively: notes 1.7);
+            // re-casing every header cost measurable CPU per request.
+            .auto_date_header(false)
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
         tokio::pin!(conn);
         tokio::select! {
             r = conn.as_mut() => r,
@@ -112,6 +100,32 @@ pub(crate) async fn serve_connection(
     .await;
     if let Err(e) = result {
         tracing::debug!(error = %e, "client connection ended with an error");
+    }
+}
+
+/// Splices a raw hijack (attach/exec without `Upgrade`) to its engine; gives the
+/// connection back when the engine is unavailable, for hyper to answer with the error.
+async fn raw_hijack(
+    shared: &Arc<Shared>,
+    io: ClientIo,
+    peer: &PeerIdentity,
+    RawHijack { trace, target }: RawHijack,
+) -> Option<ClientIo> {
+    let trace = trace.unwrap_or_else(new_trace_id);
+    let io = crate::admit::admit_raw(shared, io, peer, &trace).await?;
+    let guest = match raw_hijack_guest(shared, &target).await {
+        Some(guest) => guest,
+        // Routing failed: let hyper answer with berth's error.
+        None => Arc::clone(shared.router.default_guest()),
+    };
+    match forward::hijack::splice_raw(&guest, io, trace.as_bytes()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "raw hijack ended with an error");
+            None
+        }
+        // The guest is unavailable: let hyper answer with a proper error.
+        Err(io) => Some(io),
     }
 }
 

@@ -26,32 +26,32 @@ const HOP_BY_HOP: [&str; 8] = [
 /// `Expect` is removed as well: hyper's server already answered `100 Continue` to the
 /// client when the body was first polled (notes 1.5).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, is_request: bool) {
-    // Fast path: most Docker API messages carry none of these; one pass over the
-    // few names present beats a hash lookup per hop-by-hop name.
-    let any = headers.keys().any(|name| {
-        let name = name.as_str();
-        HOP_BY_HOP.contains(&name) || name == "upgrade" || (is_request && name == "expect")
-    });
-    if !any {
+    // One pass over the few names present; nothing is allocated when none is
+    // hop-by-hop (most Docker API messages), and only the names present are removed
+    // (a `remove` hashes its name).
+    let mut present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_hop_by_hop(name.as_str(), is_request))
+        .cloned()
+        .collect();
+    if present.is_empty() {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
+    present.extend(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok()),
+    );
+    for name in present {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(header::UPGRADE);
-    if is_request {
-        headers.remove(header::EXPECT);
-    }
+}
+
+fn is_hop_by_hop(name: &str, is_request: bool) -> bool {
+    HOP_BY_HOP.contains(&name) || name == "upgrade" || (is_request && name == "expect")
 }
 
 #[cfg(test)]
