@@ -103,24 +103,18 @@ fn ip(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// dockerd as berth's launcher starts it, in `ns`, with its roots under `dir`.
+/// dockerd with the command line berth's launcher uses, in `ns`, with its roots under
+/// `dir`.
 fn start_dockerd(dir: &Path, ns: &str) -> Result<Child> {
     let _ = std::fs::remove_file(dir.join("docker.sock"));
     let log = std::fs::File::create(dir.join("dockerd.log"))?;
-    Command::new("nsenter")
-        .arg(format!("--net=/var/run/netns/{ns}"))
-        .arg("--")
-        .arg("dockerd")
-        .arg("--data-root")
-        .arg(dir.join("data"))
-        .arg("--exec-root")
-        .arg(dir.join("exec"))
-        .arg("--pidfile")
-        .arg(dir.join("dockerd.pid"))
-        .arg("--config-file")
-        .arg(dir.join("daemon.json"))
-        .arg("--host")
-        .arg(format!("unix://{}", dir.join("docker.sock").display()))
+    let netns = Path::new("/var/run/netns").join(ns);
+    let argv = berth_engine::dockerd_command_line(dir, &netns)?;
+    let (program, args) = argv
+        .split_first()
+        .context("an empty dockerd command line")?;
+    Command::new(program)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

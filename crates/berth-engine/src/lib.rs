@@ -27,3 +27,26 @@ pub use config::{BackoffConfig, MachineConfig, DEFAULT_MACHINES_DIR};
 pub use error::EngineError;
 pub use readiness::{Generation, MachineState, MachineStatus};
 pub use supervisor::EngineSupervisor;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+/// The command line a machine's dockerd is started with (`nsenter --net=… -- dockerd
+/// --data-root … --host unix://…`), for a machine whose state lives in `state_dir` and
+/// whose namespace is at `netns_path`: for tools that must start the same dockerd the
+/// same way by hand (the cold-start benchmark's baseline).
+pub fn dockerd_command_line(
+    state_dir: &Path,
+    netns_path: &Path,
+) -> Result<Vec<OsString>, EngineError> {
+    let path_var = std::env::var_os("PATH");
+    let programs = prerequisites::Programs::find(Path::new("dockerd"), path_var.as_deref())?;
+    let launcher = launcher::DockerdLauncher::new(
+        "",
+        launcher::MachineLayout::new(state_dir),
+        programs,
+        netns_path.to_path_buf(),
+        Vec::new(),
+    );
+    Ok(launcher.argv())
+}

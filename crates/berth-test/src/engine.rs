@@ -220,6 +220,16 @@ impl TestEngine {
         self.dockerd.id()
     }
 
+    /// [`TestEngine::start`], then [`TestEngine::import_busybox`] as `tag`; errors say
+    /// which step failed.
+    pub fn with_busybox(name: &str, tag: &str) -> Result<TestEngine, String> {
+        let engine = Self::start(name).map_err(|e| format!("starting the test engine: {e}"))?;
+        engine
+            .import_busybox(tag)
+            .map_err(|e| format!("importing busybox: {e}"))?;
+        Ok(engine)
+    }
+
     /// Imports a busybox-static rootfs as image `tag` (e.g. `busybox:latest`), with
     /// `CMD ["sh"]` and `PATH=/bin`; does nothing if `tag` already exists.
     pub fn import_busybox(&self, tag: &str) -> io::Result<()> {

@@ -38,6 +38,26 @@ pub use engine::TestEngine;
 pub use images::busybox_rootfs_tar;
 pub use managed::ManagedBerth;
 
+/// The fixture every test of a binary shares (an engine, a berth…): started by the
+/// first test that asks for it, from `start`; when that failed, every test that asks
+/// fails with the reason.
+///
+/// ```ignore
+/// fn setup() -> &'static Setup {
+///     static SETUP: OnceLock<Result<Setup, String>> = OnceLock::new();
+///     berth_test::shared(&SETUP, || { /* start it */ })
+/// }
+/// ```
+pub fn shared<T>(
+    cell: &'static std::sync::OnceLock<Result<T, String>>,
+    start: impl FnOnce() -> Result<T, String>,
+) -> &'static T {
+    match cell.get_or_init(start) {
+        Ok(fixture) => fixture,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// Multiplier for every wait in [`assert_eventually!`], from `BERTH_TEST_PATIENCE`
 /// (a positive number, default 1). Raise it on slow or loaded machines.
 pub fn patience() -> f64 {

@@ -30,21 +30,13 @@ struct Setup {
 
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Result<Setup, String>> = OnceLock::new();
-    let result = SETUP.get_or_init(|| {
-        let engine = TestEngine::start(&format!("bt-cc-{}", std::process::id()))
-            .map_err(|e| format!("starting the test engine: {e}"))?;
-        engine
-            .import_busybox(IMAGE)
-            .map_err(|e| format!("importing busybox: {e}"))?;
+    berth_test::shared(&SETUP, || {
+        let engine = TestEngine::with_busybox(&format!("bt-cc-{}", std::process::id()), IMAGE)?;
         let berth =
             BerthProcess::start(Path::new(env!("CARGO_BIN_EXE_berth")), &engine.host(), &[])
                 .map_err(|e| format!("starting berth: {e}"))?;
         Ok(Setup { engine, berth })
-    });
-    match result {
-        Ok(setup) => setup,
-        Err(e) => panic!("{e}"),
-    }
+    })
 }
 
 fn direct() -> DockerCli {

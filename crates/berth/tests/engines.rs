@@ -20,20 +20,14 @@ struct Setup {
 
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Result<Setup, String>> = OnceLock::new();
-    let result = SETUP.get_or_init(|| {
+    berth_test::shared(&SETUP, || {
         let pid = std::process::id();
-        let amd = TestEngine::start(&format!("bt-me-a{pid}")).map_err(|e| e.to_string())?;
-        let arm = TestEngine::start(&format!("bt-me-b{pid}")).map_err(|e| e.to_string())?;
-        amd.import_busybox(IMAGE).map_err(|e| e.to_string())?;
-        arm.import_busybox(IMAGE).map_err(|e| e.to_string())?;
+        let amd = TestEngine::with_busybox(&format!("bt-me-a{pid}"), IMAGE)?;
+        let arm = TestEngine::with_busybox(&format!("bt-me-b{pid}"), IMAGE)?;
         relabel_arm64(&arm)?;
         let berth = start_berth(&amd, &arm, "main")?;
         Ok(Setup { amd, arm, berth })
-    });
-    match result {
-        Ok(setup) => setup,
-        Err(e) => panic!("{e}"),
-    }
+    })
 }
 
 /// Makes the arm engine's busybox say linux/arm64 (its binary still runs here):

@@ -159,8 +159,8 @@ fn an_engine_that_accepts_but_never_answers_gets_a_504_within_the_verify_timeout
 
 #[test]
 fn an_engine_killed_mid_stream_ends_the_streams_and_berth_keeps_serving() {
-    let engine = TestEngine::start(&format!("bt-gf-{}", std::process::id())).unwrap();
-    engine.import_busybox(IMAGE).unwrap();
+    let engine = TestEngine::with_busybox(&format!("bt-gf-{}", std::process::id()), IMAGE)
+        .unwrap_or_else(|e| panic!("{e}"));
     let berth = BerthProcess::start(Path::new(BERTH), &engine.host(), &[]).unwrap();
     let cli = DockerCli::new(berth.host());
     cli.run(&[

@@ -26,20 +26,12 @@ struct Setup {
 
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Result<Setup, String>> = OnceLock::new();
-    let result = SETUP.get_or_init(|| {
-        let engine = TestEngine::start(&format!("bt-hj-{}", std::process::id()))
-            .map_err(|e| format!("starting the test engine: {e}"))?;
-        engine
-            .import_busybox(IMAGE)
-            .map_err(|e| format!("importing busybox: {e}"))?;
+    berth_test::shared(&SETUP, || {
+        let engine = TestEngine::with_busybox(&format!("bt-hj-{}", std::process::id()), IMAGE)?;
         let berth = BerthProcess::start(Path::new(BERTH), &engine.host(), &[])
             .map_err(|e| format!("starting berth: {e}"))?;
         Ok(Setup { engine, berth })
-    });
-    match result {
-        Ok(setup) => setup,
-        Err(e) => panic!("{e}"),
-    }
+    })
 }
 
 /// Both ways: `("direct", engine socket)` and `("berth", berth socket)`.

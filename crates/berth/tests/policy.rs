@@ -23,23 +23,15 @@ const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
 fn engine() -> &'static TestEngine {
     static ENGINE: OnceLock<Result<TestEngine, String>> = OnceLock::new();
-    let result = ENGINE.get_or_init(|| {
-        let engine = TestEngine::start(&format!("bt-pol-{}", std::process::id()))
-            .map_err(|e| format!("starting the test engine: {e}"))?;
-        engine
-            .import_busybox(IMAGE)
-            .map_err(|e| format!("importing busybox: {e}"))?;
+    berth_test::shared(&ENGINE, || {
+        let engine = TestEngine::with_busybox(&format!("bt-pol-{}", std::process::id()), IMAGE)?;
         // An image the allow-list does not name.
         let tag = DockerCli::new(engine.host()).run(&["tag", IMAGE, "bt-pol-other:1"]);
         if !tag.success() {
             return Err(format!("tagging: {tag}"));
         }
         Ok(engine)
-    });
-    match result {
-        Ok(engine) => engine,
-        Err(e) => panic!("{e}"),
-    }
+    })
 }
 
 /// The engine, asked directly (what really exists).

@@ -119,9 +119,8 @@ methods = ["POST", "PUT", "DELETE"]
 "#;
 
 fn setup() -> Setup {
-    let engine = TestEngine::start(&format!("bt-tls-{}", std::process::id()))
-        .unwrap_or_else(|e| panic!("starting the test engine: {e}"));
-    engine.import_busybox(IMAGE).unwrap();
+    let engine = TestEngine::with_busybox(&format!("bt-tls-{}", std::process::id()), IMAGE)
+        .unwrap_or_else(|e| panic!("{e}"));
     let certs = tempfile::tempdir().unwrap();
     let dir = certs.path();
     make_ca(dir, "ca");
