@@ -262,3 +262,103 @@ fn an_engine_killed_mid_stream_ends_the_streams_and_berth_keeps_serving() {
         procfs::fd_targets(pid)
     );
 }
+
+/// `GET path` on an open keep-alive connection: the response (its body read by its
+/// `Content-Length`) and how long it took.
+fn keep_alive_get(conn: &mut UnixStream, path: &str) -> (Response, Duration) {
+    use std::io::Read;
+    let started = Instant::now();
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (mut raw, mut body) = wire::read_head(conn, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let head = Response::parse(&raw).unwrap_or_else(|| panic!("GET {path}: bad head {raw:?}"));
+    let len: usize = head
+        .header("Content-Length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut rest = vec![0u8; len.saturating_sub(body.len())];
+    conn.read_exact(&mut rest).unwrap();
+    body.extend_from_slice(&rest);
+    raw.extend_from_slice(&body);
+    let took = started.elapsed();
+    (Response::parse(&raw).unwrap(), took)
+}
+
+/// A guest that answers `/_ping` (so berth verifies it) and never answers anything
+/// else: the mock for the response-head deadline of quick reads.
+fn ping_only_guest(path: &Path) {
+    use std::io::Read;
+    let listener = UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head: Vec<u8> = seen.drain(..end + 4).collect();
+                        if head.starts_with(b"GET /_ping ") || head.starts_with(b"HEAD /_ping ") {
+                            let _ = conn.write_all(
+                                b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\n\r\nOK",
+                            );
+                        }
+                        // Anything else: never answered (the connection stays open).
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_quick_read_without_an_answer_gets_a_504_at_the_head_timeout_and_zero_turns_it_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let guest = dir.path().join("ping-only.sock");
+    ping_only_guest(&guest);
+    let engine = format!("unix://{}", guest.display());
+
+    let berth = BerthProcess::start(Path::new(BERTH), &engine, &["--head-timeout", "1"]).unwrap();
+    // One keep-alive connection, two rounds: the second request's deadline counts from
+    // its own start, not from the timer the first one left (berth keeps one timer per
+    // client connection and re-arms it).
+    let mut conn = UnixStream::connect(berth.socket()).unwrap();
+    for round in 0..2 {
+        let (ping, _) = keep_alive_get(&mut conn, "/_ping");
+        assert_eq!(ping.status, 200, "round {round}: {ping}");
+        std::thread::sleep(Duration::from_millis(600));
+        let (resp, took) = keep_alive_get(&mut conn, "/v1.41/containers/json");
+        assert_berth_error(&format!("round {round}"), &resp, &[504]);
+        assert!(
+            took >= Duration::from_millis(900)
+                && took < berth_test::patient(Duration::from_secs(4)),
+            "round {round}: took {took:?}"
+        );
+    }
+
+    // `--head-timeout 0`: no deadline (and no overflow computing one).
+    let berth = BerthProcess::start(Path::new(BERTH), &engine, &["--head-timeout", "0"]).unwrap();
+    for _ in 0..3 {
+        let (ping, _) = timed_request(berth.socket(), "GET", "/_ping");
+        assert_eq!(ping.status, 200, "{ping}\n{}", berth.stderr_log());
+    }
+    let raw = wire::exchange(
+        berth.socket(),
+        b"GET /v1.41/containers/json HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    assert!(
+        raw.is_empty(),
+        "answered although the guest never did: {raw:?}"
+    );
+    assert!(
+        procfs::alive(berth.pid()),
+        "berth died: {}",
+        berth.stderr_log()
+    );
+}

@@ -150,10 +150,12 @@ pub(crate) async fn send(
     req: Request<UpstreamBody>,
     head_deadline: Option<Duration>,
 ) -> Result<Response<Incoming>, GatewayError> {
-    let Some(after) = head_deadline else {
+    // `head_timeout = 0` (off) arrives as `Duration::MAX`: no deadline at all.
+    let Some((after, deadline)) =
+        head_deadline.and_then(|after| Some((after, deadline_in(after)?)))
+    else {
         return send_untimed(guest, req).await;
     };
-    let deadline = Instant::now() + after;
     let timer = HELD.try_with(|slot| slot.borrow_mut().head_timer.take());
     let mut timer = match timer {
         Ok(timer) => timer.unwrap_or_else(|| HeadTimer::new(deadline)),
@@ -169,6 +171,12 @@ pub(crate) async fn send(
     res.unwrap_or_else(|| Err(guest.head_timeout(after)))
 }
 
+/// `after` from now, or `None` when that is beyond what an `Instant` can hold.
+fn deadline_in(after: Duration) -> Option<Instant> {
+    Instant::now().checked_add(after)
+}
+
+/// [`send`] without a deadline.
 async fn send_untimed(
     guest: &Arc<Guest>,
     req: Request<UpstreamBody>,
