@@ -87,6 +87,30 @@ impl LeanSocket {
         }
     }
 
+    /// [`Self::read_with`] for an `op` that moves up to `want` bytes (a `read` or
+    /// `splice` of that length): a shorter result means the socket was drained, so its
+    /// readiness is cleared and the next call waits for new data instead of trying
+    /// (and failing with `EAGAIN`) first, as `poll_read` does.
+    pub async fn read_with_len(
+        &self,
+        want: usize,
+        mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        loop {
+            let mut guard = self.read.readable().await?;
+            match guard.try_io(|fd| op(fd.get_ref().as_fd())) {
+                Ok(Ok(n)) => {
+                    if n > 0 && n < want {
+                        guard.clear_ready();
+                    }
+                    return Ok(n);
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
     /// Runs `op` (a raw write-side operation, e.g. `write` or `splice` into this socket):
     /// first directly, then whenever the socket is writable, until it does not return
     /// `WouldBlock`.
