@@ -12,6 +12,7 @@
 mod endpoint;
 mod error;
 mod lean_socket;
+pub mod splice;
 mod stream;
 
 pub use endpoint::{EndpointParseError, GuestEndpoint};

@@ -1,6 +1,6 @@
 //! Bridging two sockets after an upgrade or hijack, zero-copy, with half-close both ways.
 //!
-//! Each direction moves bytes with `splice(2)` through a pipe (socket → pipe → socket),
+//! Each direction moves bytes with `berth_guest::splice` (socket → pipe → socket),
 //! so hijacked streams never pass through user space. EOF on one side becomes
 //! `shutdown(SHUT_WR)` on the other while the opposite direction keeps flowing (notes
 //! 4.3): stdin EOF reaches the container and its remaining output still reaches the
@@ -11,7 +11,7 @@
 //! arrives and every few seconds after, so a silent guest is not held forever.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -19,17 +19,11 @@ use berth_guest::{GuestStream, LeanSocket};
 use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 
 use crate::serve::{ClientIo, ClientStream, Prefixed};
 
 /// How often a half-closed client is checked for a full close.
 const HUP_CHECK: Duration = Duration::from_secs(2);
-
-/// A direction's pipe starts at the default capacity (64 KiB; idle and interactive
-/// sessions never need more) and grows to this once a splice fills it, so that a bulk
-/// stream moves what the socket holds in fewer calls.
-const BULK_PIPE: usize = 1024 * 1024;
 
 /// Splices an upgraded client connection to an upgraded guest connection.
 pub(crate) async fn bridge(client: Upgraded, upstream: Upgraded) -> io::Result<()> {
@@ -155,72 +149,8 @@ async fn pump(src: &LeanSocket, dst: &LeanSocket, first: Vec<Bytes>) -> io::Resu
             rest = &rest[n..];
         }
     }
-    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
-    // Made on the first bytes: idle sessions hold none.
-    let mut pipe: Option<Pipe> = None;
-    loop {
-        if pipe.is_none() {
-            src.readable().await?;
-        }
-        let p = match &mut pipe {
-            Some(p) => p,
-            None => pipe.insert(Pipe::new()?),
-        };
-        let want = p.size;
-        let n = src
-            .read_with_len(want, |fd| {
-                Ok(splice(fd, None, &p.write, None, want, flags)?)
-            })
-            .await?;
-        if n == 0 {
-            break;
-        }
-        let mut in_pipe = n;
-        while in_pipe > 0 {
-            in_pipe -= dst
-                .write_with(|fd| Ok(splice(&p.read, None, fd, None, in_pipe, flags)?))
-                .await?;
-        }
-        if n == p.size {
-            p.grow();
-        }
-    }
+    berth_guest::splice::splice_to_eof(src, dst).await?;
     dst.shutdown_write()
-}
-
-/// A non-blocking pipe: one direction's splice buffer.
-struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
-    /// Its capacity in bytes.
-    size: usize,
-}
-
-impl Pipe {
-    fn new() -> io::Result<Self> {
-        let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
-        let size = fcntl(write.as_raw_fd(), FcntlArg::F_GETPIPE_SZ)
-            .ok()
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(64 * 1024);
-        Ok(Self { read, write, size })
-    }
-
-    /// To [`BULK_PIPE`], if the kernel allows (`/proc/sys/fs/pipe-max-size`, and the
-    /// per-user pipe limits for an unprivileged berth); else it stays as it is. Only
-    /// called with the pipe empty.
-    fn grow(&mut self) {
-        if self.size >= BULK_PIPE {
-            return;
-        }
-        if let Some(size) = i32::try_from(BULK_PIPE)
-            .ok()
-            .and_then(|want| fcntl(self.write.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(want)).ok())
-            .and_then(|got| usize::try_from(got).ok())
-        {
-            self.size = size;
-        }
-    }
 }
 
 /// Whether the client closed its socket fully (`POLLHUP`), as opposed to a half-close.
