@@ -218,9 +218,7 @@ impl Shared {
         res.headers_mut().insert(TRACE_ID, trace_id);
         res
     }
-}
 
-impl Shared {
     /// route → ready → forward (or a merged view) for an admitted request.
     async fn exchange(
         &self,
