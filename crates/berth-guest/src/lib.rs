@@ -8,6 +8,9 @@
 //! [`GuestConnector`] opens one stream to it with a bounded connect time; it is also a
 //! `tower::Service<Uri>` so that hyper-util's pooled client can use it directly (the
 //! URI is ignored: one connector always reaches one engine).
+//!
+//! [`LeanSocket`] and [`splice`] move bytes once a connection stops being HTTP: the
+//! gateway's upgraded and hijacked sessions and the host's port forwards.
 
 mod endpoint;
 mod error;
