@@ -84,27 +84,16 @@ fn measure_all(dir: &Path, socket: &Path, params: &PortsParams) -> Result<String
     // nc listen with a backlog of a few): the host's socat, run in the container with
     // the host's libraries, echoing each connection.
     let echo_port = free_port()?;
-    docker(
-        socket,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "bb-echo",
-            "-p",
-            &format!("127.0.0.1:{echo_port}:81"),
-            "-v",
-            "/usr/lib:/lib:ro",
-            "-v",
-            "/usr/lib64:/lib64:ro",
-            "-v",
-            "/usr/bin/socat:/bin/socat:ro",
-            IMAGE,
-            "/bin/socat",
-            "TCP-LISTEN:81,fork,reuseaddr,backlog=4096",
-            "PIPE",
-        ],
-    )?;
+    let publish = format!("127.0.0.1:{echo_port}:81");
+    let mut args = vec!["run", "-d", "--name", "bb-echo", "-p", &publish];
+    args.extend(berth_test::HOST_SOCAT_MOUNTS);
+    args.extend([
+        IMAGE,
+        "/bin/socat",
+        "TCP-LISTEN:81,fork,reuseaddr,backlog=4096",
+        "PIPE",
+    ]);
+    docker(socket, &args)?;
     let ip = docker(
         socket,
         &["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "bb-sink"],

@@ -89,24 +89,10 @@ async fn udp_echo_through_a_published_port() {
     let listen = format!("UDP-LISTEN:{port},fork,reuseaddr");
     // busybox's nc has no UDP: the host's socat runs in the container with the
     // host's libraries mounted read-only.
-    let id = run(
-        "bp-udp",
-        &[
-            "-p",
-            &publish,
-            "-v",
-            "/usr/lib:/lib:ro",
-            "-v",
-            "/usr/lib64:/lib64:ro",
-            "-v",
-            "/usr/bin/socat:/bin/socat:ro",
-            IMAGE,
-            "/bin/socat",
-            &listen,
-            "PIPE",
-        ],
-    )
-    .await;
+    let mut args = vec!["-p", &publish];
+    args.extend(berth_test::HOST_SOCAT_MOUNTS);
+    args.extend([IMAGE, "/bin/socat", &listen, "PIPE"]);
+    let id = run("bp-udp", &args).await;
     let f = forwarder();
     f.apply_inspect(&engine().inspect(&id).await).await.unwrap();
     assert!(f.list().iter().all(|fw| fw.proto == Proto::Udp));

@@ -38,6 +38,18 @@ pub use engine::TestEngine;
 pub use images::busybox_rootfs_tar;
 pub use managed::ManagedBerth;
 
+/// `docker run` flags that let the host's `socat` run in a busybox container (its
+/// libraries mounted read-only): an echo server with UDP and a deep accept queue,
+/// which busybox's own `nc` lacks. Run it as `/bin/socat`.
+pub const HOST_SOCAT_MOUNTS: [&str; 6] = [
+    "-v",
+    "/usr/lib:/lib:ro",
+    "-v",
+    "/usr/lib64:/lib64:ro",
+    "-v",
+    "/usr/bin/socat:/bin/socat:ro",
+];
+
 /// The fixture every test of a binary shares (an engine, a berth…): started by the
 /// first test that asks for it, from `start`; when that failed, every test that asks
 /// fails with the reason.

@@ -109,24 +109,10 @@ fn published_ports_follow_the_container_and_bind_mounts_follow_mappings() {
         .port();
     let spec = format!("127.0.0.1:{uport}:{uport}/udp");
     let listen = format!("UDP-LISTEN:{uport},fork,reuseaddr");
-    ok(&d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "bt-udp",
-        "-p",
-        &spec,
-        "-v",
-        "/usr/lib:/lib:ro",
-        "-v",
-        "/usr/lib64:/lib64:ro",
-        "-v",
-        "/usr/bin/socat:/bin/socat:ro",
-        "bt-web:1",
-        "/bin/socat",
-        &listen,
-        "PIPE",
-    ]));
+    let mut args = vec!["run", "-d", "--name", "bt-udp", "-p", &spec];
+    args.extend(berth_test::HOST_SOCAT_MOUNTS);
+    args.extend(["bt-web:1", "/bin/socat", &listen, "PIPE"]);
+    ok(&d.docker(&args));
     let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     client
         .set_read_timeout(Some(Duration::from_millis(200)))
