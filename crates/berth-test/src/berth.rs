@@ -10,6 +10,48 @@ use crate::watchdog;
 /// How long berth gets to accept connections on its socket.
 const LISTEN_WITHIN: Duration = Duration::from_secs(30);
 
+/// Waits until `child`, a berth described by `what` and printing to `log`, accepts on
+/// `socket`. An error carries what berth printed, and its exit status if it exited
+/// (it is reaped then).
+pub(crate) fn wait_listening(
+    child: &mut Child,
+    socket: &Path,
+    log: &Path,
+    what: &str,
+) -> Result<(), (io::Error, Option<ExitStatus>)> {
+    let printed = || std::fs::read_to_string(log).unwrap_or_default();
+    let started = Instant::now();
+    loop {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Ok(());
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let e = io::Error::other(format!(
+                    "{what} exited ({status}) before listening on {}; it printed:\n{}",
+                    socket.display(),
+                    printed()
+                ));
+                return Err((e, Some(status)));
+            }
+            Ok(None) => {}
+            Err(e) => return Err((e, None)),
+        }
+        if started.elapsed() > LISTEN_WITHIN {
+            let e = io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{what} did not listen on {} within {LISTEN_WITHIN:?}; it printed:\n{}",
+                    socket.display(),
+                    printed()
+                ),
+            );
+            return Err((e, None));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// When the test process is gone: kill berth (if `$SVC` still is a process whose
 /// command line names its socket `$NEEDLE`) and remove `$D`.
 const CLEANUP: &str = r#"
@@ -103,30 +145,14 @@ impl BerthProcess {
             watchdog,
             exited: None,
         };
-        let started = Instant::now();
-        loop {
-            if std::os::unix::net::UnixStream::connect(&berth.socket).is_ok() {
-                return Ok(berth);
+        let what = format!("berth {args:?}");
+        let log = berth.dir.join("berth.log");
+        match wait_listening(&mut berth.child, &berth.socket, &log, &what) {
+            Ok(()) => Ok(berth),
+            Err((e, exited)) => {
+                berth.exited = exited;
+                Err(e)
             }
-            if let Some(status) = berth.child.try_wait()? {
-                berth.exited = Some(status);
-                return Err(io::Error::other(format!(
-                    "berth {args:?} exited ({status}) before listening on {}; it printed:\n{}",
-                    berth.socket.display(),
-                    berth.stderr_log()
-                )));
-            }
-            if started.elapsed() > LISTEN_WITHIN {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "berth {args:?} did not listen on {} within {LISTEN_WITHIN:?}; it printed:\n{}",
-                        berth.socket.display(),
-                        berth.stderr_log()
-                    ),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -8,9 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::watchdog;
 
-/// How long berth gets to accept connections on its socket.
-const LISTEN_WITHIN: Duration = Duration::from_secs(30);
-
 /// How long berth gets to stop (it stops its dockerd first) after SIGTERM.
 const STOP_WITHIN: Duration = Duration::from_secs(40);
 
@@ -125,28 +122,15 @@ impl ManagedBerth {
         std::fs::write(self.dir.join("berth.pid"), child.id().to_string())?;
         let socket = self.socket();
         let child = self.child.insert(child);
-        let started = Instant::now();
-        loop {
-            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-                return Ok(());
+        let log = self.dir.join("berth.log");
+        match crate::berth::wait_listening(child, &socket, &log, "berth") {
+            Ok(()) => Ok(()),
+            Err((e, exited)) => {
+                if exited.is_some() {
+                    self.child = None;
+                }
+                Err(e)
             }
-            if let Some(status) = child.try_wait()? {
-                self.child = None;
-                return Err(io::Error::other(format!(
-                    "berth exited ({status}) before listening; it printed:\n{}",
-                    self.log()
-                )));
-            }
-            if started.elapsed() > LISTEN_WITHIN {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "berth did not listen within {LISTEN_WITHIN:?}; it printed:\n{}",
-                        self.log()
-                    ),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
