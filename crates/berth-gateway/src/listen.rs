@@ -14,8 +14,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_guest::LeanSocket;
-use tokio::net::{TcpListener, UnixListener};
+use berth_guest::{LeanListener, LeanSocket};
 use tokio_rustls::TlsAcceptor;
 
 use crate::error::ListenError;
@@ -42,7 +41,7 @@ pub enum PeerIdentity {
 /// A bound Unix socket that removes its file when dropped.
 #[derive(Debug)]
 pub struct BoundSocket {
-    listener: UnixListener,
+    listener: LeanListener<std::os::unix::net::UnixListener>,
     path: PathBuf,
     inode: u64,
     /// Peers are containers (`PeerIdentity::Internal`), whatever their uid.
@@ -65,7 +64,9 @@ impl BoundSocket {
                 }
             }
         }
-        let listener = UnixListener::bind(path).map_err(|e| err("binding", e))?;
+        let listener = std::os::unix::net::UnixListener::bind(path)
+            .and_then(LeanListener::new)
+            .map_err(|e| err("binding", e))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| err("setting its mode", e))?;
         if let Some(gid) = gid {
@@ -96,10 +97,9 @@ impl BoundSocket {
     }
 
     /// Accepts one plain connection (for side channels such as a control socket).
-    pub async fn accept(
-        &self,
-    ) -> io::Result<(tokio::net::UnixStream, tokio::net::unix::SocketAddr)> {
-        self.listener.accept().await
+    pub async fn accept(&self) -> io::Result<tokio::net::UnixStream> {
+        let fd = self.listener.accept().await?;
+        tokio::net::UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))
     }
 }
 
@@ -115,7 +115,7 @@ impl Drop for BoundSocket {
 
 /// A TCP listener: TLS unless explicitly insecure.
 pub struct TcpEndpoint {
-    listener: TcpListener,
+    listener: LeanListener<std::net::TcpListener>,
     tls: Option<TlsAcceptor>,
 }
 
@@ -131,15 +131,17 @@ impl std::fmt::Debug for TcpEndpoint {
 impl TcpEndpoint {
     /// Binds `addr`; `tls: None` serves plain TCP (the caller has checked it is allowed).
     pub async fn bind(addr: &str, tls: Option<TlsAcceptor>) -> Result<Self, ListenError> {
-        let listener = TcpListener::bind(addr)
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
+            .and_then(|l| l.into_std())
+            .and_then(LeanListener::new)
             .map_err(|e| ListenError::new(Path::new(addr), "binding", e))?;
         Ok(Self { listener, tls })
     }
 
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.listener.get_ref().local_addr()
     }
 }
 
@@ -169,18 +171,22 @@ impl Listener {
         }
         let accepted = match self {
             Self::Unix(socket) => {
-                let (stream, _) = socket.listener.accept().await?;
+                let fd = socket.listener.accept().await?;
                 let peer = if socket.internal {
                     PeerIdentity::Internal
                 } else {
-                    unix_peer(&stream)
+                    unix_peer(&fd)
                 };
-                Accepted::Plain(LeanSocket::from_unix(stream)?, peer)
+                Accepted::Plain(LeanSocket::new(fd)?, peer)
             }
             Self::Tcp(endpoint) => {
-                let (stream, addr) = endpoint.listener.accept().await?;
+                let (stream, addr) = endpoint
+                    .listener
+                    .accept_with(std::net::TcpListener::accept)
+                    .await?;
+                stream.set_nonblocking(true)?;
                 stream.set_nodelay(true)?;
-                let socket = LeanSocket::from_tcp(stream)?;
+                let socket = LeanSocket::new(stream.into())?;
                 match &endpoint.tls {
                     Some(acceptor) => Accepted::Tls(socket, addr, acceptor.clone()),
                     None => Accepted::Plain(socket, PeerIdentity::Tcp { addr }),
@@ -207,12 +213,12 @@ impl Listener {
     }
 }
 
-fn unix_peer(stream: &tokio::net::UnixStream) -> PeerIdentity {
-    match stream.peer_cred() {
+fn unix_peer(socket: &std::os::fd::OwnedFd) -> PeerIdentity {
+    match nix::sys::socket::getsockopt(socket, nix::sys::socket::sockopt::PeerCredentials) {
         Ok(cred) => PeerIdentity::Unix {
             uid: cred.uid(),
             gid: cred.gid(),
-            pid: cred.pid().unwrap_or(0),
+            pid: cred.pid(),
         },
         Err(_) => PeerIdentity::Unknown,
     }

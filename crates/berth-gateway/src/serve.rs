@@ -352,8 +352,17 @@ async fn reject_malformed(stream: &mut ClientStream, reason: &str) {
 /// Reads until the first request head is complete; tells whether it is a raw hijack.
 async fn sniff(mut stream: ClientStream) -> io::Result<Option<First>> {
     let mut buf = BytesMut::with_capacity(4096);
+    // Usually the request came with the connection: read it at once, so that the
+    // first read neither waits for the reactor nor arms the sniff's timeout (armed
+    // only when this future is pending; on an idle gateway arming it also wakes the
+    // reactor's thread through its eventfd).
+    let mut arrived = stream.try_read_buf(&mut buf)?;
     loop {
-        if stream.read_buf(&mut buf).await? == 0 {
+        let n = match arrived.take() {
+            Some(n) => n,
+            None => stream.read_buf(&mut buf).await?,
+        };
+        if n == 0 {
             return Ok(None);
         }
         let mut headers = [httparse::EMPTY_HEADER; 64];

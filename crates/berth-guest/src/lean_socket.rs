@@ -67,6 +67,26 @@ impl LeanSocket {
             .unwrap_or_else(|| unreachable!("set above")))
     }
 
+    /// One `read(2)` into `buf` now, without waiting for readiness: `None` when
+    /// nothing has arrived yet. A new connection's first request has usually arrived
+    /// by the time it is accepted; reading it at once saves a trip through the
+    /// reactor (and the timer of a wait that does not happen). The readiness is left
+    /// alone: an event still pending costs at most one read that finds nothing.
+    pub fn try_read_buf<B: bytes::BufMut>(&self, buf: &mut B) -> io::Result<Option<usize>> {
+        let spare = buf.chunk_mut();
+        // SAFETY: the slice is only written through by `read(2)`, never read.
+        let mut read_buf = ReadBuf::uninit(unsafe_uninit_slice(spare));
+        match read_uninit(self.as_raw_fd(), &mut read_buf) {
+            Ok(()) => {
+                let n = read_buf.filled().len();
+                advance_mut(buf, n);
+                Ok(Some(n))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Waits until the socket is readable (or at EOF), without consuming anything.
     pub async fn readable(&self) -> io::Result<()> {
         self.read.readable().await.map(|_| ())
@@ -258,4 +278,19 @@ fn read_uninit(fd: RawFd, buf: &mut ReadBuf<'_>) -> io::Result<()> {
     unsafe { buf.assume_init(n) };
     buf.advance(n);
     Ok(())
+}
+
+/// The uninitialised bytes of a `BufMut`'s chunk, for `ReadBuf`.
+#[allow(unsafe_code)]
+fn unsafe_uninit_slice(spare: &mut bytes::buf::UninitSlice) -> &mut [std::mem::MaybeUninit<u8>] {
+    // SAFETY: `UninitSlice` is a slice of possibly uninitialised bytes; the caller
+    // only writes to it (through `read(2)`).
+    unsafe { spare.as_uninit_slice_mut() }
+}
+
+/// Marks `n` more bytes of `buf` as written.
+#[allow(unsafe_code)]
+fn advance_mut<B: bytes::BufMut>(buf: &mut B, n: usize) {
+    // SAFETY: `read(2)` initialised the first `n` bytes of `buf`'s chunk.
+    unsafe { buf.advance_mut(n) }
 }

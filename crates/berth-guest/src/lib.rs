@@ -11,15 +11,18 @@
 //!
 //! [`LeanSocket`] and [`splice`] move bytes once a connection stops being HTTP: the
 //! gateway's upgraded and hijacked sessions and the host's port forwards.
+//! [`LeanListener`] accepts the gateway's client connections for `LeanSocket`.
 
 mod endpoint;
 mod error;
+mod lean_listener;
 mod lean_socket;
 pub mod splice;
 mod stream;
 
 pub use endpoint::{EndpointParseError, GuestEndpoint};
 pub use error::ConnectError;
+pub use lean_listener::{LeanListener, Listening};
 pub use lean_socket::LeanSocket;
 pub use stream::GuestStream;
 

@@ -47,7 +47,7 @@ pub(crate) struct ControlState {
 /// Serves the control socket until the task is dropped.
 pub(crate) async fn serve(socket: BoundSocket, state: Arc<ControlState>) {
     loop {
-        let Ok((stream, _)) = socket.accept().await else {
+        let Ok(stream) = socket.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };

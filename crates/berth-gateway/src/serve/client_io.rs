@@ -19,6 +19,17 @@ pub(crate) enum ClientStream {
     Tls(Box<TlsStream<LeanSocket>>),
 }
 
+impl ClientStream {
+    /// Bytes the client has already sent, read without waiting (`None`: nothing yet,
+    /// or TLS, whose records are read through the reactor).
+    pub(crate) fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> io::Result<Option<usize>> {
+        match self {
+            Self::Plain(socket) => socket.try_read_buf(buf),
+            Self::Tls(_) => Ok(None),
+        }
+    }
+}
+
 /// A stream with bytes read ahead of it put back in front.
 #[derive(Debug)]
 pub(crate) struct Prefixed<T> {

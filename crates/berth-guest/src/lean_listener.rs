@@ -1,0 +1,131 @@
+//! A listening socket whose connections are registered with the reactor once.
+//!
+//! tokio's listeners register each accepted connection with their reactor. A
+//! [`LeanSocket`](crate::LeanSocket) registers its own way (readability only), so a
+//! connection accepted by tokio had to be taken back first: per connection, an
+//! `epoll_ctl` to add, one to delete, an `ioctl` for non-blocking mode and the
+//! `LeanSocket`'s own `epoll_ctl` (seen with strace on every fresh connection).
+//! `LeanListener` accepts with `accept4(2)`, non-blocking and close-on-exec at once,
+//! and hands over the bare descriptor.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+/// A listening socket of the standard library that owns its descriptor.
+pub trait Listening: AsRawFd + sealed::Sealed {}
+
+impl Listening for std::os::unix::net::UnixListener {}
+impl Listening for std::net::TcpListener {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for std::os::unix::net::UnixListener {}
+    impl Sealed for std::net::TcpListener {}
+}
+
+/// A listening socket (Unix or TCP) registered for readability.
+#[derive(Debug)]
+pub struct LeanListener<L: Listening> {
+    inner: AsyncFd<L>,
+}
+
+impl<L: Listening> LeanListener<L> {
+    /// Takes over a bound, listening socket and makes it non-blocking.
+    #[allow(unsafe_code)]
+    pub fn new(listener: L) -> io::Result<Self> {
+        set_nonblocking(&listener)?;
+        // SAFETY: `L` is a standard-library listener: it owns its descriptor, which
+        // stays open and the same for as long as the `AsyncFd` owns the listener.
+        let inner = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        Ok(Self { inner })
+    }
+
+    /// The listening socket.
+    pub fn get_ref(&self) -> &L {
+        self.inner.get_ref()
+    }
+
+    /// The next connection: non-blocking, close-on-exec, not registered anywhere yet.
+    pub async fn accept(&self) -> io::Result<OwnedFd> {
+        self.accept_with(|listener| accept4(listener.as_raw_fd()))
+            .await
+    }
+
+    /// Runs `accept` (an accepting call on the listener, e.g. to learn the peer's
+    /// address) whenever the listener is readable, until it does not return
+    /// `WouldBlock`.
+    pub async fn accept_with<R>(
+        &self,
+        mut accept: impl FnMut(&L) -> io::Result<R>,
+    ) -> io::Result<R> {
+        loop {
+            let mut guard = self.inner.readable().await?;
+            match guard.try_io(|inner| accept(inner.get_ref())) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_retain(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+#[allow(unsafe_code)]
+fn accept4(listener: std::os::fd::RawFd) -> io::Result<OwnedFd> {
+    use nix::sys::socket::SockFlag;
+    let fd = nix::sys::socket::accept4(listener, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC)?;
+    // SAFETY: accept4 returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+
+    use super::*;
+    use crate::LeanSocket;
+
+    /// A connection comes out non-blocking and close-on-exec, and a `LeanSocket` made
+    /// of it reads what the client sent before it was accepted without waiting.
+    #[tokio::test]
+    async fn accepted_connections_are_ready_for_a_lean_socket() {
+        let dir = std::env::temp_dir().join(format!("lean-listener-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let listener =
+            LeanListener::new(std::os::unix::net::UnixListener::bind(&path).unwrap()).unwrap();
+
+        let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        client.write_all(b"GET /_ping").unwrap();
+        let fd = listener.accept().await.unwrap();
+        let status = OFlag::from_bits_retain(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).unwrap());
+        assert!(status.contains(OFlag::O_NONBLOCK));
+        let flags = FdFlag::from_bits_retain(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFD).unwrap());
+        assert!(flags.contains(FdFlag::FD_CLOEXEC));
+
+        let socket = LeanSocket::new(fd).unwrap();
+        let mut buf = bytes::BytesMut::with_capacity(64);
+        assert_eq!(socket.try_read_buf(&mut buf).unwrap(), Some(10));
+        assert_eq!(&buf[..], b"GET /_ping");
+        assert_eq!(
+            socket.try_read_buf(&mut buf).unwrap(),
+            None,
+            "nothing more yet"
+        );
+        drop(client);
+        assert_eq!(socket.try_read_buf(&mut buf).unwrap(), Some(0), "EOF");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
