@@ -39,11 +39,20 @@ impl LeanSocket {
         })
     }
 
-    /// Takes over a tokio Unix stream (it is deregistered from tokio's own reactor entry).
-    pub fn from_unix(stream: tokio::net::UnixStream) -> io::Result<Self> {
-        let std = stream.into_std()?;
-        std.set_nonblocking(true)?;
-        Self::new(std.into())
+    /// Connects to a listening Unix socket. A Unix `connect(2)` completes at once (or
+    /// fails, e.g. with `EAGAIN` when the listener's backlog is full, as tokio's
+    /// does), so no reactor round trip is needed; and the socket is registered once,
+    /// the lean way, instead of by tokio first and then again here.
+    pub fn connect_unix(path: &std::path::Path) -> io::Result<Self> {
+        use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+        Self::new(fd)
     }
 
     /// Takes over a tokio TCP stream.

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use hyper::Uri;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::TcpStream;
 
 /// Opens streams to one guest engine.
 #[derive(Clone, Debug)]
@@ -60,9 +60,7 @@ impl GuestConnector {
     pub async fn connect(&self) -> Result<GuestStream, ConnectError> {
         let attempt = async {
             match &self.endpoint {
-                GuestEndpoint::Unix(path) => {
-                    LeanSocket::from_unix(UnixStream::connect(path).await?).map(GuestStream::new)
-                }
+                GuestEndpoint::Unix(path) => LeanSocket::connect_unix(path).map(GuestStream::new),
                 GuestEndpoint::Tcp(addr) => {
                     let s = TcpStream::connect(addr.as_str()).await?;
                     // Docker API exchanges are small request/response pairs: latency matters.
