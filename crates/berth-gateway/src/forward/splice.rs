@@ -76,30 +76,33 @@ async fn bridge_sockets(
     to_client: Bytes,
 ) -> io::Result<()> {
     let _open = OpenBridge::new();
-    let up = pump(client, guest, to_guest);
-    let down = pump(guest, client, vec![to_client]);
-    tokio::pin!(up, down);
-    let (mut up_done, mut down_done) = (false, false);
-    loop {
-        tokio::select! {
-            r = &mut up, if !up_done => {
-                r?;
-                up_done = true;
-                // A full close (not a half-close) of the client ends the exchange now,
-                // as closing a direct connection to dockerd would.
-                if !down_done && peer_hung_up(client) {
-                    return Ok(());
-                }
-            }
-            r = &mut down, if !down_done => { r?; down_done = true; }
-            _ = tokio::time::sleep(HUP_CHECK), if up_done && !down_done => {
+    // Every idle session keeps this future: the pumps are built in place (bound first
+    // and pinned after, each would take its size twice) and the half-close timer is
+    // boxed, so that the future holds little more than the two pumps.
+    let mut up = std::pin::pin!(pump(client, guest, to_guest));
+    let mut down = std::pin::pin!(pump(guest, client, vec![to_client]));
+    tokio::select! {
+        r = &mut up => {
+            r?;
+            // A full close (not a half-close) of the client ends the exchange now, as
+            // closing a direct connection to dockerd would; a half-closed client is
+            // looked at again every few seconds while the guest's output flows.
+            let mut check = Box::pin(tokio::time::sleep(HUP_CHECK));
+            loop {
                 if peer_hung_up(client) {
                     return Ok(());
                 }
+                tokio::select! {
+                    r = &mut down => return r,
+                    () = check.as_mut() => {
+                        check.as_mut().reset(tokio::time::Instant::now() + HUP_CHECK);
+                    }
+                }
             }
         }
-        if up_done && down_done {
-            return Ok(());
+        r = &mut down => {
+            r?;
+            up.await
         }
     }
 }
