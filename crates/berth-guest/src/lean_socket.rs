@@ -81,14 +81,16 @@ impl LeanSocket {
     /// by the time it is accepted; reading it at once saves a trip through the
     /// reactor (and the timer of a wait that does not happen). The readiness is left
     /// alone: an event still pending costs at most one read that finds nothing.
+    #[allow(unsafe_code)]
     pub fn try_read_buf<B: bytes::BufMut>(&self, buf: &mut B) -> io::Result<Option<usize>> {
-        let spare = buf.chunk_mut();
-        // SAFETY: the slice is only written through by `read(2)`, never read.
-        let mut read_buf = ReadBuf::uninit(unsafe_uninit_slice(spare));
+        // SAFETY: the chunk's bytes are only written to (by `read(2)`), never read.
+        let spare = unsafe { buf.chunk_mut().as_uninit_slice_mut() };
+        let mut read_buf = ReadBuf::uninit(spare);
         match read_uninit(self.as_raw_fd(), &mut read_buf) {
             Ok(()) => {
                 let n = read_buf.filled().len();
-                advance_mut(buf, n);
+                // SAFETY: `read(2)` initialised the first `n` bytes of the chunk.
+                unsafe { buf.advance_mut(n) };
                 Ok(Some(n))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
@@ -287,19 +289,4 @@ fn read_uninit(fd: RawFd, buf: &mut ReadBuf<'_>) -> io::Result<()> {
     unsafe { buf.assume_init(n) };
     buf.advance(n);
     Ok(())
-}
-
-/// The uninitialised bytes of a `BufMut`'s chunk, for `ReadBuf`.
-#[allow(unsafe_code)]
-fn unsafe_uninit_slice(spare: &mut bytes::buf::UninitSlice) -> &mut [std::mem::MaybeUninit<u8>] {
-    // SAFETY: `UninitSlice` is a slice of possibly uninitialised bytes; the caller
-    // only writes to it (through `read(2)`).
-    unsafe { spare.as_uninit_slice_mut() }
-}
-
-/// Marks `n` more bytes of `buf` as written.
-#[allow(unsafe_code)]
-fn advance_mut<B: bytes::BufMut>(buf: &mut B, n: usize) {
-    // SAFETY: `read(2)` initialised the first `n` bytes of `buf`'s chunk.
-    unsafe { buf.advance_mut(n) }
 }
