@@ -180,11 +180,8 @@ impl Listener {
                 Accepted::Plain(LeanSocket::new(fd)?, peer)
             }
             Self::Tcp(endpoint) => {
-                let (stream, addr) = endpoint
-                    .listener
-                    .accept_with(std::net::TcpListener::accept)
-                    .await?;
-                stream.set_nonblocking(true)?;
+                let stream = std::net::TcpStream::from(endpoint.listener.accept().await?);
+                let addr = stream.peer_addr()?;
                 stream.set_nodelay(true)?;
                 let socket = LeanSocket::new(stream.into())?;
                 match &endpoint.tls {

@@ -51,20 +51,9 @@ impl<L: Listening> LeanListener<L> {
 
     /// The next connection: non-blocking, close-on-exec, not registered anywhere yet.
     pub async fn accept(&self) -> io::Result<OwnedFd> {
-        self.accept_with(|listener| accept4(listener.as_raw_fd()))
-            .await
-    }
-
-    /// Runs `accept` (an accepting call on the listener, e.g. to learn the peer's
-    /// address) whenever the listener is readable, until it does not return
-    /// `WouldBlock`.
-    pub async fn accept_with<R>(
-        &self,
-        mut accept: impl FnMut(&L) -> io::Result<R>,
-    ) -> io::Result<R> {
         loop {
             let mut guard = self.inner.readable().await?;
-            match guard.try_io(|inner| accept(inner.get_ref())) {
+            match guard.try_io(|inner| accept4(inner.get_ref().as_raw_fd())) {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
             }
