@@ -100,7 +100,12 @@ impl LeanSocket {
 
     /// Waits until the socket is readable (or at EOF), without consuming anything.
     pub async fn readable(&self) -> io::Result<()> {
-        self.read.readable().await.map(|_| ())
+        std::future::poll_fn(|cx| self.poll_readable(cx)).await
+    }
+
+    /// [`Self::readable`] for hand-written futures: only the last task to poll is woken.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.read.poll_read_ready(cx).map_ok(|_| ())
     }
 
     /// Runs `op` (a raw read-side operation, e.g. `read` or `splice` from this socket)
@@ -118,25 +123,27 @@ impl LeanSocket {
         }
     }
 
-    /// [`Self::read_with`] for an `op` that moves up to `want` bytes (a `read` or
-    /// `splice` of that length): a shorter result means the socket was drained, so its
-    /// readiness is cleared and the next call waits for new data instead of trying
-    /// (and failing with `EAGAIN`) first, as `poll_read` does.
-    pub async fn read_with_len(
+    /// Polls `op`, a raw operation that moves up to `want` bytes out of this socket (a
+    /// `read` or `splice` of that length), until it does not return `WouldBlock`. A
+    /// shorter result means the socket was drained, so its readiness is cleared and
+    /// the next call waits for new data instead of trying (and failing with `EAGAIN`)
+    /// first, as `poll_read` does.
+    pub fn poll_read_with_len(
         &self,
+        cx: &mut Context<'_>,
         want: usize,
         mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<usize>,
-    ) -> io::Result<usize> {
+    ) -> Poll<io::Result<usize>> {
         loop {
-            let mut guard = self.read.readable().await?;
+            let mut guard = ready!(self.read.poll_read_ready(cx))?;
             match guard.try_io(|fd| op(fd.get_ref().as_fd())) {
                 Ok(Ok(n)) => {
                     if n > 0 && n < want {
                         guard.clear_ready();
                     }
-                    return Ok(n);
+                    return Poll::Ready(Ok(n));
                 }
-                Ok(Err(e)) => return Err(e),
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
                 Err(_would_block) => continue,
             }
         }
@@ -149,25 +156,16 @@ impl LeanSocket {
         &self,
         mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<R>,
     ) -> io::Result<R> {
-        match op(self.read.get_ref().as_fd()) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            other => return other,
-        }
-        let writer = self.writer()?;
-        loop {
-            let mut guard = writer.writable().await?;
-            match guard.try_io(|fd| op(fd.get_ref().as_fd())) {
-                Ok(result) => return result,
-                Err(_would_block) => continue,
-            }
-        }
+        std::future::poll_fn(|cx| self.poll_write_with(cx, &mut op)).await
     }
 
-    fn poll_write_op(
+    /// [`Self::write_with`] for hand-written futures: only the last task to poll is
+    /// woken.
+    pub fn poll_write_with<R>(
         &self,
         cx: &mut Context<'_>,
-        mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<usize>,
-    ) -> Poll<io::Result<usize>> {
+        mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
         match op(self.read.get_ref().as_fd()) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             other => return Poll::Ready(other),
@@ -240,7 +238,7 @@ impl AsyncWrite for LeanSocket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_op(cx, |fd| Ok(nix::unistd::write(fd, buf)?))
+        self.poll_write_with(cx, |fd| Ok(nix::unistd::write(fd, buf)?))
     }
 
     fn poll_write_vectored(
@@ -248,7 +246,7 @@ impl AsyncWrite for LeanSocket {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_op(cx, |fd| Ok(nix::sys::uio::writev(fd, bufs)?))
+        self.poll_write_with(cx, |fd| Ok(nix::sys::uio::writev(fd, bufs)?))
     }
 
     fn is_write_vectored(&self) -> bool {

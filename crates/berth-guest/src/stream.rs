@@ -27,6 +27,11 @@ impl GuestStream {
     pub fn socket(&self) -> &LeanSocket {
         &self.socket
     }
+
+    /// The socket, for a [`crate::splice::SpliceRelay`] to own.
+    pub fn into_socket(self) -> LeanSocket {
+        self.socket
+    }
 }
 
 impl AsFd for GuestStream {

@@ -8,28 +8,29 @@
 //!
 //! Idle sessions cost no buffers: a direction's pipe is made on its first bytes. A
 //! client that closes fully (not a half-close) is noticed by `POLLHUP` when its EOF
-//! arrives and every few seconds after, so a silent guest is not held forever.
+//! arrives and every few seconds after, so a silent guest is not held forever
+//! (`SpliceRelay::end_on_hangup_of_a`).
 
+use std::future::Future;
 use std::io;
-use std::os::fd::AsFd;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::task::{Context, Poll};
 
-use berth_guest::{GuestStream, LeanSocket};
+use berth_guest::splice::SpliceRelay;
+use berth_guest::GuestStream;
 use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::serve::{ClientIo, ClientStream, Prefixed};
 
-/// How often a half-closed client is checked for a full close.
-const HUP_CHECK: Duration = Duration::from_secs(2);
-
 /// Splices an upgraded client connection to an upgraded guest connection.
-pub(crate) async fn bridge(client: Upgraded, upstream: Upgraded) -> io::Result<()> {
+pub(crate) fn bridge(client: Upgraded, upstream: Upgraded) -> Bridge {
     let (client, client_read) = match client.downcast::<TokioIo<ClientIo>>() {
         Ok(parts) => (parts.io.into_inner(), parts.read_buf),
-        Err(client) => return copy_io(TokioIo::new(client), TokioIo::new(upstream)).await,
+        Err(client) => return Bridge::copy(TokioIo::new(client), TokioIo::new(upstream)),
     };
     // Bytes hyper read past each head belong to the stream (notes 4.1); on the client
     // side, anything still in the sniff buffer comes after them.
@@ -38,71 +39,70 @@ pub(crate) async fn bridge(client: Upgraded, upstream: Upgraded) -> io::Result<(
     match upstream.downcast::<TokioIo<GuestStream>>() {
         Ok(parts) => {
             let guest = parts.io.into_inner();
-            bridge_client(stream, to_guest, guest, parts.read_buf).await
+            bridge_client(stream, to_guest, guest, parts.read_buf)
         }
         Err(upstream) => {
             // Not expected with berth's own connector; keep a correct, slower path.
             let client = Prefixed::new(stream, Bytes::from(to_guest.concat()));
-            copy_io(client, TokioIo::new(upstream)).await
+            Bridge::copy(client, TokioIo::new(upstream))
         }
     }
 }
 
 /// Bridges a client to a guest stream: zero-copy for plain sockets, through user space
-/// for TLS clients (their bytes must be decrypted).
-pub(crate) async fn bridge_client(
+/// for TLS clients (their bytes must be decrypted). `to_guest` and `to_client` are
+/// bytes already read from one side that belong to the other.
+pub(crate) fn bridge_client(
     client: ClientStream,
     to_guest: Vec<Bytes>,
     guest: GuestStream,
     to_client: Bytes,
-) -> io::Result<()> {
+) -> Bridge {
     match client {
-        ClientStream::Plain(socket) => {
-            bridge_sockets(&socket, to_guest, guest.socket(), to_client).await
-        }
+        // A full close (not a half-close) of the client ends the exchange at once, as
+        // closing a direct connection to dockerd would, even if the guest stays silent.
+        ClientStream::Plain(socket) => Bridge::Splice {
+            relay: SpliceRelay::new(socket, guest.into_socket())
+                .with_prefixes(to_guest, vec![to_client])
+                .end_on_hangup_of_a(),
+            _open: OpenBridge::new(),
+        },
         tls @ ClientStream::Tls(_) => {
             let client = Prefixed::new(tls, Bytes::from(to_guest.concat()));
-            copy_io(client, Prefixed::new(guest, to_client)).await
+            Bridge::copy(client, Prefixed::new(guest, to_client))
         }
     }
 }
 
-/// Splices a client socket to a guest socket. `to_guest` and `to_client` are bytes
-/// already read from one side that belong to the other.
-async fn bridge_sockets(
-    client: &LeanSocket,
-    to_guest: Vec<Bytes>,
-    guest: &LeanSocket,
-    to_client: Bytes,
-) -> io::Result<()> {
-    let _open = OpenBridge::new();
-    // Every idle session keeps this future: the pumps are built in place (bound first
-    // and pinned after, each would take its size twice) and the half-close timer is
-    // boxed, so that the future holds little more than the two pumps.
-    let mut up = std::pin::pin!(pump(client, guest, to_guest));
-    let mut down = std::pin::pin!(pump(guest, client, vec![to_client]));
-    tokio::select! {
-        r = &mut up => {
-            r?;
-            // A full close (not a half-close) of the client ends the exchange now, as
-            // closing a direct connection to dockerd would; a half-closed client is
-            // looked at again every few seconds while the guest's output flows.
-            let mut check = Box::pin(tokio::time::sleep(HUP_CHECK));
-            loop {
-                if peer_hung_up(client) {
-                    return Ok(());
-                }
-                tokio::select! {
-                    r = &mut down => return r,
-                    () = check.as_mut() => {
-                        check.as_mut().reset(tokio::time::Instant::now() + HUP_CHECK);
-                    }
-                }
-            }
-        }
-        r = &mut down => {
-            r?;
-            up.await
+/// A session's relay, built before it is awaited: every idle session holds one, so it
+/// is the relay itself (a few hundred bytes), not the state of async functions around
+/// it. The rare user-space path is boxed.
+#[allow(clippy::large_enum_variant)] // the large variant is the common one: kept inline
+pub(crate) enum Bridge {
+    Splice {
+        relay: SpliceRelay,
+        _open: OpenBridge,
+    },
+    Copy(Pin<Box<dyn Future<Output = io::Result<()>> + Send>>),
+}
+
+impl Bridge {
+    fn copy<A, B>(a: A, b: B) -> Self
+    where
+        A: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        B: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Self::Copy(Box::pin(copy_io(a, b)))
+    }
+}
+
+impl Future for Bridge {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Bridge::Splice { relay, .. } => Pin::new(relay).poll(cx),
+            Bridge::Copy(copy) => copy.as_mut().poll(cx),
         }
     }
 }
@@ -113,7 +113,7 @@ static OPEN_BRIDGES: AtomicUsize = AtomicUsize::new(0);
 /// Counts an open bridge. When the last one closes, freed heap goes back to the system:
 /// glibc keeps it otherwise, so the memory of hundreds of idle sessions stayed with
 /// berth after they closed.
-struct OpenBridge;
+pub(crate) struct OpenBridge;
 
 impl OpenBridge {
     fn new() -> Self {
@@ -139,38 +139,11 @@ fn release_free_heap() {
     }
 }
 
-/// One direction: `src` → `dst` until EOF, then half-close `dst`. `first` (bytes read
-/// with a head) is written, then dropped: it holds hyper's whole read buffer, which an
-/// idle session must not keep.
-async fn pump(src: &LeanSocket, dst: &LeanSocket, first: Vec<Bytes>) -> io::Result<()> {
-    for bytes in first {
-        let mut rest: &[u8] = &bytes;
-        while !rest.is_empty() {
-            let n = dst
-                .write_with(|fd| Ok(nix::unistd::write(fd, rest)?))
-                .await?;
-            rest = &rest[n..];
-        }
-    }
-    berth_guest::splice::splice_to_eof(src, dst).await?;
-    dst.shutdown_write()
-}
-
-/// Whether the client closed its socket fully (`POLLHUP`), as opposed to a half-close.
-fn peer_hung_up(socket: &LeanSocket) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLOUT)];
-    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
-        && fds[0]
-            .revents()
-            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
-}
-
 /// The portable path: copy through user space with tokio's small default buffers.
 async fn copy_io<A, B>(mut a: A, mut b: B) -> io::Result<()>
 where
-    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
 {
     tokio::io::copy_bidirectional(&mut a, &mut b)
         .await

@@ -12,6 +12,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_guest::splice::SpliceRelay;
 use berth_guest::LeanSocket;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -73,12 +74,5 @@ pub(super) async fn serve(listener: TcpListener, target: Arc<Target>, sockets: A
 
 /// Relays `a` ↔ `b` until both directions reached EOF, or one failed.
 async fn relay(a: TcpStream, b: TcpStream) -> io::Result<()> {
-    let (a, b) = (LeanSocket::from_tcp(a)?, LeanSocket::from_tcp(b)?);
-    tokio::try_join!(pump(&a, &b), pump(&b, &a)).map(|_| ())
-}
-
-/// One direction: `src` → `dst` until EOF, then half-close `dst`.
-async fn pump(src: &LeanSocket, dst: &LeanSocket) -> io::Result<()> {
-    berth_guest::splice::splice_to_eof(src, dst).await?;
-    dst.shutdown_write()
+    SpliceRelay::new(LeanSocket::from_tcp(a)?, LeanSocket::from_tcp(b)?).await
 }
