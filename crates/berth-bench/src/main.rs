@@ -246,10 +246,12 @@ fn run(args: &Args) -> Result<()> {
         .build()?;
     let engine_sock = engine.socket().to_owned();
     let busybox = "bb-busybox";
-    if scenarios
-        .iter()
-        .any(|s| matches!(s, Scenario::Archive | Scenario::Hijack | Scenario::Idle))
-    {
+    if scenarios.iter().any(|s| {
+        matches!(
+            s,
+            Scenario::Archive | Scenario::Hijack { .. } | Scenario::Idle
+        )
+    }) {
         engine.import_busybox(busybox)?;
     }
     eprintln!("making fixtures…");

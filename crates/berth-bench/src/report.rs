@@ -123,6 +123,14 @@ fn rows(idle_n: usize) -> Vec<Row> {
         true,
     );
     row(
+        "hijack-attach",
+        "hijack: attach to `cat`, bytes checked".into(),
+        "MiB/s",
+        true,
+        Goal::RatioAtLeast(0.90),
+        true,
+    );
+    row(
         "mem.end",
         "memory after the rows above, each round".into(),
         "MiB",
@@ -348,7 +356,8 @@ pub(crate) fn cpu_table(samples: &Samples, targets: &[&'static str]) -> String {
         ("download", "download, per MiB"),
         ("load", "`POST /images/load`, per MiB"),
         ("archive", "`PUT /archive`, per MiB"),
-        ("hijack", "hijack, per MiB"),
+        ("hijack", "exec hijack, per MiB"),
+        ("hijack-attach", "attach hijack, per MiB"),
     ];
     let get = |k: &str, suffix: &str, t: &'static str| {
         samples

@@ -32,8 +32,9 @@ pub(crate) enum Scenario {
     Load,
     /// `PUT /containers/{id}/archive` of a tar with one big file.
     Archive,
-    /// Bytes through `cat` in an exec'd process, checked.
-    Hijack,
+    /// Bytes through `cat`, checked: in an exec'd process, or the main process of a
+    /// container attached to (`attach`).
+    Hijack { attach: bool },
     /// Many idle attach sessions: the forwarder's memory.
     Idle,
 }
@@ -51,7 +52,8 @@ impl Scenario {
             Self::Download,
             Self::Load,
             Self::Archive,
-            Self::Hijack,
+            Self::Hijack { attach: false },
+            Self::Hijack { attach: true },
             Self::Idle,
         ]);
         v
@@ -68,7 +70,8 @@ impl Scenario {
             Self::Download => "download".into(),
             Self::Load => "load".into(),
             Self::Archive => "archive".into(),
-            Self::Hijack => "hijack".into(),
+            Self::Hijack { attach: false } => "hijack".into(),
+            Self::Hijack { attach: true } => "hijack-attach".into(),
             Self::Idle => "idle".into(),
         }
     }
@@ -78,7 +81,7 @@ impl Scenario {
             Self::Latency { .. } => "latency",
             Self::Rps(_) => "rps",
             Self::Download | Self::Load | Self::Archive => "stream",
-            Self::Hijack => "hijack",
+            Self::Hijack { .. } => "hijack",
             Self::Idle => "idle",
         }
     }
@@ -241,8 +244,10 @@ pub(crate) struct Fixtures {
     pub(crate) big_image: Option<(String, Bytes)>,
     /// A created (not started) container for `PUT /archive`.
     pub(crate) archive_container: Option<String>,
-    /// A running `cat` with stdin open: exec'd into, and attached to.
+    /// A running `cat` with stdin open: exec'd into, and attached to by the idle sessions.
     pub(crate) cat_container: Option<String>,
+    /// A running `cat` with stdin open and no log driver, for the attach hijack.
+    pub(crate) attach_container: Option<String>,
     /// dockerd, for its CPU time.
     pub(crate) engine: Probe,
 }
@@ -254,7 +259,7 @@ pub(crate) async fn run(s: Scenario, t: &Target, p: &Params, f: &Fixtures) -> Re
     let sock = t.socket.as_path();
     if matches!(
         s,
-        Scenario::Download | Scenario::Load | Scenario::Archive | Scenario::Hijack
+        Scenario::Download | Scenario::Load | Scenario::Archive | Scenario::Hijack { .. }
     ) {
         // The previous transfer's dirty pages are written back now, not during this one.
         nix::unistd::sync();
@@ -269,7 +274,7 @@ pub(crate) async fn run(s: Scenario, t: &Target, p: &Params, f: &Fixtures) -> Re
             (Vec::new(), mib(tar.len() as u64))
         }
         Scenario::Archive => (Vec::new(), mib(p.stream_bytes)),
-        Scenario::Hijack => (Vec::new(), mib(p.hijack_bytes)),
+        Scenario::Hijack { .. } => (Vec::new(), mib(p.hijack_bytes)),
     };
     m.extend(match s {
         Scenario::Latency { json, fresh } => {
@@ -327,12 +332,18 @@ pub(crate) async fn run(s: Scenario, t: &Target, p: &Params, f: &Fixtures) -> Re
                 upload(sock, Method::PUT, &uri, chunks).await?.0,
             )]
         }
-        Scenario::Hijack => {
-            let id = f.cat_container.as_ref().context("no cat container")?;
+        Scenario::Hijack { attach } => {
             let pattern = f.pattern.as_ref().context("no pattern")?;
+            let via = if attach {
+                let id = f.attach_container.as_ref().context("no attach container")?;
+                HijackVia::Attach(id)
+            } else {
+                let id = f.cat_container.as_ref().context("no cat container")?;
+                HijackVia::Exec(id)
+            };
             vec![(
                 name.clone(),
-                hijack(sock, id, pattern, p.hijack_bytes).await?,
+                hijack(sock, via, pattern, p.hijack_bytes).await?,
             )]
         }
         Scenario::Idle => {
@@ -512,27 +523,44 @@ async fn upload(
     Ok((mib_per_s(len, dt), resp))
 }
 
-/// MiB/s of `size` pattern bytes through `cat` exec'd (non-TTY) in `container`, every
-/// byte compared on the way back.
-async fn hijack(sock: &Path, container: &str, pattern: &Pattern, size: u64) -> Result<f64> {
+/// Which `cat` a hijack streams through.
+#[derive(Debug, Clone, Copy)]
+enum HijackVia<'a> {
+    /// A new `cat` exec'd (non-TTY) in this running container.
+    Exec(&'a str),
+    /// This container's own `cat` (non-TTY, stdin open), attached to.
+    Attach(&'a str),
+}
+
+/// MiB/s of `size` pattern bytes through a hijacked `cat`, every byte compared on the
+/// way back.
+async fn hijack(sock: &Path, via: HijackVia<'_>, pattern: &Pattern, size: u64) -> Result<f64> {
     const CHUNK: usize = 256 * 1024;
-    let exec = client::api_ok(
-        sock,
-        Method::POST,
-        &format!("/containers/{container}/exec"),
-        Some(json!({
-            "AttachStdin": true, "AttachStdout": true, "AttachStderr": true,
-            "Tty": false, "Cmd": ["cat"],
-        })),
-    )
-    .await?;
-    let id = exec["Id"].as_str().context("exec create: no Id")?;
-    let (stream, early) = client::hijack(
-        sock,
-        &format!("/exec/{id}/start"),
-        r#"{"Detach":false,"Tty":false}"#,
-    )
-    .await?;
+    let (stream, early) = match via {
+        HijackVia::Exec(container) => {
+            let exec = client::api_ok(
+                sock,
+                Method::POST,
+                &format!("/containers/{container}/exec"),
+                Some(json!({
+                    "AttachStdin": true, "AttachStdout": true, "AttachStderr": true,
+                    "Tty": false, "Cmd": ["cat"],
+                })),
+            )
+            .await?;
+            let id = exec["Id"].as_str().context("exec create: no Id")?;
+            client::hijack(
+                sock,
+                &format!("/exec/{id}/start"),
+                r#"{"Detach":false,"Tty":false}"#,
+            )
+            .await?
+        }
+        HijackVia::Attach(container) => {
+            let uri = format!("/containers/{container}/attach?stream=1&stdin=1&stdout=1&stderr=1");
+            client::hijack(sock, &uri, "").await?
+        }
+    };
     let (mut rd, mut wr) = stream.into_split();
     let t = Instant::now();
     let out = pattern.clone();
@@ -577,12 +605,12 @@ impl Checker<'_> {
     fn check(&mut self, stream: u8, data: &[u8]) -> Result<()> {
         if stream != 1 {
             bail!(
-                "exec wrote to stream {stream}: {}",
+                "cat wrote to stream {stream}: {}",
                 String::from_utf8_lossy(data)
             );
         }
         if self.got + data.len() as u64 > self.size {
-            bail!("exec sent more than {} bytes", self.size);
+            bail!("cat sent more than {} bytes", self.size);
         }
         for piece in data.chunks(MAX_CHUNK) {
             if piece != self.pattern.bytes(self.got, piece.len()) {
@@ -667,11 +695,12 @@ pub(crate) async fn fixtures(
     if has(Scenario::Download)
         || has(Scenario::Load)
         || has(Scenario::Archive)
-        || has(Scenario::Hijack)
+        || has(Scenario::Hijack { attach: false })
+        || has(Scenario::Hijack { attach: true })
     {
         f.pattern = Some(Pattern::new());
     }
-    if has(Scenario::Hijack) || has(Scenario::Idle) {
+    if has(Scenario::Hijack { attach: false }) || has(Scenario::Idle) {
         let name = "bb-cat";
         client::api_ok(
             sock,
@@ -691,6 +720,31 @@ pub(crate) async fn fixtures(
         )
         .await?;
         f.cat_container = Some(name.into());
+    }
+    if has(Scenario::Hijack { attach: true }) {
+        // Its own container: the idle sessions' attaches to `bb-cat` must not get these
+        // bytes, and no log driver copies them (dockerd would spend more on the log
+        // file than on the stream).
+        let name = "bb-attach";
+        client::api_ok(
+            sock,
+            Method::POST,
+            &format!("/containers/create?name={name}"),
+            Some(json!({
+                "Image": busybox, "Cmd": ["cat"], "OpenStdin": true, "StdinOnce": false,
+                "Tty": false,
+                "HostConfig": {"NetworkMode": "none", "LogConfig": {"Type": "none"}},
+            })),
+        )
+        .await?;
+        client::api_ok(
+            sock,
+            Method::POST,
+            &format!("/containers/{name}/start"),
+            None,
+        )
+        .await?;
+        f.attach_container = Some(name.into());
     }
     if has(Scenario::Archive) {
         let name = "bb-archive";
