@@ -686,6 +686,8 @@ fn clients_leaving_mid_upload_mid_attach_and_mid_stream_leak_nothing() {
         &["-i"],
         &["sh", "-c", "while true; do echo x; sleep 0.5; done"],
     );
+    // Silent: writes nothing unless its stdin brings something.
+    container("hj-quiet", &["-i"], &["cat"]);
     let berth = own_berth();
     let socket = berth.socket();
     // Warm up every path once, completely.
@@ -712,14 +714,25 @@ fn clients_leaving_mid_upload_mid_attach_and_mid_stream_leak_nothing() {
         b.write_all(b"POST /v1.41/build?t=hj-never HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n").unwrap();
         b.write_all(&vec![0u8; 0x10000]).unwrap();
         drop(b);
-        // Mid-attach, upgraded and raw.
-        for upgrade in [true, false] {
-            let (a, _, _) = hijack(
+        // Mid-attach, upgraded and raw: with stdin to a talking container, and without
+        // stdin to a silent one (`docker start -a`), where dockerd reads nothing from
+        // the connection and writes nothing to it: only the client's hang-up ends it.
+        for (query, upgrade) in [
+            ("hj-leak/attach?stream=1&stdin=1&stdout=1", true),
+            ("hj-leak/attach?stream=1&stdin=1&stdout=1", false),
+            ("hj-quiet/attach?stream=1&stdout=1&stderr=1", true),
+            ("hj-quiet/attach?stream=1&stdout=1&stderr=1", false),
+        ] {
+            let (a, head, _) = hijack(
                 socket,
                 &format!(
-                    "POST /v1.41/containers/hj-leak/attach?stream=1&stdin=1&stdout=1 HTTP/1.1\r\nHost: x\r\n{}Content-Length: 0\r\n\r\n",
+                    "POST /v1.41/containers/{query} HTTP/1.1\r\nHost: x\r\n{}Content-Length: 0\r\n\r\n",
                     upgrade_headers(upgrade)
                 ),
+            );
+            assert!(
+                head.status == 101 || head.status == 200,
+                "round {round} attach {query}: {head}"
             );
             drop(a);
         }
@@ -750,7 +763,7 @@ fn clients_leaving_mid_upload_mid_attach_and_mid_stream_leak_nothing() {
         &berth,
         "abandoned uploads, attaches, execs, streams and upgrades",
     );
-    cli().run(&["rm", "-f", "hj-leak"]).ok();
+    cli().run(&["rm", "-f", "hj-leak", "hj-quiet"]).ok();
 }
 
 #[test]
