@@ -98,29 +98,10 @@ impl LeanSocket {
         }
     }
 
-    /// Waits until the socket is readable (or at EOF), without consuming anything.
-    pub async fn readable(&self) -> io::Result<()> {
-        std::future::poll_fn(|cx| self.poll_readable(cx)).await
-    }
-
-    /// [`Self::readable`] for hand-written futures: only the last task to poll is woken.
+    /// Ready when the socket is readable (or at EOF); consumes nothing. Only the last
+    /// task to poll is woken: one reader per socket.
     pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.read.poll_read_ready(cx).map_ok(|_| ())
-    }
-
-    /// Runs `op` (a raw read-side operation, e.g. `read` or `splice` from this socket)
-    /// when the socket is readable, until it does not return `WouldBlock`.
-    pub async fn read_with<R>(
-        &self,
-        mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<R>,
-    ) -> io::Result<R> {
-        loop {
-            let mut guard = self.read.readable().await?;
-            match guard.try_io(|fd| op(fd.get_ref().as_fd())) {
-                Ok(result) => return result,
-                Err(_would_block) => continue,
-            }
-        }
     }
 
     /// Polls `op`, a raw operation that moves up to `want` bytes out of this socket (a
@@ -151,16 +132,7 @@ impl LeanSocket {
 
     /// Runs `op` (a raw write-side operation, e.g. `write` or `splice` into this socket):
     /// first directly, then whenever the socket is writable, until it does not return
-    /// `WouldBlock`.
-    pub async fn write_with<R>(
-        &self,
-        mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<R>,
-    ) -> io::Result<R> {
-        std::future::poll_fn(|cx| self.poll_write_with(cx, &mut op)).await
-    }
-
-    /// [`Self::write_with`] for hand-written futures: only the last task to poll is
-    /// woken.
+    /// `WouldBlock`. Only the last task to poll is woken: one writer per socket.
     pub fn poll_write_with<R>(
         &self,
         cx: &mut Context<'_>,
