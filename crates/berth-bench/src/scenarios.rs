@@ -701,50 +701,15 @@ pub(crate) async fn fixtures(
         f.pattern = Some(Pattern::new());
     }
     if has(Scenario::Hijack { attach: false }) || has(Scenario::Idle) {
-        let name = "bb-cat";
-        client::api_ok(
-            sock,
-            Method::POST,
-            &format!("/containers/create?name={name}"),
-            Some(json!({
-                "Image": busybox, "Cmd": ["cat"], "OpenStdin": true, "StdinOnce": false,
-                "Tty": false, "HostConfig": {"NetworkMode": "none"},
-            })),
-        )
-        .await?;
-        client::api_ok(
-            sock,
-            Method::POST,
-            &format!("/containers/{name}/start"),
-            None,
-        )
-        .await?;
-        f.cat_container = Some(name.into());
+        let host = json!({"NetworkMode": "none"});
+        f.cat_container = Some(running_cat(sock, busybox, "bb-cat", host).await?);
     }
     if has(Scenario::Hijack { attach: true }) {
         // Its own container: the idle sessions' attaches to `bb-cat` must not get these
         // bytes, and no log driver copies them (dockerd would spend more on the log
         // file than on the stream).
-        let name = "bb-attach";
-        client::api_ok(
-            sock,
-            Method::POST,
-            &format!("/containers/create?name={name}"),
-            Some(json!({
-                "Image": busybox, "Cmd": ["cat"], "OpenStdin": true, "StdinOnce": false,
-                "Tty": false,
-                "HostConfig": {"NetworkMode": "none", "LogConfig": {"Type": "none"}},
-            })),
-        )
-        .await?;
-        client::api_ok(
-            sock,
-            Method::POST,
-            &format!("/containers/{name}/start"),
-            None,
-        )
-        .await?;
-        f.attach_container = Some(name.into());
+        let host = json!({"NetworkMode": "none", "LogConfig": {"Type": "none"}});
+        f.attach_container = Some(running_cat(sock, busybox, "bb-attach", host).await?);
     }
     if has(Scenario::Archive) {
         let name = "bb-archive";
@@ -787,6 +752,33 @@ pub(crate) async fn fixtures(
         f.big_image = Some((image.into(), saved));
     }
     Ok(f)
+}
+
+/// Creates and starts `name`: a non-TTY `cat` with stdin open; returns its name.
+async fn running_cat(
+    sock: &Path,
+    busybox: &str,
+    name: &str,
+    host_config: serde_json::Value,
+) -> Result<String> {
+    client::api_ok(
+        sock,
+        Method::POST,
+        &format!("/containers/create?name={name}"),
+        Some(json!({
+            "Image": busybox, "Cmd": ["cat"], "OpenStdin": true, "StdinOnce": false,
+            "Tty": false, "HostConfig": host_config,
+        })),
+    )
+    .await?;
+    client::api_ok(
+        sock,
+        Method::POST,
+        &format!("/containers/{name}/start"),
+        None,
+    )
+    .await?;
+    Ok(name.into())
 }
 
 #[cfg(test)]
