@@ -10,6 +10,7 @@ pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -158,16 +159,18 @@ pub enum Listener {
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Listener {
-    /// Accepts the next client; the TLS handshake, if any, happens in the returned
-    /// future so that a slow client does not hold up the accept loop.
+    /// Accepts the next client. Everything that can fail for one connection alone
+    /// (its registration, its peer address, the TLS handshake) happens in the returned
+    /// future, so that a client that resets at once costs the accept loop nothing; an
+    /// `Err` here is the listener's own (e.g. out of descriptors).
     pub(crate) async fn accept(
         &self,
     ) -> io::Result<
         impl std::future::Future<Output = io::Result<(ClientStream, PeerIdentity)>> + Send + 'static,
     > {
         enum Accepted {
-            Plain(LeanSocket, PeerIdentity),
-            Tls(LeanSocket, SocketAddr, TlsAcceptor),
+            Unix(OwnedFd, PeerIdentity),
+            Tcp(std::net::TcpStream, Option<TlsAcceptor>),
         }
         let accepted = match self {
             Self::Unix(socket) => {
@@ -177,23 +180,23 @@ impl Listener {
                 } else {
                     unix_peer(&fd)
                 };
-                Accepted::Plain(LeanSocket::new(fd)?, peer)
+                Accepted::Unix(fd, peer)
             }
-            Self::Tcp(endpoint) => {
-                let stream = std::net::TcpStream::from(endpoint.listener.accept().await?);
-                let addr = stream.peer_addr()?;
-                stream.set_nodelay(true)?;
-                let socket = LeanSocket::new(stream.into())?;
-                match &endpoint.tls {
-                    Some(acceptor) => Accepted::Tls(socket, addr, acceptor.clone()),
-                    None => Accepted::Plain(socket, PeerIdentity::Tcp { addr }),
-                }
-            }
+            Self::Tcp(endpoint) => Accepted::Tcp(
+                std::net::TcpStream::from(endpoint.listener.accept().await?),
+                endpoint.tls.clone(),
+            ),
         };
         Ok(async move {
             match accepted {
-                Accepted::Plain(socket, peer) => Ok((ClientStream::Plain(socket), peer)),
-                Accepted::Tls(socket, addr, acceptor) => {
+                Accepted::Unix(fd, peer) => Ok((ClientStream::Plain(LeanSocket::new(fd)?), peer)),
+                Accepted::Tcp(stream, tls) => {
+                    let addr = stream.peer_addr()?;
+                    stream.set_nodelay(true)?;
+                    let socket = LeanSocket::new(stream.into())?;
+                    let Some(acceptor) = tls else {
+                        return Ok((ClientStream::Plain(socket), PeerIdentity::Tcp { addr }));
+                    };
                     let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket))
                         .await
                         .map_err(|_| {
@@ -210,7 +213,7 @@ impl Listener {
     }
 }
 
-fn unix_peer(socket: &std::os::fd::OwnedFd) -> PeerIdentity {
+fn unix_peer(socket: &OwnedFd) -> PeerIdentity {
     match nix::sys::socket::getsockopt(socket, nix::sys::socket::sockopt::PeerCredentials) {
         Ok(cred) => PeerIdentity::Unix {
             uid: cred.uid(),

@@ -15,10 +15,22 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 /// A listening socket of the standard library that owns its descriptor.
-pub trait Listening: AsRawFd + sealed::Sealed {}
+pub trait Listening: AsRawFd + sealed::Sealed {
+    /// The standard library's own `set_nonblocking`.
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()>;
+}
 
-impl Listening for std::os::unix::net::UnixListener {}
-impl Listening for std::net::TcpListener {}
+impl Listening for std::os::unix::net::UnixListener {
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        std::os::unix::net::UnixListener::set_nonblocking(self, nonblocking)
+    }
+}
+
+impl Listening for std::net::TcpListener {
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        std::net::TcpListener::set_nonblocking(self, nonblocking)
+    }
+}
 
 mod sealed {
     pub trait Sealed {}
@@ -36,7 +48,7 @@ impl<L: Listening> LeanListener<L> {
     /// Takes over a bound, listening socket and makes it non-blocking.
     #[allow(unsafe_code)]
     pub fn new(listener: L) -> io::Result<Self> {
-        set_nonblocking(&listener)?;
+        listener.set_nonblocking(true)?;
         // SAFETY: `L` is a standard-library listener: it owns its descriptor, which
         // stays open and the same for as long as the `AsyncFd` owns the listener.
         let inner = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
@@ -59,13 +71,6 @@ impl<L: Listening> LeanListener<L> {
             }
         }
     }
-}
-
-fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags = OFlag::from_bits_retain(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
 }
 
 #[allow(unsafe_code)]

@@ -294,6 +294,15 @@ mod tests {
         tokio::task::spawn_blocking(f)
     }
 
+    /// Reads `s` to EOF on a blocking thread; gives the stream back with what it read.
+    fn read_to_end(mut s: UnixStream) -> tokio::task::JoinHandle<(UnixStream, Vec<u8>)> {
+        blocking(move || {
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            (s, got)
+        })
+    }
+
     #[tokio::test]
     async fn prefixes_go_first_then_bytes_and_half_closes_pass_both_ways() {
         let (mut client, mut guest, relay) = relay(|r| {
@@ -351,29 +360,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_half_close_of_a_keeps_b_to_a_open() {
-        let (client, mut guest, relay) = relay(SpliceRelay::end_on_hangup_of_a);
+        let (client, guest, relay) = relay(SpliceRelay::end_on_hangup_of_a);
         client.shutdown(std::net::Shutdown::Write).unwrap();
-        let guest = blocking(move || {
-            let mut got = Vec::new();
-            guest.read_to_end(&mut got).unwrap();
-            guest
-        })
-        .await
-        .unwrap();
+        let (mut guest, _) = read_to_end(guest).await.unwrap();
         // Past the first hang-up check, and still open.
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!relay.is_finished(), "a half-close ended the relay");
-        let mut client = client;
-        let mut guest = guest;
         guest.write_all(b"late output").unwrap();
         drop(guest);
-        let got = blocking(move || {
-            let mut got = Vec::new();
-            client.read_to_end(&mut got).unwrap();
-            got
-        })
-        .await
-        .unwrap();
+        let (_, got) = read_to_end(client).await.unwrap();
         assert_eq!(got, b"late output");
         relay.await.unwrap().unwrap();
     }
