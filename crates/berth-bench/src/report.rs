@@ -274,12 +274,18 @@ pub(crate) fn table(samples: &Samples, targets: &[&'static str], idle_n: usize) 
         }
         let berth = med(&r.key, "berth");
         let mut fails = Vec::new();
+        // A ratio target without a direct measurement (`--targets berth`) is not judged.
+        let mut unjudged = false;
         if !berth.is_nan() {
             let ratio = ratio_of("berth");
             let ok = match r.goal {
                 Goal::None | Goal::Info => true,
-                Goal::RatioAtMost(x) => !ratio.is_finite() || ratio <= x,
-                Goal::RatioAtLeast(x) => !ratio.is_finite() || ratio >= x,
+                Goal::RatioAtMost(_) | Goal::RatioAtLeast(_) if !ratio.is_finite() => {
+                    unjudged = true;
+                    true
+                }
+                Goal::RatioAtMost(x) => ratio <= x,
+                Goal::RatioAtLeast(x) => ratio >= x,
                 Goal::AtMost(x) => berth <= x,
                 Goal::Released => {
                     let growth = med("idle.rss", "berth") - med("idle.before", "berth");
@@ -310,6 +316,8 @@ pub(crate) fn table(samples: &Samples, targets: &[&'static str], idle_n: usize) 
         }
         let verdict = if berth.is_nan() || matches!(r.goal, Goal::Info) {
             "—".to_owned()
+        } else if unjudged && fails.is_empty() {
+            "not judged (no direct)".to_owned()
         } else if fails.is_empty() {
             "pass".to_owned()
         } else {
@@ -497,6 +505,17 @@ mod tests {
             v.misses
         );
         assert!(!v.misses[0].contains("haproxy"));
+    }
+
+    #[test]
+    fn a_ratio_target_without_direct_is_not_judged() {
+        let s = samples(&[("ping-ka.p50", "berth", 110.0), ("rps-16", "berth", 800.0)]);
+        let v = table(&s, &["berth"], 500);
+        for label in ["p50, keep-alive", "16 connections"] {
+            let row = v.table.lines().find(|l| l.contains(label)).unwrap();
+            assert!(row.ends_with("| not judged (no direct) |"), "{row}");
+        }
+        assert!(v.misses.is_empty(), "{:?}", v.misses);
     }
 
     #[test]
