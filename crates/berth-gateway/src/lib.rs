@@ -20,6 +20,7 @@ pub mod error;
 mod fanout;
 mod forward;
 pub mod guest;
+mod heap;
 pub mod host;
 pub mod listen;
 pub(crate) mod merge;

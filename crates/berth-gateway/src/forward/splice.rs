@@ -14,7 +14,6 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use berth_guest::splice::SpliceRelay;
@@ -65,7 +64,7 @@ pub(crate) fn bridge_client(
             relay: SpliceRelay::new(socket, guest.into_socket())
                 .with_prefixes(to_guest, vec![to_client])
                 .end_on_hangup_of_a(),
-            _open: OpenBridge::new(),
+            _open: crate::heap::BRIDGES.hold(),
         },
         tls @ ClientStream::Tls(_) => {
             let client = Prefixed::new(tls, Bytes::from(to_guest.concat()));
@@ -81,7 +80,7 @@ pub(crate) fn bridge_client(
 pub(crate) enum Bridge {
     Splice {
         relay: SpliceRelay,
-        _open: OpenBridge,
+        _open: crate::heap::Held,
     },
     Copy(Pin<Box<dyn Future<Output = io::Result<()>> + Send>>),
 }
@@ -104,38 +103,6 @@ impl Future for Bridge {
             Bridge::Splice { relay, .. } => Pin::new(relay).poll(cx),
             Bridge::Copy(copy) => copy.as_mut().poll(cx),
         }
-    }
-}
-
-/// Bridges open now.
-static OPEN_BRIDGES: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts an open bridge. When the last one closes, freed heap goes back to the system:
-/// glibc keeps it otherwise, so the memory of hundreds of idle sessions stayed with
-/// berth after they closed.
-pub(crate) struct OpenBridge;
-
-impl OpenBridge {
-    fn new() -> Self {
-        OPEN_BRIDGES.fetch_add(1, Ordering::Relaxed);
-        Self
-    }
-}
-
-impl Drop for OpenBridge {
-    fn drop(&mut self) {
-        if OPEN_BRIDGES.fetch_sub(1, Ordering::Relaxed) == 1 {
-            release_free_heap();
-        }
-    }
-}
-
-#[allow(unsafe_code)]
-fn release_free_heap() {
-    // SAFETY: malloc_trim only walks glibc's own free lists (thread-safe, no pointers
-    // of ours involved).
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
