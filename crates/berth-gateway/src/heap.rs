@@ -1,17 +1,38 @@
-//! Giving freed heap back to the system when a burst of connections or sessions ends.
+//! Giving freed heap back to the system when a burst of connections or sessions ends,
+//! and when berth goes quiet.
 //!
 //! glibc keeps memory freed in the middle of its heap for reuse: after 256 client
 //! connections at once berth stayed at 22 MiB resident (6 MiB before them) though it
 //! was nearly all free, and `malloc_trim(0)` gave 12 MiB of it back; 500 idle attach
-//! sessions left as much behind. Trimming walks the heap, and pages given back fault in
-//! again when used, so it is done when a burst has ended, not on every close: when what
-//! is open falls to a quarter of the peak since the last trim, and that peak was at
-//! least [`BURST`]. One docker CLI connection at a time never trims.
+//! sessions, or the 1 MiB body buffers of a `docker load`, left as much behind.
+//! Trimming walks the heap, and pages given back fault in again when used, so it is
+//! not done on every close but
+//! - when what is open falls to a quarter of the peak since the last trim, and that
+//!   peak was at least [`BURST`] (a burst ending beside long-lived connections), and
+//! - by [`trim_when_quiet`], once nothing has been open or opened for [`QUIET_FOR`]
+//!   (off the request path: a connection that closes never waits for a trim).
+//!
+//! One docker CLI connection at a time never trims on close.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 /// The smallest peak worth a trim.
 const BURST: usize = 32;
+
+/// How long berth must have had nothing open, and opened nothing, before it trims.
+const QUIET_FOR: Duration = Duration::from_secs(1);
+
+/// Connections and sessions opened so far (to tell whether a quiet spell was quiet).
+static OPENED: AtomicU64 = AtomicU64::new(0);
+
+/// Trims done so far (for debug logs and tests).
+static TRIMS: AtomicU64 = AtomicU64::new(0);
+
+/// Signalled when the last open connection or session closes.
+static ALL_CLOSED: Notify = Notify::const_new();
 
 /// Client connections open now (from accept to close or upgrade).
 pub(crate) static CLIENT_CONNECTIONS: BurstGauge = BurstGauge::new();
@@ -36,8 +57,13 @@ impl BurstGauge {
 
     /// Counts one more open until the returned guard is dropped.
     pub(crate) fn hold(&'static self) -> Held {
+        OPENED.fetch_add(1, Ordering::Relaxed);
         self.open_one();
         Held(self)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.open.load(Ordering::Relaxed) == 0
     }
 
     fn open_one(&self) {
@@ -68,6 +94,37 @@ impl Drop for Held {
         if self.0.close_one() {
             release_free_heap();
         }
+        if all_closed() {
+            // Stores a permit when `trim_when_quiet` is not waiting: no wake-up.
+            ALL_CLOSED.notify_one();
+        }
+    }
+}
+
+fn all_closed() -> bool {
+    CLIENT_CONNECTIONS.is_empty() && BRIDGES.is_empty()
+}
+
+/// Trims once berth has been quiet for [`QUIET_FOR`] after its last connection or
+/// session closed (checked once per [`QUIET_FOR`], so within two of them); runs for as
+/// long as the gateway serves. Wakes at most once per [`QUIET_FOR`] under steady
+/// traffic.
+pub(crate) async fn trim_when_quiet() {
+    // What had been opened at the last trim: nothing new since, nothing to give back.
+    let mut trimmed_at = None;
+    loop {
+        ALL_CLOSED.notified().await;
+        let quiet_since = loop {
+            let opened = OPENED.load(Ordering::Relaxed);
+            tokio::time::sleep(QUIET_FOR).await;
+            if OPENED.load(Ordering::Relaxed) == opened {
+                break opened;
+            }
+        };
+        if all_closed() && trimmed_at != Some(quiet_since) {
+            release_free_heap();
+            trimmed_at = Some(quiet_since);
+        }
     }
 }
 
@@ -75,9 +132,9 @@ impl Drop for Held {
 fn release_free_heap() {
     // SAFETY: malloc_trim only walks glibc's own free lists (thread-safe, no pointers
     // of ours involved).
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    let released = unsafe { libc::malloc_trim(0) } == 1;
+    let trims = TRIMS.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::debug!(trims, released, "freed heap given back to the system");
 }
 
 #[cfg(test)]
@@ -108,6 +165,33 @@ mod tests {
         assert_eq!(trims_while_closing(&gauge, 256), vec![64, 16]);
         // The peak started over: the next burst trims again.
         assert_eq!(trims_while_closing(&gauge, 500), vec![125, 31]);
+    }
+
+    /// The only test that uses the process-wide gauges.
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_second_after_the_last_close_trims_once() {
+        tokio::spawn(trim_when_quiet());
+        let trims = || TRIMS.load(Ordering::Relaxed);
+        let before = trims();
+        let step = QUIET_FOR / 4;
+
+        // A connection that stays open: no trim, however long.
+        let open = CLIENT_CONNECTIONS.hold();
+        tokio::time::sleep(QUIET_FOR * 3).await;
+        assert_eq!(trims(), before);
+
+        // Closed, then a session opens and closes within the quiet spell: it starts over.
+        drop(open);
+        tokio::time::sleep(step * 3).await;
+        drop(BRIDGES.hold());
+        tokio::time::sleep(step * 3).await;
+        assert_eq!(trims(), before, "trimmed before a quiet spell");
+
+        // Checked once per spell: the trim comes within two spells of the last open.
+        tokio::time::sleep(step * 3).await;
+        assert_eq!(trims(), before + 1, "no trim after a quiet spell");
+        tokio::time::sleep(QUIET_FOR * 5).await;
+        assert_eq!(trims(), before + 1, "trimmed again with nothing new");
     }
 
     #[test]

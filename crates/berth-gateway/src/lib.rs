@@ -143,7 +143,9 @@ impl Gateway {
                 drop(listener);
             }));
         }
+        let trimmer = tokio::spawn(heap::trim_when_quiet());
         shutdown.await;
+        trimmer.abort();
         tracing::info!("shutting down: no longer accepting, draining in-flight requests");
         let _ = accept_stop_tx.send(true);
         for task in accept_tasks {
