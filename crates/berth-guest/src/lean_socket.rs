@@ -35,12 +35,13 @@ pub struct LeanSocket {
 }
 
 /// The send buffer a Unix socket gets once a write to it would block (the kernel
-/// doubles it for its bookkeeping). A Unix stream socket wakes its writer when at most
-/// a quarter of the send buffer is still queued; with the default 208 KiB a relay in
-/// the middle of an upload or a download is woken every ~150 KiB, with 1 MiB every
-/// ~770 KiB: berth's CPU per MiB streamed fell 15 % for uploads and 9 % for downloads
-/// (docs/benchmarks.md). It is a ceiling, not an allocation: only bytes in flight use
-/// memory, and exchanges that never block keep the default.
+/// doubles it, to 2 MiB, for its bookkeeping). A Unix stream socket wakes its writer
+/// when at most a quarter of the send buffer is still queued: with the default 208 KiB
+/// a relay in the middle of an upload or a download is woken every ~150 KiB the peer
+/// reads, with 2 MiB every ~1.5 MiB. berth's CPU per MiB streamed fell 15 % for
+/// uploads and 9 % for downloads (docs/benchmarks.md). It is a ceiling, not an
+/// allocation: only bytes in flight use memory, and exchanges that never block keep
+/// the default.
 pub(crate) const BULK_SEND_BUFFER: usize = 1 << 20;
 
 impl LeanSocket {
