@@ -1,6 +1,9 @@
 //! Giving freed heap back to the system when a burst of connections or sessions ends,
 //! and when berth goes quiet.
 //!
+//! What is counted is in-flight work: whatever holds a `DrainGuard` (client
+//! connections and upgraded sessions; a raw hijack runs inside its connection).
+//!
 //! glibc keeps memory freed in the middle of its heap for reuse: after 256 client
 //! connections at once berth stayed at 22 MiB resident (6 MiB before them) though it
 //! was nearly all free, and `malloc_trim(0)` gave 12 MiB of it back; 500 idle attach
@@ -34,11 +37,8 @@ static TRIMS: AtomicU64 = AtomicU64::new(0);
 /// Signalled when the last open connection or session closes.
 static ALL_CLOSED: Notify = Notify::const_new();
 
-/// Client connections open now (from accept to close or upgrade).
-pub(crate) static CLIENT_CONNECTIONS: BurstGauge = BurstGauge::new();
-
-/// Spliced sessions (upgrades, hijacks) open now.
-pub(crate) static BRIDGES: BurstGauge = BurstGauge::new();
+/// Client connections and upgraded sessions open now.
+pub(crate) static IN_FLIGHT: BurstGauge = BurstGauge::new();
 
 /// How many of one kind of thing are open, and the most that were since the last trim.
 #[derive(Debug)]
@@ -102,7 +102,7 @@ impl Drop for Held {
 }
 
 fn all_closed() -> bool {
-    CLIENT_CONNECTIONS.is_empty() && BRIDGES.is_empty()
+    IN_FLIGHT.is_empty()
 }
 
 /// Trims once berth has been quiet for [`QUIET_FOR`] after its last connection or
@@ -167,7 +167,7 @@ mod tests {
         assert_eq!(trims_while_closing(&gauge, 500), vec![125, 31]);
     }
 
-    /// The only test that uses the process-wide gauges.
+    /// The only test that uses the process-wide gauge.
     #[tokio::test(start_paused = true)]
     async fn a_quiet_second_after_the_last_close_trims_once() {
         tokio::spawn(trim_when_quiet());
@@ -176,14 +176,14 @@ mod tests {
         let step = QUIET_FOR / 4;
 
         // A connection that stays open: no trim, however long.
-        let open = CLIENT_CONNECTIONS.hold();
+        let open = IN_FLIGHT.hold();
         tokio::time::sleep(QUIET_FOR * 3).await;
         assert_eq!(trims(), before);
 
         // Closed, then a session opens and closes within the quiet spell: it starts over.
         drop(open);
         tokio::time::sleep(step * 3).await;
-        drop(BRIDGES.hold());
+        drop(IN_FLIGHT.hold());
         tokio::time::sleep(step * 3).await;
         assert_eq!(trims(), before, "trimmed before a quiet spell");
 

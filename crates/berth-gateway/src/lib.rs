@@ -174,16 +174,19 @@ pub(crate) struct Drain {
     stop: watch::Receiver<bool>,
 }
 
-/// Held while a piece of in-flight work lives.
+/// Held while a piece of in-flight work lives; also what `heap` counts to give freed
+/// memory back after bursts and when berth goes quiet.
 #[derive(Debug)]
 pub(crate) struct DrainGuard {
     _tx: mpsc::Sender<()>,
+    _in_flight: heap::Held,
 }
 
 impl Drain {
     pub(crate) fn guard(&self) -> DrainGuard {
         DrainGuard {
             _tx: self.tx.clone(),
+            _in_flight: heap::IN_FLIGHT.hold(),
         }
     }
 

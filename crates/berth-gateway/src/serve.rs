@@ -43,7 +43,6 @@ pub(crate) async fn serve_connection(
     peer: PeerIdentity,
 ) {
     let _guard = shared.drain.guard();
-    let _open = crate::heap::CLIENT_CONNECTIONS.hold();
     let mut shutdown = shared.drain.signal();
     let sniffed = tokio::select! {
         s = tokio::time::timeout(shared.config.header_read_timeout, sniff(stream)) => s,

@@ -253,8 +253,9 @@ impl AsyncWrite for LeanSocket {
 /// berth may (`SO_SNDBUFFORCE`, root), else up to it. TCP sockets are left alone:
 /// setting `SO_SNDBUF` would switch off the kernel's own tuning of their buffers.
 fn grow_send_buffer(fd: &OwnedFd) {
-    use nix::sys::socket::SockaddrStorage;
-    use nix::sys::socket::{getsockname, setsockopt, sockopt, AddressFamily, SockaddrLike};
+    use nix::sys::socket::{
+        getsockname, setsockopt, sockopt, AddressFamily, SockaddrLike, SockaddrStorage,
+    };
     let unix = getsockname::<SockaddrStorage>(fd.as_raw_fd())
         .is_ok_and(|a| a.family() == Some(AddressFamily::Unix));
     if unix && setsockopt(fd, sockopt::SndBufForce, &BULK_SEND_BUFFER).is_err() {

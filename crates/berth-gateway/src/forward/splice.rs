@@ -60,12 +60,11 @@ pub(crate) fn bridge_client(
     match client {
         // A full close (not a half-close) of the client ends the exchange at once, as
         // closing a direct connection to dockerd would, even if the guest stays silent.
-        ClientStream::Plain(socket) => Bridge::Splice {
-            relay: SpliceRelay::new(socket, guest.into_socket())
+        ClientStream::Plain(socket) => Bridge::Splice(
+            SpliceRelay::new(socket, guest.into_socket())
                 .with_prefixes(to_guest, vec![to_client])
                 .end_on_hangup_of_a(),
-            _open: crate::heap::BRIDGES.hold(),
-        },
+        ),
         tls @ ClientStream::Tls(_) => {
             let client = Prefixed::new(tls, Bytes::from(to_guest.concat()));
             Bridge::copy(client, Prefixed::new(guest, to_client))
@@ -78,10 +77,7 @@ pub(crate) fn bridge_client(
 /// it. The rare user-space path is boxed.
 #[allow(clippy::large_enum_variant)] // the large variant is the common one: kept inline
 pub(crate) enum Bridge {
-    Splice {
-        relay: SpliceRelay,
-        _open: crate::heap::Held,
-    },
+    Splice(SpliceRelay),
     Copy(Pin<Box<dyn Future<Output = io::Result<()>> + Send>>),
 }
 
@@ -100,7 +96,7 @@ impl Future for Bridge {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Bridge::Splice { relay, .. } => Pin::new(relay).poll(cx),
+            Bridge::Splice(relay) => Pin::new(relay).poll(cx),
             Bridge::Copy(copy) => copy.as_mut().poll(cx),
         }
     }
