@@ -288,7 +288,7 @@ fn refuse(
     peer: &PeerIdentity,
     trace_id: &HeaderValue,
 ) -> Response<ResponseBody> {
-    tracing::info!(status = %error.status(), error = %error, peer = ?peer, "berth refused");
+    tracing::info!(status = %error.status(), error = %error, peer = ?peer, trace_id = trace_id.to_str().unwrap_or_default(), "berth refused");
     let mut res = error.clone().into_response().map(Either::Right);
     if let (Some(audit), Some(request)) = (&shared.config.audit, request) {
         audit.record(audit_record(&error, request, peer, trace_id, res.status()));
@@ -369,7 +369,7 @@ pub(crate) async fn admit_raw(
             ),
         },
     };
-    tracing::info!(status = %error.status(), error = %error, peer = ?peer, "berth refused a raw hijack");
+    tracing::info!(status = %error.status(), error = %error, peer = ?peer, trace_id = trace_id.to_str().unwrap_or_default(), "berth refused a raw hijack");
     let status = error.status();
     if let Some(audit) = &shared.config.audit {
         let request = RefusedRequest {

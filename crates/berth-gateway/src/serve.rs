@@ -169,7 +169,7 @@ impl Shared {
         let classified: Classified = classify(req.method(), meta.path(req.uri()), req.headers());
         let span = tracing::debug_span!(
             "request",
-            trace_id = ?trace_id,
+            trace_id = trace_id.to_str().unwrap_or_default(),
             method = %req.method(),
             path = meta.path(req.uri()),
             endpoint = ?classified.endpoint,
@@ -197,9 +197,15 @@ impl Shared {
         let mut res = match result {
             Ok(res) => res,
             Err(e) => {
-                span.in_scope(
-                    || tracing::info!(status = %e.status(), error = %e, "berth answered"),
-                );
+                // The trace id is named here too: at the default level the span is off.
+                span.in_scope(|| {
+                    tracing::info!(
+                        status = %e.status(),
+                        error = %e,
+                        trace_id = trace_id.to_str().unwrap_or_default(),
+                        "berth answered"
+                    )
+                });
                 e.into_response().map(|b| Either::Left(Either::Right(b)))
             }
         };

@@ -5,12 +5,27 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub(crate) use crate::cmd::format::OutputFormat;
+
 /// berth: a Docker Engine API gateway in front of one or more guest engines.
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+
+    /// Log lines as text, or as one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub(crate) log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (fields flattened; a request's trace id on every line about it).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -26,8 +41,11 @@ pub(crate) enum Command {
     },
     /// Show the daemon: listeners, machines, forwards.
     Status {
-        /// Print JSON instead of a table.
-        #[arg(long)]
+        /// `table` (default), `json`, or a template such as `{pid} {version}` (docs/config.md).
+        #[arg(long, value_name = "FORMAT")]
+        format: Option<OutputFormat>,
+        /// The same as `--format json`.
+        #[arg(long, hide = true, conflicts_with = "format")]
         json: bool,
         #[command(flatten)]
         common: CommonArgs,
@@ -54,7 +72,11 @@ pub(crate) enum Command {
 #[derive(Debug, Subcommand)]
 pub(crate) enum MachineCommand {
     /// List machines and their state.
-    Ls,
+    Ls {
+        /// `table` (default), `json`, or a template such as `{name} {state}` (docs/config.md).
+        #[arg(long, value_name = "FORMAT")]
+        format: Option<OutputFormat>,
+    },
     /// Start a managed machine.
     Start { name: String },
     /// Stop a managed machine (its data is kept).

@@ -13,11 +13,15 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_tracing();
+    init_tracing(cli.log_format);
     let result = match cli.command {
         cli::Command::Serve(args) => cmd::serve::run(*args),
         cli::Command::Machine { command, common } => cmd::machine::run(&common, &command),
-        cli::Command::Status { json, common } => cmd::status::run(&common, json),
+        cli::Command::Status {
+            format,
+            json,
+            common,
+        } => cmd::status::run(&common, &format.unwrap_or(cli::OutputFormat::table(json))),
         cli::Command::Docker { command, common } => cmd::docker::run(&common, &command),
         cli::Command::Policy { command } => cmd::policy::run(&command),
         cli::Command::Completion { shell } => {
@@ -39,13 +43,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: cli::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // The request span's fields (its trace id) ride on every line logged inside it.
+        cli::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }

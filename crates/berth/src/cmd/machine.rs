@@ -7,17 +7,28 @@ use anyhow::Result;
 use http::Method;
 
 use super::client;
+use super::format::OutputFormat;
 use crate::cli::{CommonArgs, MachineCommand};
-use crate::control::{self, DaemonReport};
+use crate::control;
 
 pub(crate) fn run(common: &CommonArgs, command: &MachineCommand) -> Result<()> {
     let control = control::control_path(&client::api_socket(common)?);
     let rt = client::runtime()?;
     let (name, action) = match command {
-        MachineCommand::Ls => {
-            let body = rt.block_on(control::request(&control, Method::GET, "/status"))?;
-            let report: DaemonReport = serde_json::from_slice(&body)?;
-            super::status::print_machines(&report);
+        MachineCommand::Ls { format } => {
+            let report = super::status::daemon_report(common)?;
+            let machines = super::status::records(&report["machines"]);
+            match format.as_ref().unwrap_or(&OutputFormat::Table) {
+                OutputFormat::Table => print!(
+                    "{}",
+                    super::format::table(super::status::MACHINE_COLUMNS, machines)
+                ),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(machines)?),
+                OutputFormat::Template(t) => print!(
+                    "{}",
+                    super::format::template(t, machines).map_err(super::UsageError)?
+                ),
+            }
             return Ok(());
         }
         MachineCommand::Logs { name } => {

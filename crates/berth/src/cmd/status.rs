@@ -1,73 +1,83 @@
 //! `berth status`: the daemon's listeners, machines and forwards.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use http::Method;
+use serde_json::Value;
 
 use super::client;
+use super::format::{self, OutputFormat};
+use super::UsageError;
 use crate::cli::CommonArgs;
-use crate::control::{self, DaemonReport};
+use crate::control;
 
-pub(crate) fn run(common: &CommonArgs, as_json: bool) -> Result<()> {
+/// The machine table's columns (fields of `MachineReport`), shared by `status` and
+/// `machine ls`.
+pub(crate) const MACHINE_COLUMNS: &[&str] = &[
+    "name",
+    "kind",
+    "state",
+    "pid",
+    "uptime_secs",
+    "engine_version",
+    "running_containers",
+    "endpoint",
+];
+
+/// The forward table's columns (fields of a forward in the report).
+const FORWARD_COLUMNS: &[&str] = &[
+    "machine",
+    "proto",
+    "host_ip",
+    "host_port",
+    "container_port",
+    "container_id",
+];
+
+pub(crate) fn run(common: &CommonArgs, output: &OutputFormat) -> Result<()> {
+    let report = daemon_report(common)?;
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Template(t) => {
+            print!(
+                "{}",
+                format::template(t, std::slice::from_ref(&report)).map_err(UsageError)?
+            );
+        }
+        OutputFormat::Table => {
+            println!(
+                "berth {} (pid {})",
+                report["version"].as_str().unwrap_or("?"),
+                report["pid"]
+            );
+            for l in records(&report["listeners"]) {
+                println!("listening on {}", l.as_str().unwrap_or_default());
+            }
+            print!(
+                "{}",
+                format::table(MACHINE_COLUMNS, records(&report["machines"]))
+            );
+            let forwards = records(&report["forwards"]);
+            if !forwards.is_empty() {
+                print!("\n{}", format::table(FORWARD_COLUMNS, forwards));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The daemon's report (`GET /status` on the control socket), as the JSON it is: every
+/// output format reads these same fields.
+pub(crate) fn daemon_report(common: &CommonArgs) -> Result<Value> {
     let socket = client::api_socket(common)?;
     let body = client::runtime()?.block_on(control::request(
         &control::control_path(&socket),
         Method::GET,
         "/status",
     ))?;
-    if as_json {
-        println!("{}", String::from_utf8_lossy(&body));
-        return Ok(());
-    }
-    let report: DaemonReport = serde_json::from_slice(&body)?;
-    println!("berth {} (pid {})", report.version, report.pid);
-    for l in &report.listeners {
-        println!("listening on {l}");
-    }
-    print_machines(&report);
-    if !report.forwards.is_empty() {
-        println!(
-            "\n{:<12} {:<5} {:<24} {:<12}  CONTAINER",
-            "MACHINE", "PROTO", "HOST", "CONTAINER PORT"
-        );
-        for f in &report.forwards {
-            let host_ip = f["host_ip"].as_str().unwrap_or("?");
-            let host = if host_ip.contains(':') {
-                format!("[{host_ip}]:{}", f["host_port"])
-            } else {
-                format!("{host_ip}:{}", f["host_port"])
-            };
-            let id = f["container_id"].as_str().unwrap_or("");
-            println!(
-                "{:<12} {:<5} {:<24} {:<12}  {}",
-                f["machine"].as_str().unwrap_or(""),
-                f["proto"].as_str().unwrap_or(""),
-                host,
-                f["container_port"],
-                &id[..id.len().min(12)]
-            );
-        }
-    }
-    Ok(())
+    serde_json::from_slice(&body).context("reading the daemon's report")
 }
 
-/// The machine table shared by `status` and `machine ls`.
-pub(crate) fn print_machines(report: &DaemonReport) {
-    println!(
-        "{:<12} {:<9} {:<10} {:>8} {:>9} {:<16} {:>7}  ENDPOINT",
-        "MACHINE", "KIND", "STATE", "PID", "UPTIME", "ENGINE", "RUNNING"
-    );
-    for m in &report.machines {
-        let dash = || "-".to_owned();
-        println!(
-            "{:<12} {:<9} {:<10} {:>8} {:>9} {:<16} {:>7}  {}",
-            m.name,
-            m.kind,
-            m.state,
-            m.pid.map_or_else(dash, |p| p.to_string()),
-            m.uptime_secs.map_or_else(dash, |s| format!("{s}s")),
-            m.engine_version.clone().unwrap_or_else(dash),
-            m.running_containers.map_or_else(dash, |n| n.to_string()),
-            m.endpoint
-        );
-    }
+/// The elements of a JSON array (none if it is not one).
+pub(crate) fn records(v: &Value) -> &[Value] {
+    v.as_array().map_or(&[], Vec::as_slice)
 }
