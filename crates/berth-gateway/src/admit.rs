@@ -11,8 +11,11 @@
 //! berth's own container socket instead (`admit/socket.rs`), so the container stays
 //! under the policy.
 //!
-//! Raw hijacks (attach/exec start without `Upgrade`) are judged on their head before
-//! the socket is spliced ([`admit_raw`]); they carry no body a limit reads.
+//! Raw hijacks (attach/exec start without `Upgrade`) are judged on their head, parsed
+//! once by `serve`'s sniff, before the socket is spliced ([`admit_raw`]); they carry no
+//! body a limit reads.
+//!
+//! A refusal is a [`GatewayError`]; `serve` answers and audits it like any other.
 
 mod socket;
 
@@ -21,16 +24,14 @@ use std::sync::{Arc, RwLock};
 
 use berth_policy::{AccessPolicy, ClientIdentity, Decision, PolicyRecorder, RequestFacts};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, Request, Response};
-use http_body_util::{BodyExt, Either};
+use http::{Request, Uri};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::body::{discard_unread, HeldBody};
 use crate::classify::{Classified, Endpoint};
+use crate::conn::PeerIdentity;
 use crate::error::GatewayError;
-use crate::forward::{HeldBody, ResponseBody};
-use crate::listen::PeerIdentity;
-use crate::serve::ClientIo;
-use crate::Shared;
 
 pub(crate) use socket::rewrite_socket_binds;
 
@@ -120,69 +121,31 @@ pub(crate) fn client_identity(peer: &PeerIdentity) -> ClientIdentity {
     }
 }
 
-/// Response bodies a refusal fits in: the one-engine body, or one that wraps it.
-pub(crate) trait RefusalBody {
-    /// Wraps berth's own answer.
-    fn wrap(body: ResponseBody) -> Self;
-}
-
-impl RefusalBody for ResponseBody {
-    fn wrap(body: ResponseBody) -> Self {
-        body
-    }
-}
-
-impl<R> RefusalBody for Either<ResponseBody, R> {
-    fn wrap(body: ResponseBody) -> Self {
-        Either::Left(body)
-    }
-}
-
-/// Judges `req`: `Ok` with the request to forward (its body held if it was read), or
-/// `Err` with the answer (403, or 400 for an unreadable body), already audited.
-pub(crate) async fn admit<B: RefusalBody>(
-    shared: &Shared,
+/// Judges `req` under `gate` (none: everything passes, at the cost of one branch):
+/// `Ok` with the request to forward (its body held if it was read), or `Err` with
+/// the refusal (403, or 400 for an unreadable body).
+pub(crate) async fn admit(
+    gate: Option<&PolicyGate>,
     req: Request<Incoming>,
     classified: &Classified,
     peer: &PeerIdentity,
-    trace_id: &HeaderValue,
-) -> Result<Request<Incoming>, Response<B>> {
-    let Some(gate) = &shared.config.policy else {
+) -> Result<Request<Incoming>, GatewayError> {
+    let Some(gate) = gate else {
         return Ok(req);
     };
     // Boxed: reading and judging a body is large and only runs with a policy.
-    Box::pin(judge(shared, gate, req, classified, peer))
-        .await
-        .map_err(|(e, rule)| refuse(shared, e, rule, peer, trace_id).map(B::wrap))
-}
-
-/// A refusal: the error, the request line for the audit, the rule that refused.
-type Refusal = (GatewayError, Option<RefusedRequest>);
-
-/// What the audit log needs of a refused request.
-struct RefusedRequest {
-    method: String,
-    path: String,
-    rule: Option<String>,
+    Box::pin(judge(gate, req, classified, peer)).await
 }
 
 async fn judge(
-    shared: &Shared,
     gate: &PolicyGate,
     req: Request<Incoming>,
     classified: &Classified,
     peer: &PeerIdentity,
-) -> Result<Request<Incoming>, Refusal> {
+) -> Result<Request<Incoming>, GatewayError> {
     let policy = gate.current();
     let client = client_identity(peer);
     let (mut parts, mut body) = req.into_parts();
-    let audit_line = |rule: Option<String>| {
-        shared.config.audit.as_ref().map(|_| RefusedRequest {
-            method: parts.method.to_string(),
-            path: parts.uri.path().to_owned(),
-            rule,
-        })
-    };
     let held = {
         let mut facts = RequestFacts::new(parts.method.as_str(), parts.uri.path(), &client);
         if let Some(q) = parts.uri.query() {
@@ -202,10 +165,9 @@ async fn judge(
             .filter(|_| classified.endpoint == Endpoint::ContainerCreate);
         let record = gate.recorder.as_ref().filter(|_| decision.is_allow());
         let bound = match &decision {
-            Decision::Deny { rule, .. } => {
-                let rule = Some(rule.clone());
-                crate::serve::discard_unread(&mut body).await;
-                return Err((denied(&decision), audit_line(rule)));
+            Decision::Deny { .. } => {
+                discard_unread(&mut body).await;
+                return Err(denied(&decision));
             }
             Decision::NeedsBody { limit } => Some(*limit),
             Decision::Allow => {
@@ -223,28 +185,22 @@ async fn judge(
             }
             return Ok(Request::from_parts(parts, body));
         };
-        let bytes = read_bounded(&mut body, bound)
-            .await
-            .map_err(|e| (e, audit_line(None)))?;
+        let bytes = read_bounded(&mut body, bound).await?;
         if matches!(decision, Decision::NeedsBody { .. }) {
             let decision = policy.check_body(&facts, &bytes);
-            if let Decision::Deny { rule, .. } = &decision {
-                let rule = Some(rule.clone());
-                return Err((denied(&decision), audit_line(rule)));
+            if let Decision::Deny { .. } = &decision {
+                return Err(denied(&decision));
             }
         } else if bytes.len() > bound {
-            return Err((
-                GatewayError::BadRequest(format!("request body over {bound} bytes")),
-                audit_line(None),
-            ));
+            return Err(GatewayError::BadRequest(format!(
+                "request body over {bound} bytes"
+            )));
         }
         if let Some(r) = &gate.recorder {
             r.record(&facts, Some(&bytes));
         }
         match socket {
-            Some(socket) => {
-                rewrite_socket_binds(&bytes, socket).map_err(|e| (e, audit_line(None)))?
-            }
+            Some(socket) => rewrite_socket_binds(&bytes, socket)?,
             None => bytes,
         }
     };
@@ -280,137 +236,38 @@ async fn read_bounded(body: &mut Incoming, bound: usize) -> Result<Bytes, Gatewa
     Ok(buf.freeze())
 }
 
-/// Turns a refusal into the client's answer; the audit line carries the decision.
-fn refuse(
-    shared: &Shared,
-    error: GatewayError,
-    request: Option<RefusedRequest>,
+/// Judges a raw hijack (attach/exec start without `Upgrade`, always a `POST`) on its
+/// request target, parsed once when the head was sniffed: `Err` is the refusal.
+pub(crate) fn admit_raw(
+    gate: Option<&PolicyGate>,
+    target: &Uri,
     peer: &PeerIdentity,
-    trace_id: &HeaderValue,
-) -> Response<ResponseBody> {
-    tracing::info!(status = %error.status(), error = %error, peer = ?peer, trace_id = trace_id.to_str().unwrap_or_default(), "berth refused");
-    let mut res = error.clone().into_response().map(Either::Right);
-    if let (Some(audit), Some(request)) = (&shared.config.audit, request) {
-        audit.record(audit_record(&error, request, peer, trace_id, res.status()));
-    }
-    res.headers_mut().insert("x-trace-id", trace_id.clone());
-    res
-}
-
-fn audit_record(
-    error: &GatewayError,
-    request: RefusedRequest,
-    peer: &PeerIdentity,
-    trace_id: &HeaderValue,
-    status: http::StatusCode,
-) -> crate::audit::AuditRecord {
-    let rule = match error {
-        GatewayError::Denied { rule, .. } => Some(rule.clone()),
-        _ => request.rule,
+) -> Result<(), GatewayError> {
+    let Some(gate) = gate else {
+        return Ok(());
     };
-    crate::audit::AuditRecord {
-        time: crate::audit::rfc3339_now(),
-        client: crate::audit::describe_peer(peer),
-        method: request.method,
-        path: request.path,
-        decision: if matches!(error, GatewayError::Denied { .. }) {
-            "deny"
-        } else {
-            "error"
-        },
-        rule,
-        trace_id: String::from_utf8_lossy(trace_id.as_bytes()).into_owned(),
-        status: status.as_u16(),
+    let (method, path) = ("POST", target.path());
+    let client = client_identity(peer);
+    let mut facts = RequestFacts::new(method, path, &client);
+    if let Some(q) = target.query() {
+        facts = facts.with_query(q);
     }
-}
-
-/// Judges a raw hijack (attach/exec start without `Upgrade`) on the head already read:
-/// `Some` gives the connection back to splice, `None` means it was refused (answered
-/// with a 403 and closed).
-pub(crate) async fn admit_raw(
-    shared: &Shared,
-    io: ClientIo,
-    peer: &PeerIdentity,
-    trace_id: &HeaderValue,
-) -> Option<ClientIo> {
-    let Some(gate) = &shared.config.policy else {
-        return Some(io);
-    };
-    let (mut stream, prelude) = io.into_parts();
-    // The head parsed when it was sniffed; if it does not now, refuse (fail closed).
-    let (method, path, decision) =
-        judge_raw_head(&gate.current(), &prelude, peer).unwrap_or_else(|| {
-            let what = "raw hijacks whose head cannot be read".to_owned();
-            let rule = "default";
-            (
-                String::new(),
-                String::new(),
-                Decision::Deny {
-                    rule: rule.into(),
-                    what,
-                },
-            )
-        });
-    let error = match &decision {
+    let decision = gate.current().check_request(&facts);
+    match &decision {
         Decision::Allow => {
             if let Some(r) = &gate.recorder {
-                let client = client_identity(peer);
-                r.record(&RequestFacts::new(&method, &path, &client), None);
+                r.record(&RequestFacts::new(method, path, &client), None);
             }
-            return Some(ClientIo::new(stream, prelude));
+            Ok(())
         }
-        Decision::Deny { .. } => denied(&decision),
+        Decision::Deny { .. } => Err(denied(&decision)),
         // No limit reads these bodies today; if one ever does, refuse rather than
         // splice a body nobody judged.
-        Decision::NeedsBody { .. } => GatewayError::Denied {
+        Decision::NeedsBody { .. } => Err(GatewayError::Denied {
             rule: "default".into(),
             message: format!(
                 "berth policy: {method} {path} needs a body check a raw hijack cannot have"
             ),
-        },
-    };
-    tracing::info!(status = %error.status(), error = %error, peer = ?peer, trace_id = trace_id.to_str().unwrap_or_default(), "berth refused a raw hijack");
-    let status = error.status();
-    if let Some(audit) = &shared.config.audit {
-        let request = RefusedRequest {
-            method,
-            path,
-            rule: None,
-        };
-        audit.record(audit_record(&error, request, peer, trace_id, status));
+        }),
     }
-    let body = serde_json::json!({ "message": error.to_string() }).to_string();
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Trace-Id: {}\r\nConnection: close\r\n\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        body.len() + 1,
-        String::from_utf8_lossy(trace_id.as_bytes()),
-    );
-    use tokio::io::AsyncWriteExt;
-    let _ = stream.write_all(format!("{head}{body}\n").as_bytes()).await;
-    let _ = stream.shutdown().await;
-    None
-}
-
-/// Method, path and decision for a raw request head; `None` if it does not parse (it
-/// did when it was sniffed, so this does not happen).
-fn judge_raw_head(
-    policy: &AccessPolicy,
-    prelude: &[u8],
-    peer: &PeerIdentity,
-) -> Option<(String, String, Decision)> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut head = httparse::Request::new(&mut headers);
-    head.parse(prelude).ok()?;
-    let method = head.method?;
-    let uri: http::Uri = head.path?.parse().ok()?;
-    let path = uri.path();
-    let client = client_identity(peer);
-    let mut facts = RequestFacts::new(method, path, &client);
-    if let Some(q) = uri.query() {
-        facts = facts.with_query(q);
-    }
-    let decision = policy.check_request(&facts);
-    Some((method.to_owned(), path.to_owned(), decision))
 }

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::listen::PeerIdentity;
+use crate::conn::PeerIdentity;
 
 /// Where and how much to audit.
 #[derive(Clone, Debug)]

@@ -75,6 +75,27 @@ pub enum Endpoint {
     Other,
 }
 
+/// A view answered from every engine and merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergedView {
+    /// `GET /containers/json`
+    Containers,
+    /// `GET /images/json`
+    Images,
+    /// `GET /volumes`
+    Volumes,
+    /// `GET /networks`
+    Networks,
+    /// `GET /system/df`
+    SystemDf,
+    /// `GET /info`
+    Info,
+    /// `GET /events`
+    Events,
+    /// `POST /{containers,images,volumes,networks,build}/prune`
+    Prune,
+}
+
 /// How the bytes of this exchange flow; the forwarder is a `match` on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exchange {

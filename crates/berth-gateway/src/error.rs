@@ -67,7 +67,39 @@ impl GatewayError {
     /// Docker's error shape: `{"message": "..."}` with exactly `application/json`, which
     /// is what the Go client requires before it parses the body (gateway notes 3.1).
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        error_response(self.status(), &self.to_string())
+        let mut res = Response::new(Full::new(Bytes::from(self.json_body())));
+        *res.status_mut() = self.status();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        res
+    }
+
+    /// The same answer as whole bytes for a socket hyper does not serve (a first
+    /// request that is not HTTP, a refused raw hijack), with the trace id, to be
+    /// followed by closing the connection.
+    pub(crate) fn to_raw_response(&self, trace_id: &HeaderValue) -> Vec<u8> {
+        let status = self.status();
+        let body = self.json_body();
+        let mut raw = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Trace-Id: {}\r\nConnection: close\r\n\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len(),
+            String::from_utf8_lossy(trace_id.as_bytes()),
+        )
+        .into_bytes();
+        raw.extend_from_slice(&body);
+        raw
+    }
+
+    /// `{"message": "..."}` and a newline, as dockerd's encoder writes it.
+    fn json_body(&self) -> Vec<u8> {
+        let mut body = serde_json::to_vec(&serde_json::json!({ "message": self.to_string() }))
+            .unwrap_or_else(|_| b"{\"message\":\"berth: error\"}".to_vec());
+        body.push(b'\n');
+        body
     }
 }
 
@@ -107,20 +139,6 @@ impl ListenError {
     }
 }
 
-/// A Docker-shaped JSON error response with the given status and message.
-pub fn error_response(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    let mut body = serde_json::to_vec(&serde_json::json!({ "message": message }))
-        .unwrap_or_else(|_| b"{\"message\":\"berth: error\"}".to_vec());
-    body.push(b'\n');
-    let mut res = Response::new(Full::new(Bytes::from(body)));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +164,30 @@ mod tests {
             }
             .status(),
             StatusCode::BAD_GATEWAY
+        );
+    }
+
+    #[test]
+    fn raw_answers_carry_the_same_body_as_hyper_answers() {
+        let e = GatewayError::BadRequest("malformed HTTP request: invalid token".into());
+        let raw = e.to_raw_response(&HeaderValue::from_static("abc"));
+        let raw = String::from_utf8(raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+        assert!(
+            head.contains("\r\nContent-Type: application/json\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nX-Trace-Id: abc\r\n"), "{head}");
+        assert!(head.ends_with("\r\nConnection: close"), "{head}");
+        assert!(
+            head.contains(&format!("Content-Length: {}\r\n", body.len())),
+            "{head}"
+        );
+        assert_eq!(body.as_bytes(), e.json_body());
+        assert_eq!(
+            body,
+            "{\"message\":\"malformed HTTP request: invalid token\"}\n"
         );
     }
 }

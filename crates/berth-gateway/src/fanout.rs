@@ -14,26 +14,24 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Either, Full, Limited, StreamBody};
 use hyper::body::Incoming;
 
+use crate::body::MergedBody;
+use crate::classify::MergedView;
 use crate::error::GatewayError;
-use crate::forward::headers::strip_hop_by_hop;
 use crate::guest::{guest_uri_from, Guest};
+use crate::headers::strip_hop_by_hop;
 use crate::merge::{self, anchors};
-use crate::route::{registry, EngineRouter, MergedView};
-
-/// The body of a merged answer.
-pub(crate) type MergedBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+use crate::workloads;
 
 /// A JSON view larger than this from one engine is refused rather than held.
 const MAX_VIEW: usize = 256 << 20;
 
-/// Answers `view` from every engine of `router`.
+/// Answers `view` from every engine in `guests` (the default first).
 pub(crate) async fn answer(
-    router: &EngineRouter,
+    guests: &[Arc<Guest>],
     view: MergedView,
     req: Request<Incoming>,
 ) -> Result<Response<MergedBody>, GatewayError> {
     let (parts, _body) = req.into_parts();
-    let guests = router.guests();
     let plan = match view {
         MergedView::Containers => anchored_plan(guests, &parts, "containers").await?,
         MergedView::Images => anchored_plan(guests, &parts, "images").await?,
@@ -149,7 +147,7 @@ async fn resolve_anchor(
     };
     let path = format!("/{kind}/{}/json", percent_encode_path(ident));
     let mut owners = Vec::new();
-    for (owner, answer) in registry::inspect_everywhere(guests, &path)
+    for (owner, answer) in workloads::inspect_everywhere(guests, &path)
         .await?
         .into_iter()
         .enumerate()

@@ -18,15 +18,12 @@ use berth_guest::{ConnectError, GuestConnector};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+pub use crate::body::UpstreamBody;
 use crate::error::GatewayError;
 use crate::host::paths::PathTranslator;
-
-/// The body berth sends upstream: the client's own, or one berth holds whole.
-pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
 
 /// A pooled HTTP/1.1 client bound to one engine.
 pub type GuestClient = Client<GuestConnector, UpstreamBody>;

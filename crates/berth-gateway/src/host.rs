@@ -8,6 +8,13 @@
 //!   gets dockerd's own 500 "port is already allocated" shape.
 //! - `POST /containers/create` on an engine with path mappings: bind sources are
 //!   translated (`host/paths.rs`, `host/create.rs`); an unmapped host path is a 400.
+//! - With several engines, what the registry learns from an answer (a container or
+//!   exec created, a container removed: [`Bookkeeping`]) is recorded before the client
+//!   gets it, so that the client's next request finds its owner.
+//!
+//! `serve` plans this work before the exchange ([`plan`]), lets it edit the request
+//! ([`HostWork::prepare`]), forwards, and finishes it on the answer
+//! ([`HostWork::finish`]); the forward stage knows nothing of it.
 
 mod create;
 pub(crate) mod paths;
@@ -15,94 +22,142 @@ pub(crate) mod paths;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Method, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
 
-use crate::classify::{Classified, Endpoint};
+use crate::body::{HeldBody, ResponseBody};
+use crate::classify::{Classified, Endpoint, Exchange};
 use crate::error::GatewayError;
-use crate::forward::ResponseBody;
-use crate::guest::Guest;
-use crate::normalize::normalize;
+use crate::guest::{Guest, PortPublisher};
+use crate::workloads::{Bookkeeping, WorkloadRegistry};
 
-/// Host-side work planned for one request, decided before it is forwarded (the
-/// request is moved into the exchange).
+/// Request bodies berth edits (JSON) are held whole up to this size; dockerd itself
+/// reads create bodies without a limit, but no real one comes near it.
+const MAX_EDITED_BODY: usize = 16 << 20;
+
+/// What berth does around one exchange with one engine, decided before it is forwarded
+/// (the request is moved into the exchange).
 #[derive(Debug)]
-pub(crate) enum HostWork {
+pub(crate) struct HostWork {
+    task: Option<Task>,
+    /// What the registry learns from the answer of engine `.0` (several engines).
+    record: Option<(usize, Bookkeeping)>,
+}
+
+/// Work on the host itself.
+#[derive(Debug)]
+enum Task {
     /// Bind the container's published ports once it started.
     PublishPorts { container: String },
     /// Translate bind-mount sources in the create body.
     TranslateBinds,
 }
 
-/// What host-side work `classified` needs on `guest`; `None` for plain pass-through
-/// (the common case: nothing is allocated).
-pub(crate) fn plan(guest: &Guest, classified: &Classified, uri: &Uri) -> Option<HostWork> {
-    match classified.endpoint {
+/// What host-side work `classified` needs on `guest` (engine `record.0` when there are
+/// several, with what its answer must be recorded for); `path` is the unversioned path.
+/// `None` for plain pass-through (the common case: nothing is allocated). Upgrades
+/// carry none of it but the bookkeeping: they are forwarded as they are.
+pub(crate) fn plan(
+    guest: &Guest,
+    classified: &Classified,
+    path: &str,
+    record: Option<(usize, Bookkeeping)>,
+) -> Option<HostWork> {
+    let task = match classified.endpoint {
+        _ if classified.exchange == Exchange::Upgrade => None,
         Endpoint::ContainerStart | Endpoint::ContainerRestart if guest.ports().is_some() => {
-            let range = classified.name.clone()?;
-            let path = normalize(uri).path(uri);
-            Some(HostWork::PublishPorts {
-                container: path.get(range)?.to_owned(),
-            })
+            let range = classified.name.clone();
+            range
+                .and_then(|range| path.get(range))
+                .map(|container| Task::PublishPorts {
+                    container: container.to_owned(),
+                })
         }
-        Endpoint::ContainerCreate if guest.paths().is_some() => Some(HostWork::TranslateBinds),
+        Endpoint::ContainerCreate if guest.paths().is_some() => Some(Task::TranslateBinds),
         _ => None,
-    }
+    };
+    (task.is_some() || record.is_some()).then_some(HostWork { task, record })
 }
 
 impl HostWork {
-    /// Whether the request body must be rewritten before it is forwarded.
-    pub(crate) fn rewrites_body(&self) -> bool {
-        matches!(self, Self::TranslateBinds)
+    /// Whether [`Self::prepare`] edits the request.
+    pub(crate) fn edits_request(&self) -> bool {
+        matches!(self.task, Some(Task::TranslateBinds))
     }
 
-    /// Rewrites a whole request body (only when `rewrites_body`).
-    pub(crate) fn rewrite_body(
+    /// Edits the request before it is forwarded: a create body whose bind sources are
+    /// translated is read whole (or taken from the held one) and held, rewritten.
+    pub(crate) async fn prepare(
         &self,
         guest: &Guest,
-        body: &[u8],
-    ) -> Result<Option<Bytes>, GatewayError> {
-        let (Self::TranslateBinds, Some(paths)) = (self, guest.paths()) else {
-            return Ok(None);
-        };
-        if body.is_empty() {
-            // dockerd answers an empty create body itself.
-            return Ok(None);
+        req: Request<Incoming>,
+    ) -> Result<Request<Incoming>, GatewayError> {
+        use http_body_util::{BodyExt, Limited};
+        if !self.edits_request() {
+            return Ok(req);
         }
-        let mut value: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|e| GatewayError::BadRequest(format!("invalid JSON in request body: {e}")))?;
-        create::translate_binds(&mut value, paths).map_err(|e| match e {
-            create::CreateRewriteError::Invalid(m) => GatewayError::BadRequest(m),
-            create::CreateRewriteError::Unmapped(p) => GatewayError::BadRequest(format!(
-                "berth: bind mount source {p:?} is not shared with engine {:?}: no path mapping covers it",
-                guest.name()
-            )),
-        })?;
-        serde_json::to_vec(&value)
-            .map(|v| Some(Bytes::from(v)))
-            .map_err(|e| GatewayError::Internal(e.to_string()))
+        let (mut parts, mut client_body) = req.into_parts();
+        let body = match parts.extensions.remove::<HeldBody>() {
+            Some(HeldBody(held)) => held,
+            None => Limited::new(&mut client_body, MAX_EDITED_BODY)
+                .collect()
+                .await
+                .map_err(|e| GatewayError::BadRequest(format!("reading request body: {e}")))?
+                .to_bytes(),
+        };
+        let body = translate_binds(guest, &body)?.unwrap_or(body);
+        parts.extensions.insert(HeldBody(body));
+        Ok(Request::from_parts(parts, client_body))
     }
 
-    /// Runs after the guest answered `res`.
-    pub(crate) async fn after_response(
+    /// Runs after the guest answered `res`, before the client gets it.
+    pub(crate) async fn finish(
         self,
         guest: &Arc<Guest>,
+        registry: Option<&WorkloadRegistry>,
         res: Response<ResponseBody>,
     ) -> Result<Response<ResponseBody>, GatewayError> {
-        match self {
-            Self::PublishPorts { container } if res.status() == StatusCode::NO_CONTENT => {
-                if let Some(ports) = guest.ports() {
-                    publish_ports(guest, ports.as_ref(), &container).await?;
-                }
-                Ok(res)
+        if let Some(Task::PublishPorts { container }) = &self.task {
+            if let (StatusCode::NO_CONTENT, Some(ports)) = (res.status(), guest.ports()) {
+                publish_ports(guest, ports.as_ref(), container).await?;
             }
-            Self::PublishPorts { .. } | Self::TranslateBinds => Ok(res),
+        }
+        match (self.record, registry) {
+            (Some((index, bookkeeping)), Some(registry)) => {
+                bookkeeping.record(registry, index, res).await
+            }
+            _ => Ok(res),
         }
     }
+}
+
+/// A create body with its bind sources translated for `guest`; `None` when it needs
+/// no change.
+fn translate_binds(guest: &Guest, body: &[u8]) -> Result<Option<Bytes>, GatewayError> {
+    let Some(paths) = guest.paths() else {
+        return Ok(None);
+    };
+    if body.is_empty() {
+        // dockerd answers an empty create body itself.
+        return Ok(None);
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::BadRequest(format!("invalid JSON in request body: {e}")))?;
+    create::translate_binds(&mut value, paths).map_err(|e| match e {
+        create::CreateRewriteError::Invalid(m) => GatewayError::BadRequest(m),
+        create::CreateRewriteError::Unmapped(p) => GatewayError::BadRequest(format!(
+            "berth: bind mount source {p:?} is not shared with engine {:?}: no path mapping covers it",
+            guest.name()
+        )),
+    })?;
+    serde_json::to_vec(&value)
+        .map(|v| Some(Bytes::from(v)))
+        .map_err(|e| GatewayError::Internal(e.to_string()))
 }
 
 async fn publish_ports(
     guest: &Guest,
-    ports: &dyn crate::guest::PortPublisher,
+    ports: &dyn PortPublisher,
     name: &str,
 ) -> Result<(), GatewayError> {
     let inspect = guest.get_json(&format!("/containers/{name}/json")).await?;

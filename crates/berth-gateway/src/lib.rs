@@ -1,45 +1,64 @@
 //! The request path of berth, in the order a request travels.
 //!
 //! ```text
-//! docker CLI ─► listen   (Unix socket: stale check, mode, drain)
-//!            ─► serve    (hyper HTTP/1.1 + upgrades; raw-hijack sniff; trace id)
-//!            ─► normalize(/vX.Y prefix split off, original URI kept)
-//!            ─► classify (Endpoint + Exchange, once)
-//!            ─► route    (EngineRouter → Guest)
-//!            ─► guest    (readiness: Unverified → Verifying → Verified; pooled client)
-//!            ─► forward  (ordinary | upgrade | hijack) ─► guest dockerd
+//! docker CLI ─► listen    (sockets: stale check, mode, peer identity)
+//!            ─► serve     (hyper HTTP/1.1 + upgrades; raw-hijack sniff; the composer)
+//!               ├─ normalize (/vX.Y prefix split off, original URI kept)
+//!               ├─ classify  (Endpoint + Exchange, once)
+//!               ├─ admit     (access policy; 403 before any guest I/O)
+//!               ├─ route     (EngineRouter → one Guest, or a merged view)
+//!               ├─ guest     (readiness: Unverified → Verifying → Verified)
+//!               ├─ host      (work around the exchange: binds, ports, bookkeeping)
+//!               ├─ forward   (ordinary | upgrade | hijack) ─► guest dockerd
+//!               └─ fanout    (every engine asked, answers merged by `merge`)
 //! ```
 //!
-//! Every error berth answers itself is a [`GatewayError`], turned into Docker's JSON
-//! shape in one place (`serve`); everything the guest answers passes through as is.
+//! `serve` is the one composer: the stages never import each other (nor `serve`), only
+//! the leaf modules below them (`conn`, `body`, `headers`, `trace`, `drain`, `error`,
+//! …) and `guest`/`workloads`. docs/architecture.md declares the layers; the
+//! `layering` test checks every `crate::` path against them. Every error berth answers
+//! itself is a [`GatewayError`], turned into Docker's JSON shape in one place
+//! (`error.rs`, called from `serve`); everything the guest answers passes through as is.
 
+// Stages, in travel order.
 mod admit;
-pub mod audit;
 pub mod classify;
-pub mod error;
 mod fanout;
 mod forward;
 pub mod guest;
-mod heap;
 pub mod host;
 pub mod listen;
-pub(crate) mod merge;
 pub mod normalize;
 pub mod route;
 mod serve;
+
+// What the stages share, below them.
+pub mod audit;
+mod body;
+mod conn;
+mod drain;
+pub mod error;
+mod headers;
+mod heap;
+pub(crate) mod merge;
+mod trace;
+mod workloads;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 pub use admit::PolicyGate;
+pub use conn::PeerIdentity;
 pub use error::{GatewayError, ListenError};
 pub use guest::{EngineLifecycle, Guest, GuestOptions, GuestTimeouts, PortPublisher};
 pub use host::paths::PathTranslator;
-pub use listen::{tls::TlsSettings, BoundSocket, Listener, PeerIdentity, TcpEndpoint};
+pub use listen::{tls::TlsSettings, BoundSocket, Listener, TcpEndpoint};
 pub use route::EngineRouter;
+
+use drain::{stopped, Drain, DrainControl};
 
 /// Gateway-wide settings.
 #[derive(Clone, Debug)]
@@ -69,8 +88,7 @@ impl Default for Config {
 #[derive(Debug)]
 pub struct Gateway {
     shared: Arc<Shared>,
-    drain_rx: mpsc::Receiver<()>,
-    stop_tx: watch::Sender<bool>,
+    drain: DrainControl,
 }
 
 /// State every connection task shares.
@@ -84,19 +102,14 @@ struct Shared {
 impl Gateway {
     /// A gateway routing to `router`'s engines.
     pub fn new(config: Config, router: EngineRouter) -> Self {
-        let (drain_tx, drain_rx) = mpsc::channel(1);
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (drain, control) = drain::drain();
         Self {
             shared: Arc::new(Shared {
                 config,
                 router,
-                drain: Drain {
-                    tx: drain_tx,
-                    stop: stop_rx,
-                },
+                drain,
             }),
-            drain_rx,
-            stop_tx,
+            drain: control,
         }
     }
 
@@ -107,7 +120,7 @@ impl Gateway {
 
     /// Serves `listeners` until `shutdown` resolves, then stops accepting and lets
     /// in-flight exchanges finish for up to `drain_timeout`.
-    pub async fn run(mut self, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) {
+    pub async fn run(self, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) {
         let (accept_stop_tx, _) = watch::channel(false);
         let mut accept_tasks = Vec::new();
         for listener in listeners {
@@ -119,9 +132,7 @@ impl Gateway {
                         accepted = listener.accept() => match accepted {
                             Ok(connecting) => {
                                 let shared = Arc::clone(&shared);
-                                // Boxed: tokio moves a task's future several times while
-                                // spawning it and again when it ends; a connection's is
-                                // ~3 KiB (~4 000 instructions of memcpy per connection).
+                                // Boxed (docs/conventions.md, "Futures").
                                 tokio::spawn(Box::pin(async move {
                                     match connecting.await {
                                         Ok((stream, peer)) => {
@@ -151,51 +162,13 @@ impl Gateway {
         for task in accept_tasks {
             let _ = task.await;
         }
-        let _ = self.stop_tx.send(true);
         let drain_timeout = self.shared.config.drain_timeout;
         drop(self.shared);
-        if tokio::time::timeout(drain_timeout, self.drain_rx.recv())
-            .await
-            .is_err()
-        {
+        if !self.drain.stop_and_wait(drain_timeout).await {
             tracing::warn!(
                 ?drain_timeout,
                 "drain timed out; closing remaining connections"
             );
         }
     }
-}
-
-/// Tracks in-flight work for a graceful shutdown (mini-redis `Shutdown`): every
-/// connection and spliced stream holds a guard; the gateway waits until none is left.
-#[derive(Debug)]
-pub(crate) struct Drain {
-    tx: mpsc::Sender<()>,
-    stop: watch::Receiver<bool>,
-}
-
-/// Held while a piece of in-flight work lives; also what `heap` counts to give freed
-/// memory back after bursts and when berth goes quiet.
-#[derive(Debug)]
-pub(crate) struct DrainGuard {
-    _tx: mpsc::Sender<()>,
-    _in_flight: heap::Held,
-}
-
-impl Drain {
-    pub(crate) fn guard(&self) -> DrainGuard {
-        DrainGuard {
-            _tx: self.tx.clone(),
-            _in_flight: heap::IN_FLIGHT.hold(),
-        }
-    }
-
-    pub(crate) fn signal(&self) -> watch::Receiver<bool> {
-        self.stop.clone()
-    }
-}
-
-/// Resolves once the stop flag is set (or its sender is gone).
-pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
 }

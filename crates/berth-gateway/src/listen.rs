@@ -18,26 +18,8 @@ use std::time::Duration;
 use berth_guest::{LeanListener, LeanSocket};
 use tokio_rustls::TlsAcceptor;
 
+use crate::conn::{ClientStream, PeerIdentity};
 use crate::error::ListenError;
-use crate::serve::ClientStream;
-
-/// Who is on the other end of a client connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PeerIdentity {
-    /// A local process, from `SO_PEERCRED`.
-    Unix { uid: u32, gid: u32, pid: i32 },
-    /// A TLS client; `subject` is its certificate's subject when it sent one.
-    Tls {
-        addr: SocketAddr,
-        subject: Option<String>,
-    },
-    /// A plain TCP client (an insecure listener).
-    Tcp { addr: SocketAddr },
-    /// Unknown (credentials could not be read).
-    Unknown,
-    /// A container on berth's container socket ([`BoundSocket::for_containers`]).
-    Internal,
-}
 
 /// A bound Unix socket that removes its file when dropped.
 #[derive(Debug)]

@@ -10,22 +10,20 @@
 //! engines is a 409, never a guess.
 
 mod platform;
-pub(crate) mod registry;
 mod target;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use http::{HeaderMap, Method, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http::{HeaderMap, Method, Uri};
 
+pub use crate::workloads::{Found, WorkloadRegistry};
 pub use platform::{InvalidPlatform, Platform};
-pub use registry::{Found, WorkloadRegistry};
 pub use target::{target, MergedView, Target};
 
 use crate::error::GatewayError;
-use crate::forward::ResponseBody;
 use crate::guest::Guest;
+use crate::workloads::{self, Bookkeeping};
 
 /// Chooses the guest engine for each request.
 #[derive(Debug)]
@@ -48,17 +46,6 @@ pub(crate) enum Routed<'a> {
     },
     /// To every engine, answers merged.
     Merged(MergedView),
-}
-
-/// What the registry learns from an engine's answer.
-#[derive(Debug)]
-pub(crate) enum Bookkeeping {
-    /// `POST /containers/create` (201 with the new ID).
-    ContainerCreated { name: Option<String> },
-    /// `POST /containers/{id}/exec` (201 with the exec ID).
-    ExecCreated,
-    /// `DELETE /containers/{id}` (204).
-    ContainerRemoved { ident: String },
 }
 
 impl EngineRouter {
@@ -155,12 +142,12 @@ impl EngineRouter {
             }
             Target::Image(raw) => {
                 let path = format!("/images/{raw}/json");
-                let found = registry::answered_by(&self.guests, &path);
+                let found = workloads::answered_by(&self.guests, &path);
                 self.engine(self.owner("image", &decode(raw), found).await?, None)
             }
             Target::Volume(raw) => {
                 let path = format!("/volumes/{raw}");
-                let found = registry::answered_by(&self.guests, &path);
+                let found = workloads::answered_by(&self.guests, &path);
                 self.engine(self.owner("volume", &decode(raw), found).await?, None)
             }
             Target::Network("bridge" | "host" | "none") => {
@@ -169,7 +156,7 @@ impl EngineRouter {
             }
             Target::Network(raw) => {
                 let path = format!("/networks/{raw}");
-                let found = registry::answered_by(&self.guests, &path);
+                let found = workloads::answered_by(&self.guests, &path);
                 self.engine(self.owner("network", &decode(raw), found).await?, None)
             }
             Target::Create {
@@ -288,63 +275,6 @@ impl EngineRouter {
             None => Ok(()),
         }
     }
-}
-
-impl Bookkeeping {
-    /// Records what the answer of engine `index` tells, and hands the answer on.
-    pub(crate) async fn record(
-        self,
-        registry: &WorkloadRegistry,
-        index: usize,
-        res: Response<ResponseBody>,
-    ) -> Result<Response<ResponseBody>, GatewayError> {
-        match self {
-            Self::ContainerRemoved { ident } => {
-                if res.status().is_success() {
-                    registry.container_removed(index, &ident);
-                }
-                Ok(res)
-            }
-            Self::ContainerCreated { .. } | Self::ExecCreated
-                if res.status() != StatusCode::CREATED =>
-            {
-                Ok(res)
-            }
-            Self::ContainerCreated { name } => {
-                let (res, id) = read_id(res).await?;
-                if let Some(id) = id {
-                    registry.container_created(index, &id, name.as_deref());
-                }
-                Ok(res)
-            }
-            Self::ExecCreated => {
-                let (res, id) = read_id(res).await?;
-                if let Some(id) = id {
-                    registry.exec_created(index, &id);
-                }
-                Ok(res)
-            }
-        }
-    }
-}
-
-/// Reads a small `{"Id": ...}` answer whole; the client gets the same bytes.
-async fn read_id(
-    res: Response<ResponseBody>,
-) -> Result<(Response<ResponseBody>, Option<String>), GatewayError> {
-    let (parts, body) = res.into_parts();
-    let bytes = Limited::new(body, 1 << 20)
-        .collect()
-        .await
-        .map_err(|e| GatewayError::Internal(format!("reading the engine's answer: {e}")))?
-        .to_bytes();
-    let id = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| v["Id"].as_str().map(str::to_owned));
-    Ok((
-        Response::from_parts(parts, Either::Right(Full::new(bytes))),
-        id,
-    ))
 }
 
 /// Percent-decodes a path segment (lossy: such names are never valid anyway).

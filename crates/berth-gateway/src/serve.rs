@@ -1,15 +1,18 @@
 //! Serve one client connection: hyper HTTP/1.1 with upgrades, after a look at the
 //! first request head so that a raw hijack can take the socket instead (see
-//! `forward::hijack`). `Gateway::handle` is the whole per-request stack, in order.
+//! `forward::hijack`).
+//!
+//! This is the one composer of the request path: [`Shared::handle`] runs the stages in
+//! travel order (normalize, classify, admit, route, readiness, host work around
+//! forward, or fanout), each of which knows nothing of the others, and is the one
+//! place where a refusal or failure becomes an answer and an audit line.
 
 use std::convert::Infallible;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::listen::PeerIdentity;
 use bytes::BytesMut;
-use http::{HeaderValue, Method, Request, Response};
+use http::{HeaderValue, Method, Request, Response, Uri};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -18,20 +21,15 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tracing::Instrument;
 
+use crate::body::{discard_unread, ClientBody};
 use crate::classify::{classify, Classified, Exchange};
+use crate::conn::{ClientIo, ClientStream, PeerIdentity};
+use crate::drain::stopped;
 use crate::error::GatewayError;
-use crate::fanout::{self, MergedBody};
-use crate::forward::{self, ResponseBody};
-use crate::normalize::normalize;
+use crate::normalize::{normalize, RequestMeta};
 use crate::route::Routed;
-use crate::Shared;
-
-mod client_io;
-
-pub(crate) use client_io::{ClientIo, ClientStream, Prefixed};
-
-/// The request/trace id header; a client's own value is kept.
-const TRACE_ID: &str = "x-trace-id";
+use crate::trace::{new_trace_id, trace_id, TRACE_ID};
+use crate::{admit, audit, fanout, forward, guest, host, Shared};
 
 /// Heads larger than this are left to hyper, which refuses them.
 const MAX_SNIFF: usize = 64 * 1024;
@@ -46,12 +44,13 @@ pub(crate) async fn serve_connection(
     let mut shutdown = shared.drain.signal();
     let sniffed = tokio::select! {
         s = tokio::time::timeout(shared.config.header_read_timeout, sniff(stream)) => s,
-        _ = crate::stopped(&mut shutdown) => return,
+        _ = stopped(&mut shutdown) => return,
     };
     let (io, hijack) = match sniffed {
         Ok(Ok(Some(First::Request(io, hijack)))) => (io, hijack),
         Ok(Ok(Some(First::Malformed(mut stream, reason)))) => {
-            Box::pin(reject_malformed(&mut stream, &reason)).await;
+            let error = GatewayError::BadRequest(format!("malformed HTTP request: {reason}"));
+            Box::pin(answer_raw(&mut stream, &error, &new_trace_id())).await;
             return;
         }
         // Closed, failed or silent before sending a request: nothing to answer.
@@ -79,7 +78,7 @@ pub(crate) async fn serve_connection(
     // The guest connection this client connection holds lives as long as `conn` runs.
     // `conn` is built inside the scope's future: built outside and moved in, it would
     // take its (large) size twice in this task's future.
-    let result = crate::guest::lease::scope(async move {
+    let result = guest::lease::scope(async move {
         let conn = http1::Builder::new()
             .max_buf_size(MAX_HEAD.max(MAX_SNIFF * 2))
             // dockerd's responses carry their own Date: keep it, add none. Header names
@@ -91,7 +90,7 @@ pub(crate) async fn serve_connection(
         tokio::pin!(conn);
         tokio::select! {
             r = conn.as_mut() => r,
-            _ = crate::stopped(&mut shutdown) => {
+            _ = stopped(&mut shutdown) => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
@@ -112,11 +111,36 @@ async fn raw_hijack(
     RawHijack { trace, target }: RawHijack,
 ) -> Option<ClientIo> {
     let trace = trace.unwrap_or_else(new_trace_id);
-    let io = crate::admit::admit_raw(shared, io, peer, &trace).await?;
-    let guest = match raw_hijack_guest(shared, &target).await {
-        Some(guest) => guest,
+    if let Err(refused) = admit::admit_raw(shared.config.policy.as_deref(), &target, peer) {
+        tracing::info!(status = %refused.status(), error = %refused, peer = ?peer, trace_id = trace.to_str().unwrap_or_default(), "berth refused a raw hijack");
+        if let Some(audit) = &shared.config.audit {
+            let record = Decision::refused(&refused);
+            audit.record(record.audit_record(
+                "POST",
+                target.path(),
+                peer,
+                &trace,
+                refused.status(),
+            ));
+        }
+        let (mut stream, _) = io.into_parts();
+        answer_raw(&mut stream, &refused, &trace).await;
+        return None;
+    }
+    let meta = normalize(&target);
+    let guest = match shared
+        .router
+        .route(
+            &Method::POST,
+            &target,
+            meta.path(&target),
+            &http::HeaderMap::new(),
+        )
+        .await
+    {
+        Ok(Routed::Engine { guest, .. }) => Arc::clone(guest),
         // Routing failed: let hyper answer with berth's error.
-        None => Arc::clone(shared.router.default_guest()),
+        Ok(Routed::Merged(_)) | Err(_) => Arc::clone(shared.router.default_guest()),
     };
     match forward::hijack::splice_raw(&guest, io, trace.as_bytes()).await {
         Ok(Ok(())) => None,
@@ -129,35 +153,19 @@ async fn raw_hijack(
     }
 }
 
-/// What a client is answered with: one engine's answer, or a merged one.
-type ClientBody = Either<ResponseBody, MergedBody>;
-
-/// The engine that owns the container or exec a raw hijack names.
-async fn raw_hijack_guest(shared: &Shared, target: &str) -> Option<Arc<crate::guest::Guest>> {
-    let uri: http::Uri = target.parse().ok()?;
-    let path = normalize(&uri).path(&uri);
-    match shared
-        .router
-        .route(&Method::POST, &uri, path, &http::HeaderMap::new())
-        .await
-    {
-        Ok(Routed::Engine { guest, .. }) => Some(Arc::clone(guest)),
-        Ok(Routed::Merged(_)) | Err(_) => None,
-    }
-}
-
 /// Header blocks up to this size are accepted (`X-Registry-Config` can be tens of KiB).
 const MAX_HEAD: usize = 1 << 20;
 
 impl Shared {
-    /// The per-request stack: trace id → normalize → classify → route → ready → forward,
-    /// and the one place where a `GatewayError` becomes a response.
+    /// The per-request stack: trace id → normalize → classify → admit → route → ready →
+    /// host work around forward (or fanout), and the one place where a
+    /// `GatewayError` becomes a response and a request becomes an audit line.
     async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: &PeerIdentity,
     ) -> Response<ClientBody> {
-        let trace_id = trace_id(&req);
+        let trace_id = trace_id(req.headers());
         let method = req.method().clone();
         // Only kept when an audit log wants it: no allocation on the plain path.
         let path = self
@@ -175,61 +183,74 @@ impl Shared {
             endpoint = ?classified.endpoint,
             peer = ?peer,
         );
-        let req = match crate::admit::admit(&self, req, &classified, peer, &trace_id).await {
-            Ok(req) => req,
-            Err(refused) => return refused,
+        let (result, refused) =
+            match admit::admit(self.config.policy.as_deref(), req, &classified, peer).await {
+                // Entering a disabled span on every poll is not free: instrument only
+                // when on. The exchange future is made inside each `.await`: held in a
+                // local first, it would take its size twice in this future.
+                Ok(req) if span.is_disabled() => {
+                    (self.exchange(req, &meta, &classified).await, false)
+                }
+                Ok(req) => (
+                    self.exchange(req, &meta, &classified)
+                        .instrument(span.clone())
+                        .await,
+                    false,
+                ),
+                Err(e) => {
+                    tracing::info!(status = %e.status(), error = %e, peer = ?peer, trace_id = trace_id.to_str().unwrap_or_default(), "berth refused");
+                    (Err(e), true)
+                }
+            };
+        let (mut res, decision) = match result {
+            Ok(res) => (res, Decision::Allow),
+            Err(e) => {
+                let decision = if refused {
+                    Decision::refused(&e)
+                } else {
+                    // The trace id is named here too: at the default level the span is off.
+                    span.in_scope(|| {
+                        tracing::info!(
+                            status = %e.status(),
+                            error = %e,
+                            trace_id = trace_id.to_str().unwrap_or_default(),
+                            "berth answered"
+                        )
+                    });
+                    Decision::Allow
+                };
+                (
+                    e.into_response().map(|b| Either::Left(Either::Right(b))),
+                    decision,
+                )
+            }
         };
-        // Entering a disabled span on every poll is not free: instrument only when on.
-        // The exchange future is made inside each `.await`: held in a local first, it
-        // would take its size twice in this future.
-        let result = if span.is_disabled() {
-            self.exchange(req, &meta, &classified).await
-        } else {
-            self.exchange(req, &meta, &classified)
-                .instrument(span.clone())
-                .await
-        };
-        let audit = self
+        // Every refusal is audited; of what passed, what may change something.
+        if let Some(audit) = self
             .config
             .audit
             .as_ref()
-            .filter(|_| method_mutates(&method));
-        let mut res = match result {
-            Ok(res) => res,
-            Err(e) => {
-                // The trace id is named here too: at the default level the span is off.
-                span.in_scope(|| {
-                    tracing::info!(
-                        status = %e.status(),
-                        error = %e,
-                        trace_id = trace_id.to_str().unwrap_or_default(),
-                        "berth answered"
-                    )
-                });
-                e.into_response().map(|b| Either::Left(Either::Right(b)))
-            }
-        };
-        if let Some(audit) = audit {
-            audit.record(crate::audit::AuditRecord {
-                time: crate::audit::rfc3339_now(),
-                client: crate::audit::describe_peer(peer),
-                method: method.to_string(),
-                path: path.unwrap_or_default(),
-                decision: "allow",
-                rule: None,
-                trace_id: String::from_utf8_lossy(trace_id.as_bytes()).into_owned(),
-                status: res.status().as_u16(),
-            });
+            .filter(|_| refused || method_mutates(&method))
+        {
+            let path = path.as_deref().unwrap_or_default();
+            audit.record(decision.audit_record(
+                method.as_str(),
+                path,
+                peer,
+                &trace_id,
+                res.status(),
+            ));
         }
         res.headers_mut().insert(TRACE_ID, trace_id);
         res
     }
 
-    /// route → ready → forward (or a merged view) for an admitted request.
+    /// route → ready → host work around forward (or a merged view) for an admitted
+    /// request.
     async fn exchange(
         &self,
         req: Request<Incoming>,
-        meta: &crate::normalize::RequestMeta,
+        meta: &RequestMeta,
         classified: &Classified,
     ) -> Result<Response<ClientBody>, GatewayError> {
         let path = meta.path(req.uri());
@@ -254,73 +275,73 @@ impl Shared {
                 guest,
                 after,
             } => {
-                let res = forward::forward(guest, req, classified, &self.drain).await?;
-                let res = match (after, self.router.registry()) {
-                    (Some(after), Some(registry)) => {
-                        Box::pin(after.record(registry, index, res)).await?
-                    }
-                    _ => res,
+                let work = host::plan(guest, classified, path, after.map(|after| (index, after)));
+                let Some(work) = work else {
+                    let res = forward::forward(guest, req, classified, &self.drain).await?;
+                    return Ok(res.map(Either::Left));
                 };
+                // Boxed, as every rare arm (docs/conventions.md, "Futures").
+                let res = Box::pin(async {
+                    let req = work.prepare(guest, req).await?;
+                    let res = forward::forward(guest, req, classified, &self.drain).await?;
+                    work.finish(guest, self.router.registry(), res).await
+                })
+                .await?;
                 Ok(res.map(Either::Left))
             }
-            // Boxed, as every rare arm: a request's future is moved whole on each
-            // request, so the largest arm's size is paid by every `/_ping`.
-            Routed::Merged(view) => Ok(Box::pin(fanout::answer(&self.router, view, req))
+            Routed::Merged(view) => Ok(Box::pin(fanout::answer(self.router.guests(), view, req))
                 .await?
                 .map(Either::Right)),
         }
     }
 }
 
-/// Reads and drops what is left of a request body that berth answers without
-/// forwarding (up to 256 KiB, for at most a second), as Go's net/http does: closing the
-/// connection on unread bytes makes the client's write fail with "broken pipe" before it
-/// can read the answer.
-pub(crate) async fn discard_unread(body: &mut Incoming) {
-    use http_body_util::BodyExt;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
-        let mut left = 256 * 1024usize;
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Ok(data) = frame.into_data() {
-                left = left.saturating_sub(data.len());
-                if left == 0 {
-                    break;
-                }
-            }
+/// What admission decided, as the audit log writes it.
+enum Decision {
+    Allow,
+    /// The policy refused (with the rule that did).
+    Deny(String),
+    /// Admission could not judge (an unreadable body).
+    Error,
+}
+
+impl Decision {
+    fn refused(error: &GatewayError) -> Self {
+        match error {
+            GatewayError::Denied { rule, .. } => Self::Deny(rule.clone()),
+            _ => Self::Error,
         }
-    })
-    .await;
+    }
+
+    fn audit_record(
+        self,
+        method: &str,
+        path: &str,
+        peer: &PeerIdentity,
+        trace_id: &HeaderValue,
+        status: http::StatusCode,
+    ) -> audit::AuditRecord {
+        let (decision, rule) = match self {
+            Self::Allow => ("allow", None),
+            Self::Deny(rule) => ("deny", Some(rule)),
+            Self::Error => ("error", None),
+        };
+        audit::AuditRecord {
+            time: audit::rfc3339_now(),
+            client: audit::describe_peer(peer),
+            method: method.to_owned(),
+            path: path.to_owned(),
+            decision,
+            rule,
+            trace_id: String::from_utf8_lossy(trace_id.as_bytes()).into_owned(),
+            status: status.as_u16(),
+        }
+    }
 }
 
 /// GET and HEAD only read; everything else is audited.
 fn method_mutates(method: &Method) -> bool {
     method != Method::GET && method != Method::HEAD
-}
-
-fn trace_id(req: &Request<Incoming>) -> HeaderValue {
-    match req.headers().get(TRACE_ID) {
-        Some(v) => v.clone(),
-        None => new_trace_id(),
-    }
-}
-
-/// A fresh trace id: 16 hex digits, unique within the process, unlikely across runs.
-fn new_trace_id() -> HeaderValue {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let seed = *SEED.get_or_init(|| {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        t ^ (u64::from(std::process::id()) << 32)
-    });
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let id = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let mut hex = [0u8; 16];
-    for (i, b) in hex.iter_mut().enumerate() {
-        *b = b"0123456789abcdef"[((id >> (60 - 4 * i)) & 0xf) as usize];
-    }
-    HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// What the first request head on a connection turned out to be.
@@ -335,23 +356,14 @@ enum First {
 struct RawHijack {
     /// The client's own trace id, if it sent one.
     trace: Option<HeaderValue>,
-    /// The request target, for routing.
-    target: String,
+    /// The request target, parsed once: admitted and routed on.
+    target: Uri,
 }
 
-/// Answers a connection whose first bytes are not HTTP with Docker's JSON error shape,
-/// then closes it (hyper would answer a bare 400 with no body).
-async fn reject_malformed(stream: &mut ClientStream, reason: &str) {
+/// Answers a connection hyper does not serve with berth's error, then closes it.
+async fn answer_raw(stream: &mut ClientStream, error: &GatewayError, trace_id: &HeaderValue) {
     use tokio::io::AsyncWriteExt;
-    let body =
-        serde_json::json!({ "message": format!("malformed HTTP request: {reason}") }).to_string();
-    let trace = new_trace_id();
-    let head = format!(
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Trace-Id: {}\r\nConnection: close\r\n\r\n",
-        body.len() + 1,
-        String::from_utf8_lossy(trace.as_bytes())
-    );
-    let _ = stream.write_all(format!("{head}{body}\n").as_bytes()).await;
+    let _ = stream.write_all(&error.to_raw_response(trace_id)).await;
     let _ = stream.shutdown().await;
 }
 
@@ -374,14 +386,7 @@ async fn sniff(mut stream: ClientStream) -> io::Result<Option<First>> {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
         let hijack = match req.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => is_raw_hijack(&req).then(|| RawHijack {
-                trace: req
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case(TRACE_ID))
-                    .and_then(|h| HeaderValue::from_bytes(h.value).ok()),
-                target: req.path.unwrap_or("/").to_owned(),
-            }),
+            Ok(httparse::Status::Complete(_)) => raw_hijack_of(&req),
             Ok(httparse::Status::Partial) if buf.len() < MAX_SNIFF => continue,
             // Beyond what berth sniffs: hyper applies its own limits.
             Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => None,
@@ -394,13 +399,12 @@ async fn sniff(mut stream: ClientStream) -> io::Result<Option<First>> {
     }
 }
 
-fn is_raw_hijack(req: &httparse::Request<'_, '_>) -> bool {
+/// The raw hijack `req` is, if it is one (attach or exec start, `POST`, no `Upgrade`).
+fn raw_hijack_of(req: &httparse::Request<'_, '_>) -> Option<RawHijack> {
     if req.method != Some("POST") {
-        return false;
+        return None;
     }
-    let Some(Ok(uri)) = req.path.map(http::Uri::try_from) else {
-        return false;
-    };
+    let target = Uri::try_from(req.path?).ok()?;
     let headers = req
         .headers
         .iter()
@@ -411,5 +415,9 @@ fn is_raw_hijack(req: &httparse::Request<'_, '_>) -> bool {
             ))
         })
         .collect();
-    classify(&Method::POST, normalize(&uri).path(&uri), &headers).exchange == Exchange::Hijack
+    let exchange = classify(&Method::POST, normalize(&target).path(&target), &headers).exchange;
+    (exchange == Exchange::Hijack).then(|| RawHijack {
+        trace: headers.get(TRACE_ID).cloned(),
+        target,
+    })
 }

@@ -13,8 +13,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::splice;
+use crate::conn::ClientIo;
 use crate::guest::Guest;
-use crate::serve::ClientIo;
 
 /// Splices `client` to the guest after replaying the bytes already read; `Err` hands the
 /// untouched client back when the guest cannot be reached, so the caller can answer

@@ -13,10 +13,10 @@ use std::time::Duration;
 use http::{HeaderValue, Request, Response, Version};
 use http_body_util::Either;
 
-use super::headers::strip_hop_by_hop;
-use super::ResponseBody;
+use crate::body::ResponseBody;
 use crate::error::GatewayError;
 use crate::guest::{lease, Guest, UpstreamBody};
+use crate::headers::strip_hop_by_hop;
 
 pub(super) async fn forward(
     guest: &Arc<Guest>,

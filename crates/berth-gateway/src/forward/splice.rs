@@ -23,7 +23,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::serve::{ClientIo, ClientStream, Prefixed};
+use crate::conn::{ClientIo, ClientStream, Prefixed};
 
 /// Splices an upgraded client connection to an upgraded guest connection.
 pub(crate) fn bridge(client: Upgraded, upstream: Upgraded) -> Bridge {

@@ -15,11 +15,12 @@ use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
-use super::headers::strip_hop_by_hop;
-use super::{splice, ResponseBody};
+use super::splice;
+use crate::body::ResponseBody;
+use crate::drain::Drain;
 use crate::error::GatewayError;
 use crate::guest::{guest_uri_from, Guest};
-use crate::Drain;
+use crate::headers::strip_hop_by_hop;
 
 /// Upgrade requests carry at most a small JSON body (exec start).
 const MAX_UPGRADE_BODY: usize = 1 << 20;

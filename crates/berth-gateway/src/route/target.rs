@@ -9,26 +9,7 @@ use std::borrow::Cow;
 
 use http::{HeaderMap, Method};
 
-/// A view answered from every engine and merged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MergedView {
-    /// `GET /containers/json`
-    Containers,
-    /// `GET /images/json`
-    Images,
-    /// `GET /volumes`
-    Volumes,
-    /// `GET /networks`
-    Networks,
-    /// `GET /system/df`
-    SystemDf,
-    /// `GET /info`
-    Info,
-    /// `GET /events`
-    Events,
-    /// `POST /{containers,images,volumes,networks,build}/prune`
-    Prune,
-}
+pub use crate::classify::MergedView;
 
 /// What decides the engine for one request.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
-use http::Request;
-use http_body_util::{BodyExt, Either, Full};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Full, Limited};
 
+use crate::body::ResponseBody;
 use crate::error::GatewayError;
 use crate::guest::{guest_uri, Guest};
 
@@ -38,6 +39,17 @@ impl Found {
             _ => Self::Several(engines),
         }
     }
+}
+
+/// What the registry learns from an engine's answer.
+#[derive(Debug)]
+pub(crate) enum Bookkeeping {
+    /// `POST /containers/create` (201 with the new ID).
+    ContainerCreated { name: Option<String> },
+    /// `POST /containers/{id}/exec` (201 with the exec ID).
+    ExecCreated,
+    /// `DELETE /containers/{id}` (204).
+    ContainerRemoved { ident: String },
 }
 
 /// The containers and exec instances of every engine.
@@ -340,6 +352,63 @@ impl Mirror {
             _ => {}
         }
     }
+}
+
+impl Bookkeeping {
+    /// Records what the answer of engine `index` tells, and hands the answer on.
+    pub(crate) async fn record(
+        self,
+        registry: &WorkloadRegistry,
+        index: usize,
+        res: Response<ResponseBody>,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
+        match self {
+            Self::ContainerRemoved { ident } => {
+                if res.status().is_success() {
+                    registry.container_removed(index, &ident);
+                }
+                Ok(res)
+            }
+            Self::ContainerCreated { .. } | Self::ExecCreated
+                if res.status() != StatusCode::CREATED =>
+            {
+                Ok(res)
+            }
+            Self::ContainerCreated { name } => {
+                let (res, id) = read_id(res).await?;
+                if let Some(id) = id {
+                    registry.container_created(index, &id, name.as_deref());
+                }
+                Ok(res)
+            }
+            Self::ExecCreated => {
+                let (res, id) = read_id(res).await?;
+                if let Some(id) = id {
+                    registry.exec_created(index, &id);
+                }
+                Ok(res)
+            }
+        }
+    }
+}
+
+/// Reads a small `{"Id": ...}` answer whole; the client gets the same bytes.
+async fn read_id(
+    res: Response<ResponseBody>,
+) -> Result<(Response<ResponseBody>, Option<String>), GatewayError> {
+    let (parts, body) = res.into_parts();
+    let bytes = Limited::new(body, 1 << 20)
+        .collect()
+        .await
+        .map_err(|e| GatewayError::Internal(format!("reading the engine's answer: {e}")))?
+        .to_bytes();
+    let id = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["Id"].as_str().map(str::to_owned));
+    Ok((
+        Response::from_parts(parts, Either::Right(Full::new(bytes))),
+        id,
+    ))
 }
 
 /// Which engines answer 2xx to `GET path` (an inspect): the owners of what it names.

@@ -1,7 +1,9 @@
-//! The client side of a connection: a plain socket (Unix or TCP) or TLS over one, with
-//! bytes that were read ahead (the sniffed head) put back in front.
+//! The client side of a connection: who is connected ([`PeerIdentity`]), over what
+//! ([`ClientStream`]: a plain socket, Unix or TCP, or TLS over one), with bytes that
+//! were read ahead (the sniffed head) put back in front ([`Prefixed`]).
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -9,6 +11,24 @@ use berth_guest::LeanSocket;
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::server::TlsStream;
+
+/// Who is on the other end of a client connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// A local process, from `SO_PEERCRED`.
+    Unix { uid: u32, gid: u32, pid: i32 },
+    /// A TLS client; `subject` is its certificate's subject when it sent one.
+    Tls {
+        addr: SocketAddr,
+        subject: Option<String>,
+    },
+    /// A plain TCP client (an insecure listener).
+    Tcp { addr: SocketAddr },
+    /// Unknown (credentials could not be read).
+    Unknown,
+    /// A container on berth's container socket ([`BoundSocket::for_containers`](crate::BoundSocket::for_containers)).
+    Internal,
+}
 
 /// How a client is connected.
 #[derive(Debug)]
