@@ -133,7 +133,7 @@ pub(crate) async fn admit(
     let Some(gate) = gate else {
         return Ok(req);
     };
-    // Boxed: reading and judging a body is large and only runs with a policy.
+    // Boxed (docs/conventions.md, "Futures"): only runs with a policy.
     Box::pin(judge(gate, req, classified, peer)).await
 }
 

@@ -4,12 +4,12 @@
 //! What is counted is in-flight work: whatever holds a `DrainGuard` (client
 //! connections and upgraded sessions; a raw hijack runs inside its connection).
 //!
-//! glibc keeps memory freed in the middle of its heap for reuse: after 256 client
-//! connections at once berth stayed at 22 MiB resident (6 MiB before them) though it
-//! was nearly all free, and `malloc_trim(0)` gave 12 MiB of it back; 500 idle attach
-//! sessions, or the 1 MiB body buffers of a `docker load`, left as much behind.
-//! Trimming walks the heap, and pages given back fault in again when used, so it is
-//! not done on every close but
+//! glibc keeps memory freed in the middle of its heap for reuse: after a burst of
+//! client connections, idle attach sessions or the body buffers of a `docker load`,
+//! berth stayed several times its resting size though that memory was nearly all free,
+//! and `malloc_trim(0)` gives it back (figures: docs/benchmarks.md). Trimming walks
+//! the heap, and pages given back fault in again when used, so it is not done on every
+//! close but
 //! - when what is open falls to a quarter of the peak since the last trim, and that
 //!   peak was at least [`BURST`] (a burst ending beside long-lived connections), and
 //! - by [`trim_when_quiet`], once nothing has been open or opened for [`QUIET_FOR`]

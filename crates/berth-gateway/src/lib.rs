@@ -58,7 +58,8 @@ pub use host::paths::PathTranslator;
 pub use listen::{tls::TlsSettings, BoundSocket, Listener, TcpEndpoint};
 pub use route::EngineRouter;
 
-use drain::{stopped, Drain, DrainControl};
+use drain::{stopped, DrainControl};
+use serve::Shared;
 
 /// Gateway-wide settings.
 #[derive(Clone, Debug)]
@@ -89,14 +90,7 @@ impl Default for Config {
 pub struct Gateway {
     shared: Arc<Shared>,
     drain: DrainControl,
-}
-
-/// State every connection task shares.
-#[derive(Debug)]
-struct Shared {
-    config: Config,
-    router: EngineRouter,
-    drain: Drain,
+    drain_timeout: Duration,
 }
 
 impl Gateway {
@@ -105,11 +99,14 @@ impl Gateway {
         let (drain, control) = drain::drain();
         Self {
             shared: Arc::new(Shared {
-                config,
+                header_read_timeout: config.header_read_timeout,
+                audit: config.audit,
+                policy: config.policy,
                 router,
                 drain,
             }),
             drain: control,
+            drain_timeout: config.drain_timeout,
         }
     }
 
@@ -162,7 +159,7 @@ impl Gateway {
         for task in accept_tasks {
             let _ = task.await;
         }
-        let drain_timeout = self.shared.config.drain_timeout;
+        let drain_timeout = self.drain_timeout;
         drop(self.shared);
         if !self.drain.stop_and_wait(drain_timeout).await {
             tracing::warn!(

@@ -100,8 +100,7 @@ impl EngineRouter {
         let Some(registry) = &self.registry else {
             return Ok(self.engine(0, None));
         };
-        // Boxed: its lookups would otherwise grow every request's future (moved whole
-        // on each request) by their size, single-engine ones too.
+        // Boxed (docs/conventions.md, "Futures"): single-engine requests skip it.
         Box::pin(self.route_among(registry, method, uri, path, headers)).await
     }
 

@@ -21,15 +21,30 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tracing::Instrument;
 
+use crate::admit::PolicyGate;
 use crate::body::{discard_unread, ClientBody};
 use crate::classify::{classify, Classified, Exchange};
 use crate::conn::{ClientIo, ClientStream, PeerIdentity};
-use crate::drain::stopped;
+use crate::drain::{stopped, Drain};
 use crate::error::GatewayError;
 use crate::normalize::{normalize, RequestMeta};
+use crate::route::EngineRouter;
 use crate::route::Routed;
 use crate::trace::{new_trace_id, trace_id, TRACE_ID};
-use crate::{admit, audit, fanout, forward, guest, host, Shared};
+use crate::{admit, audit, fanout, forward, guest, host};
+
+/// What every connection task shares: the gateway's settings and engines.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// How long a client may take to send its first request head.
+    pub(crate) header_read_timeout: std::time::Duration,
+    /// Where requests are recorded, if anywhere.
+    pub(crate) audit: Option<audit::AuditLog>,
+    /// The access policy, if any.
+    pub(crate) policy: Option<Arc<PolicyGate>>,
+    pub(crate) router: EngineRouter,
+    pub(crate) drain: Drain,
+}
 
 /// Heads larger than this are left to hyper, which refuses them.
 const MAX_SNIFF: usize = 64 * 1024;
@@ -43,7 +58,7 @@ pub(crate) async fn serve_connection(
     let _guard = shared.drain.guard();
     let mut shutdown = shared.drain.signal();
     let sniffed = tokio::select! {
-        s = tokio::time::timeout(shared.config.header_read_timeout, sniff(stream)) => s,
+        s = tokio::time::timeout(shared.header_read_timeout, sniff(stream)) => s,
         _ = stopped(&mut shutdown) => return,
     };
     let (io, hijack) = match sniffed {
@@ -57,7 +72,7 @@ pub(crate) async fn serve_connection(
         Ok(Ok(None) | Err(_)) | Err(_) => return,
     };
     let io = match hijack {
-        // Boxed: this future is moved whole when the connection's task is spawned.
+        // Boxed (docs/conventions.md, "Futures").
         Some(raw) => match Box::pin(raw_hijack(&shared, io, &peer, raw)).await {
             Some(io) => io,
             None => return,
@@ -76,8 +91,7 @@ pub(crate) async fn serve_connection(
     // on every exchange; the first head is bounded by the sniff above, and dockerd keeps
     // idle keep-alive connections open indefinitely too.
     // The guest connection this client connection holds lives as long as `conn` runs.
-    // `conn` is built inside the scope's future: built outside and moved in, it would
-    // take its (large) size twice in this task's future.
+    // `conn` is built inside the scope's future (conventions, "Futures").
     let result = guest::lease::scope(async move {
         let conn = http1::Builder::new()
             .max_buf_size(MAX_HEAD.max(MAX_SNIFF * 2))
@@ -111,9 +125,9 @@ async fn raw_hijack(
     RawHijack { trace, target }: RawHijack,
 ) -> Option<ClientIo> {
     let trace = trace.unwrap_or_else(new_trace_id);
-    if let Err(refused) = admit::admit_raw(shared.config.policy.as_deref(), &target, peer) {
+    if let Err(refused) = admit::admit_raw(shared.policy.as_deref(), &target, peer) {
         tracing::info!(status = %refused.status(), error = %refused, peer = ?peer, trace_id = trace.to_str().unwrap_or_default(), "berth refused a raw hijack");
-        if let Some(audit) = &shared.config.audit {
+        if let Some(audit) = &shared.audit {
             let record = Decision::refused(&refused);
             audit.record(record.audit_record(
                 "POST",
@@ -168,11 +182,7 @@ impl Shared {
         let trace_id = trace_id(req.headers());
         let method = req.method().clone();
         // Only kept when an audit log wants it: no allocation on the plain path.
-        let path = self
-            .config
-            .audit
-            .is_some()
-            .then(|| req.uri().path().to_owned());
+        let path = self.audit.is_some().then(|| req.uri().path().to_owned());
         let meta = normalize(req.uri());
         let classified: Classified = classify(req.method(), meta.path(req.uri()), req.headers());
         let span = tracing::debug_span!(
@@ -183,25 +193,24 @@ impl Shared {
             endpoint = ?classified.endpoint,
             peer = ?peer,
         );
-        let (result, refused) =
-            match admit::admit(self.config.policy.as_deref(), req, &classified, peer).await {
-                // Entering a disabled span on every poll is not free: instrument only
-                // when on. The exchange future is made inside each `.await`: held in a
-                // local first, it would take its size twice in this future.
-                Ok(req) if span.is_disabled() => {
-                    (self.exchange(req, &meta, &classified).await, false)
-                }
-                Ok(req) => (
-                    self.exchange(req, &meta, &classified)
-                        .instrument(span.clone())
-                        .await,
-                    false,
-                ),
-                Err(e) => {
-                    tracing::info!(status = %e.status(), error = %e, peer = ?peer, trace_id = trace_id.to_str().unwrap_or_default(), "berth refused");
-                    (Err(e), true)
-                }
-            };
+        let (result, refused) = match admit::admit(self.policy.as_deref(), req, &classified, peer)
+            .await
+        {
+            // Entering a disabled span on every poll is not free: instrument only
+            // when on. The exchange future is made inside each `.await` (conventions,
+            // "Futures").
+            Ok(req) if span.is_disabled() => (self.exchange(req, &meta, &classified).await, false),
+            Ok(req) => (
+                self.exchange(req, &meta, &classified)
+                    .instrument(span.clone())
+                    .await,
+                false,
+            ),
+            Err(e) => {
+                tracing::info!(status = %e.status(), error = %e, peer = ?peer, trace_id = trace_id.to_str().unwrap_or_default(), "berth refused");
+                (Err(e), true)
+            }
+        };
         let (mut res, decision) = match result {
             Ok(res) => (res, Decision::Allow),
             Err(e) => {
@@ -227,7 +236,6 @@ impl Shared {
         };
         // Every refusal is audited; of what passed, what may change something.
         if let Some(audit) = self
-            .config
             .audit
             .as_ref()
             .filter(|_| refused || method_mutates(&method))

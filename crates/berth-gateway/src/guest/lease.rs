@@ -55,7 +55,7 @@ pub(crate) async fn scope<F: Future>(conn: F) -> F::Output {
 /// armed lazily: a request moves its deadline later without touching the timer wheel,
 /// and only when the timer fires early is it re-armed to the deadline now in force.
 /// A keep-alive client's quick requests then cost a clock read each instead of a timer
-/// entry inserted and removed (a few % of berth's CPU per proxied `/_ping`).
+/// entry inserted and removed.
 struct HeadTimer {
     sleep: Pin<Box<Sleep>>,
 }
