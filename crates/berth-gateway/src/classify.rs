@@ -4,6 +4,10 @@
 //! re-parses the path (mini-redis `Command`). Only endpoints that berth treats
 //! specially get a variant; everything else is [`Endpoint::Other`] and passes through.
 //!
+//! The same pass reads what routing among several engines needs ([`Owner`]: the
+//! object whose engine decides, [`MergedView`]: a view every engine contributes to),
+//! so that route never parses the path again; one engine never looks at them.
+//!
 //! Object names are greedy (`/containers/web/db/json` is the link alias `web/db`;
 //! image names hold `/`, `:` and `@`), so operations are matched by their suffix and
 //! the name is whatever lies between (gateway notes 1.8).
@@ -71,6 +75,8 @@ pub enum Endpoint {
     ImageLoad,
     /// `GET /images/get` and `GET /images/{name}/get`
     ImageSave,
+    /// `POST /commit`
+    Commit,
     /// Any other path; passed through untouched.
     Other,
 }
@@ -110,6 +116,24 @@ pub enum Exchange {
     Hijack,
 }
 
+/// The object a request names in its path, whose engine serves it when there are
+/// several: a byte range of the unversioned path, still percent-encoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// No object in the path.
+    None,
+    /// A container by ID, ID prefix or name.
+    Container(Range<usize>),
+    /// An exec instance.
+    Exec(Range<usize>),
+    /// An image by reference or ID.
+    Image(Range<usize>),
+    /// A volume.
+    Volume(Range<usize>),
+    /// A network by name, ID or ID prefix.
+    Network(Range<usize>),
+}
+
 /// The classification of one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Classified {
@@ -118,8 +142,12 @@ pub struct Classified {
     /// The transport shape.
     pub exchange: Exchange,
     /// Byte range of the object name (container, exec, image) in the unversioned path,
-    /// still percent-encoded as the client sent it.
+    /// still percent-encoded as the client sent it, for endpoints with host behaviour.
     pub name: Option<Range<usize>>,
+    /// The object whose engine serves the request (several engines).
+    pub owner: Owner,
+    /// Set when every engine contributes to the answer (several engines).
+    pub view: Option<MergedView>,
 }
 
 impl Classified {
@@ -160,7 +188,86 @@ pub fn classify(method: &Method, path: &str, headers: &HeaderMap) -> Classified 
         endpoint,
         exchange,
         name,
+        owner: owner_of(method, path),
+        view: view_of(method, path),
     }
+}
+
+/// The view every engine contributes to, if `method path` asks for one. HEAD is left
+/// to the default engine: a merged view needs bodies to merge.
+fn view_of(method: &Method, path: &str) -> Option<MergedView> {
+    use MergedView as V;
+    if method == Method::GET {
+        match path {
+            "/containers/json" => Some(V::Containers),
+            "/images/json" => Some(V::Images),
+            "/volumes" | "/volumes/" => Some(V::Volumes),
+            "/networks" | "/networks/" => Some(V::Networks),
+            "/system/df" => Some(V::SystemDf),
+            "/info" => Some(V::Info),
+            "/events" => Some(V::Events),
+            _ => None,
+        }
+    } else if method == Method::POST {
+        match path {
+            "/containers/prune" | "/images/prune" | "/volumes/prune" | "/networks/prune"
+            | "/build/prune" => Some(V::Prune),
+            _ => None,
+        }
+    } else {
+        None
+    }
+}
+
+/// The object named in the path whose owner serves the request.
+fn owner_of(method: &Method, path: &str) -> Owner {
+    let within = |prefix: &str, name: &str| {
+        let start = prefix.len();
+        start..start + name.len()
+    };
+    if let Some(rest) = path.strip_prefix("/containers/") {
+        let name = if method == Method::DELETE {
+            // `DELETE /containers/web/db` removes the link alias `web/db`.
+            Some(rest)
+        } else if let Some(name) = rest.strip_suffix("/attach/ws") {
+            Some(name)
+        } else {
+            rest.rsplit_once('/').map(|(name, _op)| name)
+        };
+        return name
+            .filter(|n| !n.is_empty())
+            .map_or(Owner::None, |n| Owner::Container(within("/containers/", n)));
+    }
+    if let Some(rest) = path.strip_prefix("/exec/") {
+        return match rest.split_once('/') {
+            Some((id, _op)) if !id.is_empty() => Owner::Exec(within("/exec/", id)),
+            _ => Owner::None,
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/images/") {
+        let name = if method == Method::DELETE {
+            Some(rest)
+        } else {
+            rest.rsplit_once('/').map(|(name, _op)| name)
+        };
+        return name
+            .filter(|n| !n.is_empty())
+            .map_or(Owner::None, |n| Owner::Image(within("/images/", n)));
+    }
+    if let Some(rest) = path.strip_prefix("/volumes/") {
+        return match rest {
+            "" | "create" => Owner::None,
+            name => Owner::Volume(within("/volumes/", name)),
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/networks/") {
+        let id = rest.split_once('/').map_or(rest, |(id, _op)| id);
+        return match id {
+            "" | "create" => Owner::None,
+            id => Owner::Network(within("/networks/", id)),
+        };
+    }
+    Owner::None
 }
 
 /// Bodies above this size are treated as uploads even on JSON routes.
@@ -207,6 +314,7 @@ fn endpoint_of(method: &Method, path: &str) -> (Endpoint, Option<Range<usize>>) 
         "/images/create" if post => return (E::ImageCreate, None),
         "/images/load" if post => return (E::ImageLoad, None),
         "/images/get" if get => return (E::ImageSave, None),
+        "/commit" if post => return (E::Commit, None),
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/containers/") {

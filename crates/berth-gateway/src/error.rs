@@ -1,8 +1,9 @@
 //! `GatewayError` and its one mapping to Docker's JSON error shape.
 //!
 //! Who failed decides the status (style guide, "Error style"): the client gets 4xx, an
-//! unreachable guest 502, a guest that is not ready 503, a slow guest 504, and a bug in
-//! berth 500. Errors that dockerd itself returns never pass through here: they are
+//! unreachable guest or a bad answer from one 502, a guest that is not ready 503, a
+//! slow guest 504, and only a bug in berth 500 (and dockerd's own 500 shape for a host
+//! port that is taken). Errors that dockerd itself returns never pass through here: they are
 //! forwarded byte for byte.
 
 use std::io;
@@ -26,6 +27,10 @@ pub enum GatewayError {
     /// The guest exists but cannot serve yet (starting, failed to start).
     #[error("berth: engine {engine:?} not ready: {reason}")]
     GuestNotReady { engine: String, reason: String },
+    /// The guest answered, but not as an engine does: an error where berth needs an
+    /// answer, or a body that is not the JSON it should be.
+    #[error("berth: engine {engine:?} sent a bad answer: {reason}")]
+    GuestBadAnswer { engine: String, reason: String },
     /// The guest did not answer in time.
     #[error("berth: engine {engine:?} did not answer {what} within {after:?}")]
     GuestTimeout {
@@ -57,7 +62,7 @@ impl GatewayError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Denied { .. } => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::GuestUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            Self::GuestUnreachable { .. } | Self::GuestBadAnswer { .. } => StatusCode::BAD_GATEWAY,
             Self::GuestNotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::GuestTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::PortUnavailable(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -78,13 +78,8 @@ pub(crate) async fn answer(
                 reason: format!("reading a response: {e}"),
             })?
             .to_bytes();
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-            GatewayError::Internal(format!(
-                "engine {:?} sent invalid JSON for {}: {e}",
-                guest.name(),
-                parts.uri.path()
-            ))
-        })?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| guest.bad_answer(format!("invalid JSON for {}: {e}", parts.uri.path())))?;
         let value = match &plan {
             Some(plan) => anchors::within(value, plan[values.len()].window),
             None => value,

@@ -28,20 +28,27 @@ use crate::host::paths::PathTranslator;
 /// A pooled HTTP/1.1 client bound to one engine.
 pub type GuestClient = Client<GuestConnector, UpstreamBody>;
 
+/// An error from another crate's side of a trait below (the engine supervisor, the
+/// port forwarder), kept whole with its causes; the gateway decides what it becomes.
+pub type ServiceError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Starts or revives an engine that berth runs itself (a managed machine).
 ///
 /// The request path only needs two facts from the supervisor: "make it run" and "which
 /// run is this", so that connections pooled to an earlier run are dropped.
 pub trait EngineLifecycle: Send + Sync + fmt::Debug + 'static {
-    /// Starts the engine if it is not running; returns its generation.
-    fn ensure_running(&self) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>>;
+    /// Starts the engine if it is not running; returns its generation. An error makes
+    /// the engine "not ready" (503), its text the reason.
+    fn ensure_running(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, ServiceError>> + Send + '_>>;
     /// The generation of the current (or last) run; cheap, called per request.
     fn generation(&self) -> u64;
 }
 
 /// Brings a container's published ports to the host (engines in their own network
-/// namespace). Errors are dockerd-style texts ("Bind for 0.0.0.0:8080 failed: port is
-/// already allocated").
+/// namespace). An error's text is dockerd-style ("Bind for 0.0.0.0:8080 failed: port
+/// is already allocated"): the client reads it in dockerd's own failure shape.
 pub trait PortPublisher: Send + Sync + fmt::Debug + 'static {
     /// Makes host listeners match one container's published ports, from its whole
     /// inspect answer (`Id`, `NetworkSettings.Ports`, networks); all are bound before it
@@ -49,7 +56,7 @@ pub trait PortPublisher: Send + Sync + fmt::Debug + 'static {
     fn publish<'a>(
         &'a self,
         inspect: &'a serde_json::Value,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+    ) -> Pin<Box<dyn Future<Output = Result<(), ServiceError>> + Send + 'a>>;
     /// Drops a container's host listeners.
     fn unpublish<'a>(
         &'a self,
@@ -150,13 +157,18 @@ impl Guest {
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, GatewayError> {
         let (status, body) = self.request(http::Method::GET, path).await?;
         if !status.is_success() {
-            return Err(GatewayError::Internal(format!(
-                "engine answered {status} to GET {path}"
-            )));
+            return Err(self.bad_answer(format!("{status} to GET {path}")));
         }
-        serde_json::from_slice(&body).map_err(|e| {
-            GatewayError::Internal(format!("engine sent invalid JSON for GET {path}: {e}"))
-        })
+        serde_json::from_slice(&body)
+            .map_err(|e| self.bad_answer(format!("invalid JSON for GET {path}: {e}")))
+    }
+
+    /// The error for an answer that is not what an engine sends.
+    pub fn bad_answer(&self, reason: String) -> GatewayError {
+        GatewayError::GuestBadAnswer {
+            engine: self.name.clone(),
+            reason,
+        }
     }
 
     /// Sends a body-less request berth makes itself; returns status and whole body.
@@ -245,16 +257,18 @@ impl Guest {
 
     /// Verifies the engine once: start it if it is managed, then ping it.
     pub(crate) async fn verify(&self) -> Result<u64, GatewayError> {
-        let generation =
-            match &self.lifecycle {
-                Some(lifecycle) => lifecycle.ensure_running().await.map_err(|reason| {
-                    GatewayError::GuestNotReady {
+        let generation = match &self.lifecycle {
+            Some(lifecycle) => {
+                lifecycle
+                    .ensure_running()
+                    .await
+                    .map_err(|e| GatewayError::GuestNotReady {
                         engine: self.name.clone(),
-                        reason,
-                    }
-                })?,
-                None => 0,
-            };
+                        reason: e.to_string(),
+                    })?
+            }
+            None => 0,
+        };
         let req = Request::get(guest_uri("/_ping"))
             .body(Either::Right(Full::new(Bytes::new())))
             .map_err(|e| GatewayError::Internal(e.to_string()))?;

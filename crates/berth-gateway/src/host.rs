@@ -124,7 +124,7 @@ impl HostWork {
         }
         match (self.record, registry) {
             (Some((index, bookkeeping)), Some(registry)) => {
-                bookkeeping.record(registry, index, res).await
+                bookkeeping.record(registry, index, guest, res).await
             }
             _ => Ok(res),
         }

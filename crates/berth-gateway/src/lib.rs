@@ -53,7 +53,7 @@ use tokio::sync::watch;
 pub use admit::PolicyGate;
 pub use conn::PeerIdentity;
 pub use error::{GatewayError, ListenError};
-pub use guest::{EngineLifecycle, Guest, GuestOptions, GuestTimeouts, PortPublisher};
+pub use guest::{EngineLifecycle, Guest, GuestOptions, GuestTimeouts, PortPublisher, ServiceError};
 pub use host::paths::PathTranslator;
 pub use listen::{tls::TlsSettings, BoundSocket, Listener, TcpEndpoint};
 pub use route::EngineRouter;

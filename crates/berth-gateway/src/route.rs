@@ -21,6 +21,7 @@ pub use crate::workloads::{Found, WorkloadRegistry};
 pub use platform::{InvalidPlatform, Platform};
 pub use target::{target, MergedView, Target};
 
+use crate::classify::{Classified, Endpoint};
 use crate::error::GatewayError;
 use crate::guest::Guest;
 use crate::workloads::{self, Bookkeeping};
@@ -89,9 +90,11 @@ impl EngineRouter {
         self.registry.as_ref()
     }
 
-    /// Decides where a request goes. `path` is the unversioned path of `uri`.
+    /// Decides where a request goes. `path` is the unversioned path of `uri`, which
+    /// classify read into `classified`.
     pub(crate) async fn route(
         &self,
+        classified: &Classified,
         method: &Method,
         uri: &Uri,
         path: &str,
@@ -101,19 +104,20 @@ impl EngineRouter {
             return Ok(self.engine(0, None));
         };
         // Boxed (docs/conventions.md, "Futures"): single-engine requests skip it.
-        Box::pin(self.route_among(registry, method, uri, path, headers)).await
+        Box::pin(self.route_among(registry, classified, method, uri, path, headers)).await
     }
 
     /// [`Self::route`] with more than one engine.
     async fn route_among(
         &self,
         registry: &WorkloadRegistry,
+        classified: &Classified,
         method: &Method,
         uri: &Uri,
         path: &str,
         headers: &HeaderMap,
     ) -> Result<Routed<'_>, GatewayError> {
-        let routed = match target(method, path, uri.query(), headers) {
+        let routed = match target(classified, path, uri.query(), headers) {
             Target::Default => self.engine(0, None),
             Target::Container(raw) => {
                 let ident = decode(raw);
@@ -122,7 +126,7 @@ impl EngineRouter {
                     Some(Bookkeeping::ContainerRemoved {
                         ident: ident.into_owned(),
                     })
-                } else if method == Method::POST && path.ends_with("/exec") {
+                } else if classified.endpoint == Endpoint::ExecCreate {
                     Some(Bookkeeping::ExecCreated)
                 } else {
                     None
@@ -163,7 +167,7 @@ impl EngineRouter {
                 container_name,
             } => {
                 let index = self.serving(platform.as_deref())?;
-                let after = if path == "/containers/create" {
+                let after = if classified.endpoint == Endpoint::ContainerCreate {
                     if let Some(name) = &container_name {
                         self.check_name_free(registry, name).await?;
                     }

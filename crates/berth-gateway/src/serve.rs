@@ -122,8 +122,14 @@ async fn raw_hijack(
     shared: &Arc<Shared>,
     io: ClientIo,
     peer: &PeerIdentity,
-    RawHijack { trace, target }: RawHijack,
+    raw: Box<RawHijack>,
 ) -> Option<ClientIo> {
+    let RawHijack {
+        trace,
+        target,
+        meta,
+        classified,
+    } = *raw;
     let trace = trace.unwrap_or_else(new_trace_id);
     if let Err(refused) = admit::admit_raw(shared.policy.as_deref(), &target, peer) {
         tracing::info!(status = %refused.status(), error = %refused, peer = ?peer, trace_id = trace.to_str().unwrap_or_default(), "berth refused a raw hijack");
@@ -141,10 +147,10 @@ async fn raw_hijack(
         answer_raw(&mut stream, &refused, &trace).await;
         return None;
     }
-    let meta = normalize(&target);
     let guest = match shared
         .router
         .route(
+            &classified,
             &Method::POST,
             &target,
             meta.path(&target),
@@ -264,7 +270,7 @@ impl Shared {
         let path = meta.path(req.uri());
         let routed = self
             .router
-            .route(req.method(), req.uri(), path, req.headers())
+            .route(classified, req.method(), req.uri(), path, req.headers())
             .await;
         let ready = match &routed {
             Ok(Routed::Engine { guest, .. }) => guest.ready().await,
@@ -355,7 +361,8 @@ fn method_mutates(method: &Method) -> bool {
 /// What the first request head on a connection turned out to be.
 enum First {
     /// A request for hyper, or a raw hijack.
-    Request(ClientIo, Option<RawHijack>),
+    /// (The raw hijack is boxed: rare, and the connection's future holds this.)
+    Request(ClientIo, Option<Box<RawHijack>>),
     /// Bytes that are not HTTP/1.x.
     Malformed(ClientStream, String),
 }
@@ -366,6 +373,10 @@ struct RawHijack {
     trace: Option<HeaderValue>,
     /// The request target, parsed once: admitted and routed on.
     target: Uri,
+    /// Its version prefix, split off once.
+    meta: RequestMeta,
+    /// Its classification (routing reads it).
+    classified: Classified,
 }
 
 /// Answers a connection hyper does not serve with berth's error, then closes it.
@@ -408,7 +419,7 @@ async fn sniff(mut stream: ClientStream) -> io::Result<Option<First>> {
 }
 
 /// The raw hijack `req` is, if it is one (attach or exec start, `POST`, no `Upgrade`).
-fn raw_hijack_of(req: &httparse::Request<'_, '_>) -> Option<RawHijack> {
+fn raw_hijack_of(req: &httparse::Request<'_, '_>) -> Option<Box<RawHijack>> {
     if req.method != Some("POST") {
         return None;
     }
@@ -423,9 +434,14 @@ fn raw_hijack_of(req: &httparse::Request<'_, '_>) -> Option<RawHijack> {
             ))
         })
         .collect();
-    let exchange = classify(&Method::POST, normalize(&target).path(&target), &headers).exchange;
-    (exchange == Exchange::Hijack).then(|| RawHijack {
-        trace: headers.get(TRACE_ID).cloned(),
-        target,
+    let meta = normalize(&target);
+    let classified = classify(&Method::POST, meta.path(&target), &headers);
+    (classified.exchange == Exchange::Hijack).then(|| {
+        Box::new(RawHijack {
+            trace: headers.get(TRACE_ID).cloned(),
+            target,
+            meta,
+            classified,
+        })
     })
 }

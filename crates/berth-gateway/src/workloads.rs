@@ -255,11 +255,7 @@ impl Mirror {
             .await
             .map_err(|e| guest.upstream_error(&e))?;
         if !events.status().is_success() {
-            return Err(GatewayError::Internal(format!(
-                "engine {:?} answered {} to GET /events",
-                guest.name(),
-                events.status()
-            )));
+            return Err(guest.bad_answer(format!("{} to GET /events", events.status())));
         }
         let list = guest.get_json("/containers/json?all=1").await?;
         let epoch = {
@@ -355,11 +351,13 @@ impl Mirror {
 }
 
 impl Bookkeeping {
-    /// Records what the answer of engine `index` tells, and hands the answer on.
+    /// Records what the answer of engine `index` (`guest`) tells, and hands the answer
+    /// on.
     pub(crate) async fn record(
         self,
         registry: &WorkloadRegistry,
         index: usize,
+        guest: &Guest,
         res: Response<ResponseBody>,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         match self {
@@ -375,14 +373,14 @@ impl Bookkeeping {
                 Ok(res)
             }
             Self::ContainerCreated { name } => {
-                let (res, id) = read_id(res).await?;
+                let (res, id) = read_id(guest, res).await?;
                 if let Some(id) = id {
                     registry.container_created(index, &id, name.as_deref());
                 }
                 Ok(res)
             }
             Self::ExecCreated => {
-                let (res, id) = read_id(res).await?;
+                let (res, id) = read_id(guest, res).await?;
                 if let Some(id) = id {
                     registry.exec_created(index, &id);
                 }
@@ -394,13 +392,14 @@ impl Bookkeeping {
 
 /// Reads a small `{"Id": ...}` answer whole; the client gets the same bytes.
 async fn read_id(
+    guest: &Guest,
     res: Response<ResponseBody>,
 ) -> Result<(Response<ResponseBody>, Option<String>), GatewayError> {
     let (parts, body) = res.into_parts();
     let bytes = Limited::new(body, 1 << 20)
         .collect()
         .await
-        .map_err(|e| GatewayError::Internal(format!("reading the engine's answer: {e}")))?
+        .map_err(|e| guest.bad_answer(format!("reading its answer: {e}")))?
         .to_bytes();
     let id = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()

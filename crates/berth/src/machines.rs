@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use berth_engine::{EngineSupervisor, MachineConfig, MachineState};
 use berth_gateway::{
     EngineLifecycle, Guest, GuestOptions, GuestTimeouts, PathTranslator, PortPublisher,
+    ServiceError,
 };
 use berth_guest::{GuestConnector, GuestEndpoint};
 use berth_host::{GuestNet, PortForwarder, PortSync};
@@ -239,13 +240,9 @@ impl PortPublisher for HostPorts {
     fn publish<'a>(
         &'a self,
         inspect: &'a serde_json::Value,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
-        Box::pin(async move {
-            self.0
-                .apply_inspect(inspect)
-                .await
-                .map_err(|e| e.to_string())
-        })
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ServiceError>> + Send + 'a>>
+    {
+        Box::pin(async move { Ok(self.0.apply_inspect(inspect).await?) })
     }
 
     fn unpublish<'a>(
@@ -263,14 +260,9 @@ struct ManagedLifecycle(Arc<EngineSupervisor>);
 impl EngineLifecycle for ManagedLifecycle {
     fn ensure_running(
         &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send + '_>> {
-        Box::pin(async move {
-            self.0
-                .ensure_running()
-                .await
-                .map(|g| g.get() * 2)
-                .map_err(|e| e.to_string())
-        })
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, ServiceError>> + Send + '_>>
+    {
+        Box::pin(async move { Ok(self.0.ensure_running().await?.get() * 2) })
     }
 
     /// Even while a dockerd runs, odd once it stopped: a stopped machine (`berth machine

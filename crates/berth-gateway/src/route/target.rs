@@ -2,14 +2,15 @@
 //! decides, a platform, a BuildKit session, or a view that every engine contributes to.
 //!
 //! Only consulted when a router fronts more than one engine, so the single-engine path
-//! never pays for this parse. Names keep the client's percent-encoding here; the
-//! registry decodes what it compares.
+//! never reads the query for it. The path was read once, by classify; names keep the
+//! client's percent-encoding here; the registry decodes what it compares.
 
 use std::borrow::Cow;
 
-use http::{HeaderMap, Method};
+use http::HeaderMap;
 
 pub use crate::classify::MergedView;
+use crate::classify::{Classified, Endpoint, Owner};
 
 /// What decides the engine for one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,44 +44,31 @@ pub enum Target<'a> {
     Merged(MergedView),
 }
 
-/// Reads what `method path?query` names. `path` is unversioned.
+/// What decides the engine for a request classified as `classified`: the object and
+/// view classify found in `path` (unversioned), and what the query or headers name.
 pub fn target<'a>(
-    method: &Method,
+    classified: &Classified,
     path: &'a str,
     query: Option<&'a str>,
     headers: &'a HeaderMap,
 ) -> Target<'a> {
-    use MergedView as V;
-    // HEAD is left to the default engine: a merged view needs bodies to merge.
-    let get = method == Method::GET;
-    let post = method == Method::POST;
-    match path {
-        "/containers/json" if get => return Target::Merged(V::Containers),
-        "/images/json" if get => return Target::Merged(V::Images),
-        "/volumes" | "/volumes/" if get => return Target::Merged(V::Volumes),
-        "/networks" | "/networks/" if get => return Target::Merged(V::Networks),
-        "/system/df" if get => return Target::Merged(V::SystemDf),
-        "/info" if get => return Target::Merged(V::Info),
-        "/events" if get => return Target::Merged(V::Events),
-        "/containers/prune" | "/images/prune" | "/volumes/prune" | "/networks/prune"
-        | "/build/prune"
-            if post =>
-        {
-            return Target::Merged(V::Prune)
-        }
-        "/containers/create" if post => {
+    if let Some(view) = classified.view {
+        return Target::Merged(view);
+    }
+    match classified.endpoint {
+        Endpoint::ContainerCreate => {
             return Target::Create {
                 platform: query_param(query, "platform"),
                 container_name: query_param(query, "name"),
             }
         }
-        "/images/create" | "/images/load" if post => {
+        Endpoint::ImageCreate | Endpoint::ImageLoad => {
             return Target::Create {
                 platform: query_param(query, "platform"),
                 container_name: None,
             }
         }
-        "/build" if post => {
+        Endpoint::Build => {
             return match query_param(query, "session") {
                 Some(session) => Target::Session(session),
                 None => Target::Create {
@@ -89,20 +77,20 @@ pub fn target<'a>(
                 },
             };
         }
-        "/session" if post => {
+        Endpoint::Session => {
             let uuid = headers
                 .get("x-docker-expose-session-uuid")
                 .and_then(|v| v.to_str().ok());
             return Target::OpenSession(uuid);
         }
-        "/commit" if post => {
+        Endpoint::Commit => {
             return match query_param(query, "container") {
                 Some(c) => Target::ContainerInQuery(c),
                 None => Target::Default,
             };
         }
-        "/images/get" if get => {
-            // `docker save a b`: the first name decides.
+        // `docker save a b`: the first name decides.
+        Endpoint::ImageSave if classified.owner == Owner::None => {
             return match query_param(query, "names") {
                 Some(Cow::Borrowed(n)) => Target::Image(n),
                 _ => Target::Default,
@@ -110,49 +98,15 @@ pub fn target<'a>(
         }
         _ => {}
     }
-    if let Some(rest) = path.strip_prefix("/containers/") {
-        let name = if method == Method::DELETE {
-            // `DELETE /containers/web/db` removes the link alias `web/db`.
-            Some(rest)
-        } else if let Some(name) = rest.strip_suffix("/attach/ws") {
-            Some(name)
-        } else {
-            rest.rsplit_once('/').map(|(name, _op)| name)
-        };
-        return name
-            .filter(|n| !n.is_empty())
-            .map_or(Target::Default, Target::Container);
+    let name = |range: &std::ops::Range<usize>| &path[range.clone()];
+    match &classified.owner {
+        Owner::None => Target::Default,
+        Owner::Container(r) => Target::Container(name(r)),
+        Owner::Exec(r) => Target::Exec(name(r)),
+        Owner::Image(r) => Target::Image(name(r)),
+        Owner::Volume(r) => Target::Volume(name(r)),
+        Owner::Network(r) => Target::Network(name(r)),
     }
-    if let Some(rest) = path.strip_prefix("/exec/") {
-        return match rest.split_once('/') {
-            Some((id, _op)) if !id.is_empty() => Target::Exec(id),
-            _ => Target::Default,
-        };
-    }
-    if let Some(rest) = path.strip_prefix("/images/") {
-        let name = if method == Method::DELETE {
-            Some(rest)
-        } else {
-            rest.rsplit_once('/').map(|(name, _op)| name)
-        };
-        return name
-            .filter(|n| !n.is_empty())
-            .map_or(Target::Default, Target::Image);
-    }
-    if let Some(rest) = path.strip_prefix("/volumes/") {
-        return match rest {
-            "" | "create" => Target::Default,
-            name => Target::Volume(name),
-        };
-    }
-    if let Some(rest) = path.strip_prefix("/networks/") {
-        let id = rest.split_once('/').map_or(rest, |(id, _op)| id);
-        return match id {
-            "" | "create" => Target::Default,
-            id => Target::Network(id),
-        };
-    }
-    Target::Default
 }
 
 /// One query parameter, decoded as Go's `url.ParseQuery` does.
@@ -166,10 +120,13 @@ pub(crate) fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<Cow<'
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Method;
 
     fn t<'a>(method: Method, path: &'a str, query: Option<&'a str>) -> Target<'a> {
         static EMPTY: std::sync::OnceLock<HeaderMap> = std::sync::OnceLock::new();
-        target(&method, path, query, EMPTY.get_or_init(HeaderMap::new))
+        let headers = EMPTY.get_or_init(HeaderMap::new);
+        let classified = crate::classify::classify(&method, path, headers);
+        target(&classified, path, query, headers)
     }
 
     #[test]
