@@ -9,6 +9,8 @@
 //!   exec-root and socket under a fresh temp dir. Needs root.
 //! - [`BerthProcess`]: the berth binary running `berth serve` on a temp socket.
 //! - [`ManagedBerth`]: `berth serve` running a managed machine (dockerd) of its own.
+//! - [`TestGateway`]: the gateway in the test's own tokio runtime on a temp socket
+//!   ([`gateway`]: guests for it, and an async client).
 //! - [`DockerCli`]: the real docker CLI against one socket, with a timeout.
 //! - [`wire`]: raw HTTP/1.1 over a Unix socket, for wire-level checks.
 //! - [`assert_eventually!`]: for state that settles asynchronously.
@@ -19,12 +21,14 @@
 //! destructor. Tests share one engine per test binary (through a `OnceLock`) and
 //! isolate themselves by container, image, volume and network names.
 //!
-//! The API is synchronous std so that benchmarks can use it too.
+//! The API is synchronous std so that benchmarks can use it too, except [`gateway`],
+//! which runs in the test's tokio runtime.
 
 mod berth;
 mod data;
 mod docker_cli;
 mod engine;
+pub mod gateway;
 mod images;
 mod managed;
 pub mod procfs;
@@ -35,6 +39,7 @@ pub use berth::BerthProcess;
 pub use data::{normalize, pseudo_random_bytes, sha256_hex};
 pub use docker_cli::{CliOutput, DockerCli};
 pub use engine::TestEngine;
+pub use gateway::TestGateway;
 pub use images::busybox_rootfs_tar;
 pub use managed::ManagedBerth;
 
