@@ -1,6 +1,9 @@
 //! Bodies as the engine reads them: the JSON of container create, start (old API
-//! versions), update, exec create and volume create, decoded with the rules of Go's `encoding/json` into
-//! the few facts the limits judge ([`BodyFacts`]).
+//! versions), update, exec create and volume create, decoded with the rules of Go's
+//! `encoding/json` into one model ([`DockerBody`]). The limits judge the facts read
+//! from it ([`BodyFacts`]); the gateway's rewrites (the Docker socket, path mappings)
+//! edit it; what is forwarded is the model encoded again, so dockerd reads exactly what
+//! berth judged.
 //!
 //! Go matches keys case-insensitively (with Unicode folds) and decodes duplicates in
 //! order into the same value (gateway notes 11.2):
@@ -9,18 +12,22 @@
 //! - a string or bool is replaced (`null` leaves it alone);
 //! - a slice is replaced, but its old elements are decoded *into*, so a slice of
 //!   structs sent twice mixes both. berth refuses that (a second `Mounts`), and refuses
-//!   `null` inside arrays, where Go would keep the old element.
+//!   `null` inside arrays of strings, where Go would keep the old element.
 //!
-//! dockerd 20.10 also reads HostConfig fields at the top level of a create body (the
-//! deprecated embedded `*HostConfig` of `ContainerConfigWrapper`), so both places are
-//! judged.
+//! dockerd 20.10 to 27 also reads HostConfig fields at the top level of a create body
+//! (the deprecated embedded `*HostConfig` of `ContainerConfigWrapper`) when `HostConfig`
+//! is absent; 28 ignores them. The model reads them as 20.10 does.
+//!
+//! Encoding writes one object per struct berth reads, one key per field under its
+//! canonical name, and every member berth does not read exactly as it was sent.
 
 mod json;
+mod model;
 
-pub(crate) use json::key_is;
-use json::Json;
+use model::{CreateBody, HostConfig, Model};
 
-use crate::endpoint::Operation;
+use crate::endpoint::{self, Operation};
+use crate::error::PolicyError;
 
 /// A host namespace a container can share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -44,7 +51,7 @@ impl Namespace {
     ];
 
     /// The HostConfig field that selects it.
-    fn field(self) -> &'static str {
+    pub(crate) fn field(self) -> &'static str {
         match self {
             Self::Network => "NetworkMode",
             Self::Pid => "PidMode",
@@ -109,134 +116,238 @@ pub(crate) struct BodyFacts {
     pub(crate) users: Vec<String>,
 }
 
-/// Reads the facts of a JSON body for `op`; the error says what is unreadable.
-pub(crate) fn facts(op: Operation, body: &[u8]) -> Result<BodyFacts, String> {
-    let empty = body.iter().all(u8::is_ascii_whitespace);
-    if empty && op == Operation::ContainerStart {
-        return Ok(BodyFacts::default()); // the usual start: nothing to judge
-    }
-    if empty {
-        return Err("the body is empty".to_owned());
-    }
-    let json = json::parse(body)?;
-    let Json::Object(pairs) = &json else {
-        return Err(format!("the body is {}, not an object", json.kind()));
-    };
-    let mut out = BodyFacts::default();
-    match op {
-        Operation::ContainerCreate => create(pairs, &mut out)?,
-        Operation::ContainerStart => {
-            // `DecodeHostConfig` reads the same wrapper as create; only its HostConfig
-            // (inner or top-level) is used.
-            create(pairs, &mut out)?;
-            out.images.clear();
-            out.users.clear();
-        }
-        Operation::ContainerUpdate => {
-            let mut host = HostFacts::default();
-            for (k, v) in pairs {
-                host.field(k, v, true)?;
-            }
-            host.flatten_into(&mut out);
-        }
-        Operation::ExecCreate => {
-            let mut user = String::new();
-            for (k, v) in pairs {
-                if key_is(k, "User") {
-                    string(v, &mut user, "User")?;
-                } else if key_is(k, "Privileged") {
-                    boolean(v, &mut out.privileged, "Privileged")?;
-                }
-            }
-            out.users.push(user);
-        }
-        Operation::VolumeCreate => {
-            let mut opts = Vec::new();
-            for (k, v) in pairs {
-                if key_is(k, "DriverOpts") {
-                    string_map(v, &mut opts, "DriverOpts")?;
-                }
-            }
-            if let Some(device) = volume_bind_device(&opts) {
-                out.bind_sources.push(device.to_owned());
-            }
-        }
-        Operation::ImageCreate | Operation::Build => {}
-    }
-    Ok(out)
+/// The kinds of request body berth models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BodyKind {
+    /// `POST /containers/create`.
+    ContainerCreate,
+    /// `POST /containers/{id}/start` (a HostConfig body below API 1.24).
+    ContainerStart,
+    /// `POST /containers/{id}/update`.
+    ContainerUpdate,
+    /// `POST /containers/{id}/exec`.
+    ExecCreate,
+    /// `POST /volumes/create`.
+    VolumeCreate,
 }
 
-fn create(pairs: &[(String, Json)], out: &mut BodyFacts) -> Result<(), String> {
-    let mut image = String::new();
-    let mut user = String::new();
-    let mut inner: Option<HostFacts> = None;
-    let mut top = HostFacts::default();
-    let mut endpoints: Option<Vec<String>> = None;
-    for (k, v) in pairs {
-        if key_is(k, "HostConfig") {
-            pointer(v, &mut inner, "HostConfig", |pairs, host| {
-                pairs
-                    .iter()
-                    .try_for_each(|(k, v)| host.field(k, v, false).map(drop))
-            })?;
-        } else if key_is(k, "NetworkingConfig") {
-            let mut net: Option<Option<Vec<String>>> = endpoints.take().map(Some);
-            pointer(v, &mut net, "NetworkingConfig", |pairs, eps| {
-                for (k, v) in pairs {
-                    if key_is(k, "EndpointsConfig") {
-                        map_keys(v, eps, "NetworkingConfig.EndpointsConfig")?;
-                    }
-                }
-                Ok(())
-            })?;
-            endpoints = net.flatten();
-        } else if key_is(k, "Image") {
-            string(v, &mut image, "Image")?;
-        } else if key_is(k, "User") {
-            string(v, &mut user, "User")?;
-        } else {
-            top.field(k, v, false)?;
+impl BodyKind {
+    /// The body kind of a request, from its method and path (as the policy classifies
+    /// them: with or without `/vX.Y`, percent-encoded, unclean).
+    pub fn of(method: &str, path: &str) -> Option<Self> {
+        Some(match endpoint::classify(method, path).operation? {
+            Operation::ContainerCreate => Self::ContainerCreate,
+            Operation::ContainerStart => Self::ContainerStart,
+            Operation::ContainerUpdate => Self::ContainerUpdate,
+            Operation::ExecCreate => Self::ExecCreate,
+            Operation::VolumeCreate => Self::VolumeCreate,
+            Operation::ImageCreate | Operation::Build => return None,
+        })
+    }
+
+    fn operation(self) -> Operation {
+        match self {
+            Self::ContainerCreate => Operation::ContainerCreate,
+            Self::ContainerStart => Operation::ContainerStart,
+            Self::ContainerUpdate => Operation::ContainerUpdate,
+            Self::ExecCreate => Operation::ExecCreate,
+            Self::VolumeCreate => Operation::VolumeCreate,
         }
     }
-    top.flatten_into(out);
-    if let Some(inner) = &inner {
-        inner.flatten_into(out);
+}
+
+/// Where a host path sits in a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostPathKind {
+    /// The source of a `HostConfig.Binds` entry (`/src:/dst[:opts]`, absolute only).
+    Bind,
+    /// The `Source` of a `HostConfig.Mounts[]` entry of type `bind`.
+    BindMount,
+    /// The `device` of a local-driver volume that bind-mounts it (`o=bind`), in a
+    /// `Mounts[]` entry of type `volume` or a volume create's `DriverOpts`.
+    VolumeDevice,
+}
+
+/// A Docker request body as dockerd reads it: the one model berth judges, rewrites and
+/// forwards ([`DockerBody::encode`]). It borrows the bytes it was parsed from.
+#[derive(Debug)]
+pub struct DockerBody<'a> {
+    kind: BodyKind,
+    len: usize,
+    model: Model<'a>,
+}
+
+impl<'a> DockerBody<'a> {
+    /// Decodes `body` as dockerd decodes a `kind` body. Errors: not JSON, not an object,
+    /// a field berth reads with the wrong type (dockerd refuses those too), or a body
+    /// that engines may read in more than one way (a slice of structs sent twice, `null`
+    /// in an array of strings, a key that only some Go versions fold).
+    pub fn parse(kind: BodyKind, body: &'a [u8]) -> Result<Self, PolicyError> {
+        Self::decode(kind, body).map_err(|message| PolicyError::Body { message })
     }
-    if endpoints.iter().flatten().any(|name| name == "host")
-        && !out.host_modes.contains(&Namespace::Network)
-    {
-        out.host_modes.push(Namespace::Network);
+
+    fn decode(kind: BodyKind, body: &'a [u8]) -> Result<Self, String> {
+        let len = body.len();
+        if body.iter().all(u8::is_ascii_whitespace) {
+            if kind == BodyKind::ContainerStart {
+                // the usual start: nothing to judge
+                return Ok(Self {
+                    kind,
+                    len,
+                    model: Model::Empty,
+                });
+            }
+            return Err("the body is empty".to_owned());
+        }
+        let raw = json::document(body)?;
+        let model = match kind {
+            BodyKind::ContainerCreate | BodyKind::ContainerStart => {
+                Model::Create(Model::decode(raw)?)
+            }
+            BodyKind::ContainerUpdate => Model::Update(Model::decode(raw)?),
+            BodyKind::ExecCreate => Model::Exec(Model::decode(raw)?),
+            BodyKind::VolumeCreate => Model::Volume(Model::decode(raw)?),
+        };
+        Ok(Self { kind, len, model })
     }
-    out.images.insert(0, image);
-    out.users.push(user);
+
+    /// What kind of body this is.
+    pub fn kind(&self) -> BodyKind {
+        self.kind
+    }
+
+    /// The size of the body as it was sent.
+    pub fn sent_len(&self) -> usize {
+        self.len
+    }
+
+    /// The body to forward: one key per field berth reads, under its canonical name,
+    /// every other member exactly as sent. An empty start body stays empty.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len + 16);
+        self.model.encode(&mut out);
+        out
+    }
+
+    /// Calls `f` with every host path the engine will mount (in the HostConfig dockerd
+    /// uses) and puts what it returns in its place (`None` keeps it). A `Binds` entry
+    /// keeps its `:dst[:opts]`.
+    pub fn rewrite_host_paths<E>(
+        &mut self,
+        mut f: impl FnMut(HostPathKind, &str) -> Result<Option<String>, E>,
+    ) -> Result<(), E> {
+        match &mut self.model {
+            Model::Create(b) => {
+                let hc = b.effective_mut();
+                for spec in hc.binds.iter_mut().flatten() {
+                    if let Some(src) = bind_source(spec) {
+                        if let Some(new) = f(HostPathKind::Bind, src)? {
+                            *spec = format!("{new}{}", &spec[src.len()..]);
+                        }
+                    }
+                }
+                for m in hc.mounts.iter_mut().flatten() {
+                    if m.is("bind") {
+                        if let Some(src) = &mut m.source {
+                            if let Some(new) = f(HostPathKind::BindMount, src)? {
+                                *src = new;
+                            }
+                        }
+                    } else if m.is("volume") {
+                        if let Some(opts) = m.driver_options_mut() {
+                            rewrite_volume_device(opts, &mut f)?;
+                        }
+                    }
+                }
+            }
+            Model::Volume(v) => {
+                if let Some(opts) = &mut v.driver_opts {
+                    rewrite_volume_device(opts, &mut f)?;
+                }
+            }
+            Model::Empty | Model::Update(_) | Model::Exec(_) => {}
+        }
+        Ok(())
+    }
+
+    /// The facts the limits judge.
+    pub(crate) fn facts(&self) -> BodyFacts {
+        let mut out = BodyFacts::default();
+        match &self.model {
+            Model::Empty => {}
+            Model::Create(b) => {
+                create_facts(b, &mut out);
+                if self.kind == BodyKind::ContainerStart {
+                    // Only its HostConfig is used.
+                    out.images.clear();
+                    out.users.clear();
+                }
+            }
+            Model::Update(b) => host_facts(&b.resources, &mut out),
+            Model::Exec(b) => {
+                out.privileged = b.privileged.unwrap_or(false);
+                out.users.push(b.user.clone().unwrap_or_default());
+            }
+            Model::Volume(b) => {
+                if let Some(device) = b.driver_opts.as_deref().and_then(volume_bind_device) {
+                    out.bind_sources.push(device.to_owned());
+                }
+            }
+        }
+        out
+    }
+
+    /// The facts for a request the policy classified as `op`.
+    pub(crate) fn facts_for(&self, op: Operation) -> Result<BodyFacts, String> {
+        if self.kind.operation() != op {
+            return Err(format!("a {:?} body read as {op:?}", self.kind));
+        }
+        Ok(self.facts())
+    }
+}
+
+fn rewrite_volume_device<E>(
+    opts: &mut [(String, String)],
+    f: &mut impl FnMut(HostPathKind, &str) -> Result<Option<String>, E>,
+) -> Result<(), E> {
+    if volume_bind_device(opts).is_none() {
+        return Ok(());
+    }
+    if let Some((_, device)) = opts.iter_mut().find(|(k, _)| k == "device") {
+        if let Some(new) = f(HostPathKind::VolumeDevice, device)? {
+            *device = new;
+        }
+    }
     Ok(())
 }
 
-/// The HostConfig fields the limits judge, one instance per Go struct value.
-#[derive(Debug, Default)]
-struct HostFacts {
-    privileged: bool,
-    cap_add: Vec<String>,
-    capabilities: Vec<String>,
-    devices: Vec<String>,
-    device_requests: usize,
-    device_cgroup_rules: Vec<String>,
-    modes: [String; 6],
-    binds: Vec<String>,
-    mounts: Vec<MountFacts>,
-    mounts_seen: bool,
-    security_opt: Vec<String>,
-    sysctls: Vec<(String, String)>,
-    masked_paths: bool,
-    readonly_paths: bool,
+/// Reads the facts of a JSON body for `op`; the error says what is unreadable.
+pub(crate) fn facts(op: Operation, body: &[u8]) -> Result<BodyFacts, String> {
+    let kind = match op {
+        Operation::ContainerCreate => BodyKind::ContainerCreate,
+        Operation::ContainerStart => BodyKind::ContainerStart,
+        Operation::ContainerUpdate => BodyKind::ContainerUpdate,
+        Operation::ExecCreate => BodyKind::ExecCreate,
+        Operation::VolumeCreate => BodyKind::VolumeCreate,
+        Operation::ImageCreate | Operation::Build => return Ok(BodyFacts::default()),
+    };
+    Ok(DockerBody::decode(kind, body)?.facts())
 }
 
-#[derive(Debug, Default)]
-struct MountFacts {
-    kind: String,
-    source: String,
-    /// `VolumeOptions.DriverConfig.Options`.
-    driver_options: Option<Vec<(String, String)>>,
+fn create_facts(b: &CreateBody<'_>, out: &mut BodyFacts) {
+    host_facts(b.effective(), out);
+    let host_endpoint = b
+        .networking
+        .as_ref()
+        .and_then(|n| n.endpoints.as_ref())
+        .is_some_and(|eps| eps.iter().any(|(name, _)| name == "host"));
+    if host_endpoint && !out.host_modes.contains(&Namespace::Network) {
+        out.host_modes.push(Namespace::Network);
+    }
+    out.images.insert(0, b.image.clone().unwrap_or_default());
+    out.users.push(b.user.clone().unwrap_or_default());
 }
 
 /// Capabilities a container has without asking (moby `oci/caps/defaults.go`).
@@ -257,156 +368,78 @@ const DEFAULT_CAPS: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
-impl HostFacts {
-    /// Decodes one key of a HostConfig object (or of the top level of a create body, or
-    /// of an update body when `resources_only`); unknown keys are ignored, as Go does.
-    fn field(&mut self, key: &str, v: &Json, resources_only: bool) -> Result<bool, String> {
-        if key_is(key, "Devices") {
-            struct_array(v, &mut self.devices, "Devices", |pairs, path| {
-                for (k, v) in pairs {
-                    if key_is(k, "PathOnHost") {
-                        string(v, path, "Devices[].PathOnHost")?;
-                    }
-                }
-                Ok(())
-            })?;
-        } else if key_is(key, "DeviceRequests") {
-            let mut n = Vec::new();
-            struct_array(v, &mut n, "DeviceRequests", |_, ()| Ok(()))?;
-            self.device_requests = n.len();
-        } else if key_is(key, "DeviceCgroupRules") {
-            string_list(v, &mut self.device_cgroup_rules, "DeviceCgroupRules")?;
-        } else if resources_only {
-            return Ok(false);
-        } else if key_is(key, "Privileged") {
-            boolean(v, &mut self.privileged, "Privileged")?;
-        } else if key_is(key, "CapAdd") {
-            str_slice(v, &mut self.cap_add, "CapAdd")?;
-        } else if key_is(key, "Capabilities") {
-            string_list(v, &mut self.capabilities, "Capabilities")?;
-        } else if key_is(key, "Binds") {
-            string_list(v, &mut self.binds, "Binds")?;
-        } else if key_is(key, "Mounts") {
-            if self.mounts_seen {
-                return Err("Mounts is sent twice".to_owned());
-            }
-            self.mounts_seen = true;
-            struct_array(v, &mut self.mounts, "Mounts", mount)?;
-        } else if key_is(key, "SecurityOpt") {
-            string_list(v, &mut self.security_opt, "SecurityOpt")?;
-        } else if key_is(key, "Sysctls") {
-            string_map(v, &mut self.sysctls, "Sysctls")?;
-        } else if key_is(key, "MaskedPaths") {
-            self.masked_paths = !matches!(v, Json::Null);
-            string_list(v, &mut Vec::new(), "MaskedPaths")?;
-        } else if key_is(key, "ReadonlyPaths") {
-            self.readonly_paths = !matches!(v, Json::Null);
-            string_list(v, &mut Vec::new(), "ReadonlyPaths")?;
-        } else if let Some(i) = Namespace::ALL.iter().position(|ns| key_is(key, ns.field())) {
-            string(v, &mut self.modes[i], Namespace::ALL[i].field())?;
-        } else {
-            return Ok(false);
-        }
-        Ok(true)
+fn host_facts(hc: &HostConfig<'_>, out: &mut BodyFacts) {
+    out.privileged |= hc.privileged.unwrap_or(false);
+    out.caps
+        .extend(hc.cap_add.iter().flatten().map(|c| normalize_cap(c)));
+    out.caps.extend(
+        hc.capabilities
+            .iter()
+            .flatten()
+            .map(|c| normalize_cap(c))
+            .filter(|c| !DEFAULT_CAPS.contains(&c.as_str())),
+    );
+    out.devices.extend(
+        hc.devices
+            .iter()
+            .flatten()
+            .map(|d| format!("device {}", d.path_on_host.as_deref().unwrap_or_default())),
+    );
+    if hc.device_requests.as_ref().is_some_and(|r| !r.is_empty()) {
+        out.devices.push("device requests (--gpus)".to_owned());
     }
-
-    fn flatten_into(&self, out: &mut BodyFacts) {
-        out.privileged |= self.privileged;
-        out.caps
-            .extend(self.cap_add.iter().map(|c| normalize_cap(c)));
-        out.caps.extend(
-            self.capabilities
-                .iter()
-                .map(|c| normalize_cap(c))
-                .filter(|c| !DEFAULT_CAPS.contains(&c.as_str())),
-        );
-        out.devices
-            .extend(self.devices.iter().map(|d| format!("device {d}")));
-        if self.device_requests > 0 {
-            out.devices.push("device requests (--gpus)".to_owned());
+    out.devices.extend(
+        hc.device_cgroup_rules
+            .iter()
+            .flatten()
+            .map(|r| format!("device cgroup rule {r:?}")),
+    );
+    for (ns, mode) in Namespace::ALL.iter().zip(&hc.modes) {
+        let host = mode
+            .as_deref()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("host"));
+        if host && !out.host_modes.contains(ns) {
+            out.host_modes.push(*ns);
         }
-        out.devices.extend(
-            self.device_cgroup_rules
-                .iter()
-                .map(|r| format!("device cgroup rule {r:?}")),
-        );
-        for (ns, mode) in Namespace::ALL.iter().zip(&self.modes) {
-            if mode.trim().eq_ignore_ascii_case("host") && !out.host_modes.contains(ns) {
-                out.host_modes.push(*ns);
+    }
+    out.bind_sources.extend(
+        hc.binds
+            .iter()
+            .flatten()
+            .filter_map(|b| bind_source(b))
+            .map(str::to_owned),
+    );
+    for m in hc.mounts.iter().flatten() {
+        if m.is("bind") {
+            out.bind_sources.push(m.source.clone().unwrap_or_default());
+        } else if m.is("volume") {
+            if let Some(dev) = m.driver_options().and_then(|o| volume_bind_device(o)) {
+                out.bind_sources.push(dev.to_owned());
             }
+        } else if m.is("image") {
+            out.images.push(m.source.clone().unwrap_or_default());
         }
-        out.bind_sources.extend(
-            self.binds
-                .iter()
-                .filter_map(|b| bind_source(b))
-                .map(str::to_owned),
-        );
-        for m in &self.mounts {
-            let kind = m.kind.trim();
-            if kind.eq_ignore_ascii_case("bind") {
-                out.bind_sources.push(m.source.clone());
-            } else if kind.eq_ignore_ascii_case("volume") {
-                if let Some(dev) = m.driver_options.as_deref().and_then(volume_bind_device) {
-                    out.bind_sources.push(dev.to_owned());
-                }
-            } else if kind.eq_ignore_ascii_case("image") {
-                out.images.push(m.source.clone());
-            }
-        }
+    }
+    out.unconfined.extend(
+        hc.security_opt
+            .iter()
+            .flatten()
+            .filter_map(|s| unconfined(s)),
+    );
+    if hc.masked_paths.is_some() {
         out.unconfined
-            .extend(self.security_opt.iter().filter_map(|s| unconfined(s)));
-        if self.masked_paths {
-            out.unconfined
-                .push("MaskedPaths (unmasked /proc paths)".to_owned());
-        }
-        if self.readonly_paths {
-            out.unconfined
-                .push("ReadonlyPaths (writable /proc paths)".to_owned());
-        }
-        out.sysctls
-            .extend(self.sysctls.iter().map(|(k, _)| normalize_sysctl(k)));
+            .push("MaskedPaths (unmasked /proc paths)".to_owned());
     }
-}
-
-fn mount(pairs: &[(String, Json)], m: &mut MountFacts) -> Result<(), String> {
-    for (k, v) in pairs {
-        if key_is(k, "Type") {
-            string(v, &mut m.kind, "Mounts[].Type")?;
-        } else if key_is(k, "Source") {
-            string(v, &mut m.source, "Mounts[].Source")?;
-        } else if key_is(k, "VolumeOptions") {
-            // Only `DriverConfig.Options` is kept; a `null` on any pointer on the way
-            // resets it, as Go resets the pointer.
-            let mut vo = m.driver_options.take().map(Some);
-            pointer(v, &mut vo, "Mounts[].VolumeOptions", |pairs, opts| {
-                for (k, v) in pairs {
-                    if key_is(k, "DriverConfig") {
-                        let mut dc = opts.take().map(Some);
-                        pointer(
-                            v,
-                            &mut dc,
-                            "Mounts[].VolumeOptions.DriverConfig",
-                            |pairs, o| {
-                                for (k, v) in pairs {
-                                    if key_is(k, "Options") {
-                                        let mut map = o.take().unwrap_or_default();
-                                        let was_null = matches!(v, Json::Null);
-                                        string_map(v, &mut map, "DriverConfig.Options")?;
-                                        *o = (!was_null).then_some(map);
-                                    }
-                                }
-                                Ok(())
-                            },
-                        )?;
-                        *opts = dc.flatten();
-                    }
-                }
-                Ok(())
-            })?;
-            m.driver_options = vo.flatten();
-        }
+    if hc.readonly_paths.is_some() {
+        out.unconfined
+            .push("ReadonlyPaths (writable /proc paths)".to_owned());
     }
-    Ok(())
+    out.sysctls.extend(
+        hc.sysctls
+            .iter()
+            .flatten()
+            .map(|(k, _)| normalize_sysctl(k)),
+    );
 }
 
 /// `src:dst[:opts]` → `src` when it is a host path (absolute); a relative source is a
@@ -479,156 +512,6 @@ fn unconfined(opt: &str) -> Option<String> {
         _ => return None,
     };
     Some(what)
-}
-
-// === Go decoding, one function per Go type ===
-
-fn wrong(field: &str, want: &str, got: &Json) -> String {
-    format!("{field} must be {want}, not {}", got.kind())
-}
-
-/// `bool`: replaced; `null` leaves it.
-fn boolean(v: &Json, slot: &mut bool, field: &str) -> Result<(), String> {
-    match v {
-        Json::Bool(b) => *slot = *b,
-        Json::Null => {}
-        other => return Err(wrong(field, "a boolean", other)),
-    }
-    Ok(())
-}
-
-/// `string`: replaced; `null` leaves it.
-fn string(v: &Json, slot: &mut String, field: &str) -> Result<(), String> {
-    match v {
-        Json::String(s) => slot.clone_from(s),
-        Json::Null => {}
-        other => return Err(wrong(field, "a string", other)),
-    }
-    Ok(())
-}
-
-/// `[]string`: replaced; `null` empties it; `null` elements refused (Go keeps the old
-/// element there).
-fn string_list(v: &Json, slot: &mut Vec<String>, field: &str) -> Result<(), String> {
-    match v {
-        Json::Array(items) => {
-            slot.clear();
-            for item in items {
-                match item {
-                    Json::String(s) => slot.push(s.clone()),
-                    other => return Err(wrong(&format!("{field}[]"), "a string", other)),
-                }
-            }
-        }
-        Json::Null => slot.clear(),
-        other => return Err(wrong(field, "an array of strings", other)),
-    }
-    Ok(())
-}
-
-/// `strslice.StrSlice` (CapAdd): a string or an array of strings, decoded afresh.
-fn str_slice(v: &Json, slot: &mut Vec<String>, field: &str) -> Result<(), String> {
-    match v {
-        Json::String(s) => *slot = vec![s.clone()],
-        Json::Array(items) => {
-            let mut fresh = Vec::with_capacity(items.len());
-            for item in items {
-                match item {
-                    Json::String(s) => fresh.push(s.clone()),
-                    Json::Null => fresh.push(String::new()),
-                    other => return Err(wrong(&format!("{field}[]"), "a string", other)),
-                }
-            }
-            *slot = fresh;
-        }
-        Json::Null => slot.clear(),
-        other => return Err(wrong(field, "a string or an array of strings", other)),
-    }
-    Ok(())
-}
-
-/// `map[string]string`: entries added or replaced (keys exact); `null` empties it; a
-/// `null` value is the empty string.
-fn string_map(v: &Json, slot: &mut Vec<(String, String)>, field: &str) -> Result<(), String> {
-    match v {
-        Json::Object(pairs) => {
-            for (k, v) in pairs {
-                let value = match v {
-                    Json::String(s) => s.clone(),
-                    Json::Null => String::new(),
-                    other => return Err(wrong(&format!("{field}.{k}"), "a string", other)),
-                };
-                match slot.iter_mut().find(|(have, _)| have == k) {
-                    Some(entry) => entry.1 = value,
-                    None => slot.push((k.clone(), value)),
-                }
-            }
-        }
-        Json::Null => slot.clear(),
-        other => return Err(wrong(field, "an object", other)),
-    }
-    Ok(())
-}
-
-/// A map whose keys alone matter (`EndpointsConfig`).
-fn map_keys(v: &Json, slot: &mut Option<Vec<String>>, field: &str) -> Result<(), String> {
-    match v {
-        Json::Object(pairs) => {
-            let keys = slot.get_or_insert_with(Vec::new);
-            for (k, _) in pairs {
-                if !keys.contains(k) {
-                    keys.push(k.clone());
-                }
-            }
-        }
-        Json::Null => *slot = None,
-        other => return Err(wrong(field, "an object", other)),
-    }
-    Ok(())
-}
-
-/// `*T` for a struct `T`: merged into the existing value; `null` resets it.
-fn pointer<T: Default>(
-    v: &Json,
-    slot: &mut Option<T>,
-    field: &str,
-    decode: impl FnOnce(&[(String, Json)], &mut T) -> Result<(), String>,
-) -> Result<(), String> {
-    match v {
-        Json::Object(pairs) => decode(pairs, slot.get_or_insert_with(T::default)),
-        Json::Null => {
-            *slot = None;
-            Ok(())
-        }
-        other => Err(wrong(field, "an object", other)),
-    }
-}
-
-/// `[]T` for a struct `T`, decoded into a fresh slice (callers refuse a second one).
-fn struct_array<T: Default>(
-    v: &Json,
-    slot: &mut Vec<T>,
-    field: &str,
-    mut decode: impl FnMut(&[(String, Json)], &mut T) -> Result<(), String>,
-) -> Result<(), String> {
-    match v {
-        Json::Array(items) => {
-            slot.clear();
-            for item in items {
-                match item {
-                    Json::Object(pairs) => {
-                        let mut t = T::default();
-                        decode(pairs, &mut t)?;
-                        slot.push(t);
-                    }
-                    other => return Err(wrong(&format!("{field}[]"), "an object", other)),
-                }
-            }
-        }
-        Json::Null => slot.clear(),
-        other => return Err(wrong(field, "an array of objects", other)),
-    }
-    Ok(())
 }
 
 #[cfg(test)]

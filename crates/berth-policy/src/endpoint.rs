@@ -10,6 +10,8 @@
 
 use std::borrow::Cow;
 
+use crate::hostpath::clean_path;
+
 /// A group of Docker API endpoints, as docker socket proxies name them
 /// (Tecnativa's `CONTAINERS=1`, `EXEC=0`, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -185,8 +187,8 @@ pub struct Classified<'a> {
 pub fn classify<'a>(method: &str, raw_path: &'a str) -> Classified<'a> {
     let (decoded, malformed) = decode_path(raw_path);
     let cleaned = match decoded {
-        Cow::Borrowed(p) => clean(p),
-        Cow::Owned(p) => Cow::Owned(clean(&p).into_owned()),
+        Cow::Borrowed(p) => clean_path(p),
+        Cow::Owned(p) => Cow::Owned(clean_path(&p).into_owned()),
     };
     let path = match cleaned {
         Cow::Borrowed(p) => Cow::Borrowed(split_version(p).1),
@@ -245,45 +247,6 @@ fn decode_path(raw: &str) -> (Cow<'_, str>, bool) {
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     };
     (Cow::Owned(text), malformed)
-}
-
-/// Go's `path.Clean` for a request path: rooted, no empty, `.` or `..` segments, no
-/// trailing `/`.
-pub(crate) fn clean(path: &str) -> Cow<'_, str> {
-    if is_clean(path) {
-        return Cow::Borrowed(path);
-    }
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in path.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    let mut out = String::with_capacity(path.len() + 1);
-    for p in &parts {
-        out.push('/');
-        out.push_str(p);
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    Cow::Owned(out)
-}
-
-fn is_clean(path: &str) -> bool {
-    if path == "/" {
-        return true;
-    }
-    if !path.starts_with('/') || path.ends_with('/') {
-        return false;
-    }
-    path[1..]
-        .split('/')
-        .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
 fn section_of(method: &str, path: &str) -> (Section, Option<Operation>) {

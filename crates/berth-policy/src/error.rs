@@ -5,7 +5,8 @@
 
 use std::fmt;
 
-/// A policy file that cannot be used.
+/// A policy file that cannot be used, or a request body that cannot be read as
+/// dockerd reads it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyError {
@@ -20,6 +21,13 @@ pub enum PolicyError {
         message: String,
         /// The text of that line, trimmed.
         source_line: Option<String>,
+    },
+    /// A request body that is not JSON, has a field berth reads with the wrong type, or
+    /// could be read in more than one way ([`DockerBody::parse`](crate::DockerBody::parse)).
+    #[error("{message}")]
+    Body {
+        /// What is wrong, naming the field.
+        message: String,
     },
 }
 

@@ -5,7 +5,9 @@
 use std::io;
 use std::sync::{Arc, OnceLock};
 
-use crate::{endpoint, AccessPolicy, ClientIdentity, PathResolver, RequestFacts};
+use crate::{
+    endpoint, AccessPolicy, BodyKind, ClientIdentity, DockerBody, PathResolver, RequestFacts,
+};
 
 /// A resolver that touches no filesystem: fuzzing must not stat random paths.
 #[derive(Debug)]
@@ -26,8 +28,26 @@ fn strict() -> &'static AccessPolicy {
     })
 }
 
-/// Target `create_body`: any bytes as the body of every body-judged endpoint.
+/// Target `create_body`: any bytes as the body of every body-judged endpoint, judged,
+/// and decoded into the body model: what it encodes must decode again to the same facts
+/// and the same bytes (what berth forwards reads as what it judged).
 pub fn create_body(data: &[u8]) {
+    for kind in [
+        BodyKind::ContainerCreate,
+        BodyKind::ContainerStart,
+        BodyKind::ContainerUpdate,
+        BodyKind::ExecCreate,
+        BodyKind::VolumeCreate,
+    ] {
+        let Ok(mut model) = DockerBody::parse(kind, data) else {
+            continue;
+        };
+        let _ = model.rewrite_host_paths(|_, p| Ok::<_, ()>(Some(format!("/g{p}"))));
+        let sent = model.encode();
+        let again = DockerBody::parse(kind, &sent).expect("an encoded body decodes");
+        assert_eq!(again.facts(), model.facts(), "facts of {sent:?}");
+        assert_eq!(again.encode(), sent, "encoding is stable");
+    }
     let client = ClientIdentity::Unix {
         uid: 1000,
         gid: 1000,

@@ -5,6 +5,7 @@
 //! the kernel then follows symlinks in what is left, so a source is inside the allowed
 //! roots only if both its clean form and its resolved form are.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -59,16 +60,56 @@ impl PathResolver for FsPathResolver {
     }
 }
 
-/// Go's `path.Clean` for an absolute path; `None` for a relative one.
+/// Go's `path.Clean`, rooted: no empty, `.` or `..` segments, no trailing `/`; `..` at
+/// the root stays at the root, as the kernel does. berth's one lexical path cleaner (for
+/// request paths and host paths), never touching the filesystem.
+pub fn clean_path(path: &str) -> Cow<'_, str> {
+    if is_clean(path) {
+        return Cow::Borrowed(path);
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    let mut out = String::with_capacity(path.len() + 1);
+    for p in &parts {
+        out.push('/');
+        out.push_str(p);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Cow::Owned(out)
+}
+
+fn is_clean(path: &str) -> bool {
+    if path == "/" {
+        return true;
+    }
+    if !path.starts_with('/') || path.ends_with('/') {
+        return false;
+    }
+    path[1..]
+        .split('/')
+        .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+/// [`clean_path`] of an absolute path; `None` for a relative one (a volume name).
 pub(crate) fn clean_absolute(path: &str) -> Option<String> {
     if !path.starts_with('/') {
         return None;
     }
-    Some(crate::endpoint::clean(path).into_owned())
+    Some(clean_path(path).into_owned())
 }
 
 /// Whether the clean absolute `path` is `root` or below it (by whole components).
-pub(crate) fn is_within(path: &str, root: &str) -> bool {
+pub fn is_within(path: &str, root: &str) -> bool {
     if root == "/" {
         return true;
     }

@@ -29,10 +29,11 @@ mod policy;
 mod record;
 mod request;
 
+pub use body::{BodyKind, DockerBody, HostPathKind};
 pub use client::ClientIdentity;
 pub use endpoint::Section;
 pub use error::PolicyError;
-pub use hostpath::{FsPathResolver, PathResolver};
+pub use hostpath::{clean_path, is_within, FsPathResolver, PathResolver};
 pub use policy::AccessPolicy;
 pub use record::PolicyRecorder;
 pub use request::{Decision, RequestFacts};

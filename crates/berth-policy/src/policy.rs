@@ -8,7 +8,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::body;
+use crate::body::{self, DockerBody};
 use crate::client::ClientSet;
 use crate::endpoint::{self, Classified, Section};
 use crate::error::PolicyError;
@@ -145,10 +145,25 @@ impl AccessPolicy {
     /// Judges a request with its whole body: call it when [`check_request`] answered
     /// [`Decision::NeedsBody`], with every byte read (at most `limit + 1` of them; a
     /// longer body is refused). It asks [`check_request`] again first, so it never
-    /// allows what that refuses.
+    /// allows what that refuses. An unreadable body is refused.
     ///
     /// [`check_request`]: AccessPolicy::check_request
     pub fn check_body(&self, req: &RequestFacts<'_>, body: &[u8]) -> Decision {
+        self.check_body_with(req, body.len(), |op| body::facts(op, body))
+    }
+
+    /// [`check_body`](AccessPolicy::check_body) on a body already decoded: the model
+    /// the gateway then rewrites and forwards, so what is judged is what is sent.
+    pub fn check_parsed(&self, req: &RequestFacts<'_>, body: &DockerBody<'_>) -> Decision {
+        self.check_body_with(req, body.sent_len(), |op| body.facts_for(op))
+    }
+
+    fn check_body_with(
+        &self,
+        req: &RequestFacts<'_>,
+        len: usize,
+        facts: impl FnOnce(endpoint::Operation) -> Result<body::BodyFacts, String>,
+    ) -> Decision {
         match self.check_request(req) {
             Decision::NeedsBody { .. } => {}
             other => return other,
@@ -161,13 +176,13 @@ impl AccessPolicy {
             return Decision::Allow;
         };
         // Fail closed (CVE-2024-41110 was an authz check that never saw chunked bodies).
-        if body.len() > self.max_body {
+        if len > self.max_body {
             return Decision::deny(
                 &first.name,
                 format!("request bodies over {} bytes", self.max_body),
             );
         }
-        let facts = match body::facts(op, body) {
+        let facts = match facts(op) {
             Ok(facts) => facts,
             Err(e) => {
                 return Decision::deny(&first.name, format!("unreadable request bodies ({e})"))

@@ -409,7 +409,8 @@ fn case_and_duplicate_key_bypasses_are_refused() {
         r#"{"Image":"busybox","HostConfig":{"Privileged":false,"Privileged":true}}"#,
         r#"{"Image":"busybox","Ho\u017ftConfig":{"Privileged":true}}"#,
         r#"{"Image":"busybox","Privileged":true}"#,
-        r#"{"Image":"busybox","HostConfig":{},"binds":["/etc:/x"]}"#,
+        r#"{"Image":"busybox","HostConfig":null,"binds":["/etc:/x"]}"#,
+        r#"{"Image":"busybox","HostConfig":{"Pr\u0131vileged":false}}"#,
         r#"{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"volume","Source":"v","Target":"/x"}]},"HostConfig":{"Mounts":[{"Type":"bind"}]}}"#,
         r#"{"Image":"busybox","HostConfig":{"NetworkMode":"bridge"},"hostconfig":{"networkmode":"host"}}"#,
         r#"{"Image":"busybox","HostConfig":{"Networ\u212aMode":"host"}}"#,
@@ -419,6 +420,10 @@ fn case_and_duplicate_key_bypasses_are_refused() {
         let d = decide(&p, &c, "POST", "/v1.41/containers/create", body);
         assert!(d.is_deny(), "{body} → {d:?}");
     }
+    // dockerd ignores top-level HostConfig fields when HostConfig is there (and berth
+    // drops them from what it forwards).
+    let ignored = r#"{"Image":"busybox","HostConfig":{},"binds":["/etc:/x"]}"#;
+    assert!(decide(&p, &c, "POST", "/containers/create", ignored).is_allow());
     // The same keys, merged to something harmless, pass.
     let fine = r#"{"Image":"busybox","HostConfig":{"Privileged":true},"hostconfig":{"privileged":false,"Binds":["/srv/a:/a"]}}"#;
     assert_eq!(
@@ -774,7 +779,9 @@ fn parse_errors_name_the_line_and_the_key() {
     ];
     for (text, line, needle) in rows {
         let err = AccessPolicy::from_toml(text).expect_err(text);
-        let PolicyError::Invalid { line: got, .. } = &err;
+        let PolicyError::Invalid { line: got, .. } = &err else {
+            panic!("{err}")
+        };
         let shown = err.to_string();
         assert_eq!(*got, Some(*line), "{text:?}: {shown}");
         assert!(shown.contains(needle), "{text:?}: {shown}");

@@ -18,7 +18,7 @@ fn privileged_is_read_through_folded_keys_and_merged_duplicates() {
         (r#"{"HostConfig":{"Privileged":false}}"#, false),
         (r#"{"hostconfig":{"privileged":true}}"#, true),
         (r#"{"HOSTCONFIG":{"PRIVILEGED":true}}"#, true),
-        (r#"{"Ho\u017ftConfig":{"Pr\u0131vileged":true}}"#, true),
+        (r#"{"Ho\u017ftConfig":{"Privileged":true}}"#, true),
         // Two HostConfig objects merge field by field (notes 11.2).
         (
             r#"{"HostConfig":{"Privileged":false},"hostconfig":{"privileged":true}}"#,
@@ -51,7 +51,9 @@ fn privileged_is_read_through_folded_keys_and_merged_duplicates() {
         ),
         // dockerd 20.10 reads HostConfig fields at the top level too.
         (r#"{"Image":"busybox","Privileged":true}"#, true),
-        (r#"{"privileged":true,"HostConfig":{}}"#, true),
+        // ... only when HostConfig is absent (or null).
+        (r#"{"privileged":true,"HostConfig":{}}"#, false),
+        (r#"{"privileged":true,"HostConfig":null}"#, true),
     ];
     for (body, want) in rows {
         assert_eq!(create(body).privileged, want, "{body}");
@@ -75,8 +77,13 @@ fn unreadable_bodies_are_errors() {
         r#"{"HostConfig":{"Mounts":[null]}}"#,
         r#"{"HostConfig":{"Sysctls":{"a":1}}}"#,
         // A second Mounts would decode into the first one's elements.
-        r#"{"HostConfig":{"Mounts":[]},"hostconfig":{"mounts":[]}}"#,
-        r#"{"HostConfig":{"Mounts":[],"Mounts":[]}}"#,
+        r#"{"HostConfig":{"Mounts":[{"Type":"bind"}]},"hostconfig":{"mounts":[]}}"#,
+        r#"{"HostConfig":{"Mounts":[{}],"Mounts":[{"Source":"/etc"}]}}"#,
+        r#"{"HostConfig":{"Devices":[{}],"Devices":[{}]}}"#,
+        r#"{"HostConfig":{"DeviceRequests":[{}],"DeviceRequests":[{}]}}"#,
+        // Keys that only Go 1.21 and later fold.
+        r#"{"HostConfig":{"Pr\u0131vileged":true}}"#,
+        r#"{"HostConf\u0131g":{}}"#,
         "{\"Image\":\"\u{0}\",",
     ];
     for body in rows {
@@ -285,4 +292,111 @@ fn volume_create_binds_only_with_bind_options() {
             "{body}"
         );
     }
+}
+
+fn encoded(kind: BodyKind, body: &str) -> String {
+    let model = DockerBody::parse(kind, body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"));
+    let out = String::from_utf8(model.encode()).unwrap();
+    // Encoding is stable, and reads the same.
+    let again = DockerBody::parse(kind, out.as_bytes()).unwrap();
+    assert_eq!(String::from_utf8(again.encode()).unwrap(), out, "{body}");
+    assert_eq!(again.facts(), model.facts(), "{body}");
+    out
+}
+
+#[test]
+fn encoding_gives_one_canonical_key_per_field_and_keeps_the_rest_as_sent() {
+    let rows = [
+        // Duplicates and folded spellings merge into one canonical key.
+        (
+            r#"{"hostconfig":{"binds":["/a:/b"],"Memory":1},"HO\u017fTCONFIG":{"Memory" : 2.50},"image":"x","Labels":{"a":"1"}}"#,
+            r#"{"Image":"x","HostConfig":{"Binds":["/a:/b"],"Memory":1,"Memory":2.50},"Labels":{"a":"1"}}"#,
+        ),
+        // null resets the pointer: what came before it is gone.
+        (
+            r#"{"HostConfig":{"Privileged":true,"Dns":["1.1.1.1"]},"HostConfig":null,"HostConfig":{"CapAdd":"chown"}}"#,
+            r#"{"HostConfig":{"CapAdd":["chown"]}}"#,
+        ),
+        (
+            r#"{"HostConfig":{"Binds":["/a:/b"]},"HostConfig":null}"#,
+            r#"{}"#,
+        ),
+        // Top-level HostConfig fields stay at the top level when HostConfig is absent...
+        (
+            r#"{"binds":["/a:/b"],"Privileged":false,"privileged":true,"Memory":5}"#,
+            r#"{"Privileged":true,"Binds":["/a:/b"],"Memory":5}"#,
+        ),
+        // ... and are dropped when it is there (dockerd ignores them; Memory it merges).
+        (
+            r#"{"Binds":["/etc:/x"],"Memory":5,"HostConfig":{"NetworkMode":"none"}}"#,
+            r#"{"HostConfig":{"NetworkMode":"none"},"Memory":5}"#,
+        ),
+        // Nested structs merge; maps add; unknown members keep their text.
+        (
+            r#"{"HostConfig":{"Mounts":[{"type":"volume","VolumeOptions":{"DriverConfig":{"Options":{"o":"bind"}}},"volumeoptions":{"NoCopy":true,"DriverConfig":{"Name":"local","options":{"device":"/d"}}}}]},"NetworkingConfig":{"EndpointsConfig":{"a":{"x":1}}},"networkingconfig":{"endpointsconfig":{"a":{"y":2},"b":null}}}"#,
+            r#"{"HostConfig":{"Mounts":[{"Type":"volume","VolumeOptions":{"DriverConfig":{"Options":{"o":"bind","device":"/d"},"Name":"local"},"NoCopy":true}}]},"NetworkingConfig":{"EndpointsConfig":{"a":{"y":2},"b":null}}}"#,
+        ),
+        // Escapes in keys are decoded; strings are written as JSON.
+        (
+            r#"{"Host\u0043onfig":{"\u0042inds":["/a\"b:/c"]},"x\ny":"\u00e9"}"#,
+            r#"{"HostConfig":{"Binds":["/a\"b:/c"]},"x\ny":"\u00e9"}"#,
+        ),
+    ];
+    for (body, want) in rows {
+        assert_eq!(encoded(BodyKind::ContainerCreate, body), want, "{body}");
+    }
+    assert_eq!(
+        encoded(
+            BodyKind::ExecCreate,
+            r#"{"privileged":true,"PRIVILEGED":false,"user":"0","Cmd":["sh"]}"#
+        ),
+        r#"{"User":"0","Privileged":false,"Cmd":["sh"]}"#
+    );
+    assert_eq!(
+        encoded(
+            BodyKind::ContainerUpdate,
+            r#"{"devices":[{"pathonhost":"/dev/x"}],"Privileged":true}"#
+        ),
+        r#"{"Devices":[{"PathOnHost":"/dev/x"}],"Privileged":true}"#
+    );
+    assert_eq!(
+        encoded(
+            BodyKind::VolumeCreate,
+            r#"{"Name":"v","driveropts":{"o":"bind"},"DriverOpts":{"device":"/d"}}"#
+        ),
+        r#"{"DriverOpts":{"o":"bind","device":"/d"},"Name":"v"}"#
+    );
+    assert_eq!(encoded(BodyKind::ContainerStart, " "), "");
+}
+
+#[test]
+fn host_paths_are_rewritten_where_dockerd_reads_them() {
+    let body = r#"{"Binds":["/top:/t"],"hostconfig":{"binds":["/a:/a:ro","vol:/v","/lone"],"Mounts":[{"Type":"bind","Source":"/m"},{"Type":"volume","Source":"v","VolumeOptions":{"DriverConfig":{"Options":{"o":"bind","device":"/dev-dir"}}}},{"Type":"tmpfs","Source":"/tmpfs"}]}}"#;
+    let mut model = DockerBody::parse(BodyKind::ContainerCreate, body.as_bytes()).unwrap();
+    let mut seen = Vec::new();
+    model
+        .rewrite_host_paths(|kind, path| {
+            seen.push((kind, path.to_owned()));
+            Ok::<_, ()>(Some(format!("/g{path}")))
+        })
+        .unwrap();
+    assert_eq!(
+        seen,
+        [
+            (HostPathKind::Bind, "/a".to_owned()),
+            (HostPathKind::BindMount, "/m".to_owned()),
+            (HostPathKind::VolumeDevice, "/dev-dir".to_owned()),
+        ]
+    );
+    assert_eq!(
+        String::from_utf8(model.encode()).unwrap(),
+        r#"{"HostConfig":{"Binds":["/g/a:/a:ro","vol:/v","/lone"],"Mounts":[{"Type":"bind","Source":"/g/m"},{"Type":"volume","Source":"v","VolumeOptions":{"DriverConfig":{"Options":{"o":"bind","device":"/g/dev-dir"}}}},{"Type":"tmpfs","Source":"/tmpfs"}]}}"#
+    );
+    // Without HostConfig, the top-level Binds are the ones dockerd mounts.
+    let mut model =
+        DockerBody::parse(BodyKind::ContainerCreate, br#"{"BINDS":["/top:/t"]}"#).unwrap();
+    model
+        .rewrite_host_paths(|_, p| Ok::<_, ()>(Some(format!("/g{p}"))))
+        .unwrap();
+    assert_eq!(model.encode(), br#"{"Binds":["/g/top:/t"]}"#);
 }
