@@ -7,9 +7,12 @@
 //! whole whatever its framing (chunked or with a length, at most the policy's bound
 //! plus one byte), judged ([`AccessPolicy::check_body`]) and held: the forward stage
 //! sends the held bytes with a `Content-Length` and never reads the client again
-//! (`forward::HeldBody`). A container create that bind-mounts the Docker socket gets
-//! berth's own container socket instead (`admit/socket.rs`), so the container stays
-//! under the policy.
+//! (`forward::HeldBody`). A body berth judges or rewrites is decoded once into the body
+//! model ([`DockerBody`]): the limits judge it, a container create that bind-mounts the
+//! Docker socket gets berth's own container socket in it (`admit/socket.rs`), and what
+//! is held and forwarded is the model encoded again, so dockerd reads what was judged.
+//! That work resolves bind sources on the filesystem, so it runs on a blocking thread,
+//! within [`JUDGE_TIMEOUT`].
 //!
 //! Raw hijacks (attach/exec start without `Upgrade`) are judged on their head, parsed
 //! once by `serve`'s sniff, before the socket is spliced ([`admit_raw`]); they carry no
@@ -21,8 +24,11 @@ mod socket;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use berth_policy::{AccessPolicy, ClientIdentity, Decision, PolicyRecorder, RequestFacts};
+use berth_policy::{
+    AccessPolicy, BodyKind, ClientIdentity, Decision, DockerBody, PolicyRecorder, RequestFacts,
+};
 use bytes::{Bytes, BytesMut};
 use http::{Request, Uri};
 use http_body_util::BodyExt;
@@ -33,11 +39,13 @@ use crate::classify::{Classified, Endpoint};
 use crate::conn::PeerIdentity;
 use crate::error::GatewayError;
 
-pub(crate) use socket::rewrite_socket_binds;
-
 /// Create bodies read only for the socket rewrite (no limit judges them) are held up
 /// to this size, as the forward stage holds bodies it edits.
 const MAX_HELD_BODY: usize = 16 << 20;
+
+/// How long judging and rewriting one body may take: resolving a bind source on a hung
+/// mount must not hold the request (or, on a runtime thread, every client) forever.
+const JUDGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The policy a gateway enforces, swappable while it serves (SIGHUP), with what goes
 /// with it: an optional recorder and the container socket.
@@ -45,7 +53,7 @@ const MAX_HELD_BODY: usize = 16 << 20;
 pub struct PolicyGate {
     current: RwLock<Arc<AccessPolicy>>,
     recorder: Option<Arc<PolicyRecorder>>,
-    container_socket: Option<ContainerSocket>,
+    container_socket: Option<Arc<ContainerSocket>>,
 }
 
 /// Bind sources that are the Docker API, and the socket containers get instead.
@@ -90,7 +98,7 @@ impl PolicyGate {
         replaced.extend(canonical);
         replaced.sort();
         replaced.dedup();
-        self.container_socket = Some(ContainerSocket { served, replaced });
+        self.container_socket = Some(Arc::new(ContainerSocket { served, replaced }));
         self
     }
 
@@ -186,26 +194,97 @@ async fn judge(
             return Ok(Request::from_parts(parts, body));
         };
         let bytes = read_bounded(&mut body, bound).await?;
-        if matches!(decision, Decision::NeedsBody { .. }) {
-            let decision = policy.check_body(&facts, &bytes);
-            if let Decision::Deny { .. } = &decision {
-                return Err(denied(&decision));
+        let judgement = BodyJudgement {
+            policy: Arc::clone(&policy),
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            query: facts.query.map(str::to_owned),
+            content_type: facts.content_type.map(str::to_owned),
+            client: client.clone(),
+            needs_body: matches!(decision, Decision::NeedsBody { .. }),
+            bound,
+            socket: socket.cloned(),
+        };
+        let judged = tokio::task::spawn_blocking({
+            let bytes = bytes.clone();
+            move || judgement.run(bytes)
+        });
+        let held = match tokio::time::timeout(JUDGE_TIMEOUT, judged).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(e)) => {
+                return Err(GatewayError::Internal(format!(
+                    "judging a request body: {e}"
+                )))
             }
-        } else if bytes.len() > bound {
-            return Err(GatewayError::BadRequest(format!(
-                "request body over {bound} bytes"
-            )));
-        }
+            Err(_) => {
+                return Err(GatewayError::BadRequest(format!(
+                    "berth: the request body could not be judged within {JUDGE_TIMEOUT:?} (a bind source on a hung filesystem?)"
+                )))
+            }
+        };
         if let Some(r) = &gate.recorder {
             r.record(&facts, Some(&bytes));
         }
-        match socket {
-            Some(socket) => rewrite_socket_binds(&bytes, socket)?,
-            None => bytes,
-        }
+        held
     };
     parts.extensions.insert(HeldBody(held));
     Ok(Request::from_parts(parts, body))
+}
+
+/// A body to judge, rewrite and encode, with what that needs, owned: it runs on a
+/// blocking thread.
+struct BodyJudgement {
+    policy: Arc<AccessPolicy>,
+    method: String,
+    path: String,
+    query: Option<String>,
+    content_type: Option<String>,
+    client: ClientIdentity,
+    /// The policy answered `NeedsBody`.
+    needs_body: bool,
+    bound: usize,
+    /// The create's Docker-socket binds are rewritten.
+    socket: Option<Arc<ContainerSocket>>,
+}
+
+impl BodyJudgement {
+    /// The body to forward, or the refusal (with the rule that refused).
+    fn run(self, bytes: Bytes) -> Result<Bytes, GatewayError> {
+        let mut facts = RequestFacts::new(&self.method, &self.path, &self.client);
+        facts.query = self.query.as_deref();
+        facts.content_type = self.content_type.as_deref();
+        let parsed = BodyKind::of(&self.method, &self.path).map(|k| DockerBody::parse(k, &bytes));
+        if self.needs_body {
+            let decision = match &parsed {
+                Some(Ok(model)) => self.policy.check_parsed(&facts, model),
+                // Unreadable (or not modelled): the policy refuses it with its rule.
+                _ => self.policy.check_body(&facts, &bytes),
+            };
+            if decision.is_deny() {
+                return Err(denied(&decision));
+            }
+        } else if bytes.len() > self.bound {
+            return Err(GatewayError::BadRequest(format!(
+                "request body over {} bytes",
+                self.bound
+            )));
+        }
+        if !self.needs_body && self.socket.is_none() {
+            return Ok(bytes); // only recorded: nothing was decided on it
+        }
+        match parsed {
+            Some(Ok(mut model)) => {
+                if let Some(socket) = &self.socket {
+                    socket::rewrite_socket_binds(&mut model, socket);
+                }
+                Ok(Bytes::from(model.encode()))
+            }
+            Some(Err(e)) => Err(GatewayError::BadRequest(format!(
+                "berth: unreadable request body: {e}"
+            ))),
+            None => Ok(bytes),
+        }
+    }
 }
 
 /// The 403 for a denial.

@@ -6,8 +6,9 @@
 //!   answer, so a client connecting right after `docker start` returns never finds the
 //!   port closed. If a host port is taken, the container is stopped again and the client
 //!   gets dockerd's own 500 "port is already allocated" shape.
-//! - `POST /containers/create` on an engine with path mappings: bind sources are
-//!   translated (`host/paths.rs`, `host/create.rs`); an unmapped host path is a 400.
+//! - `POST /containers/create` on an engine with path mappings: host paths are
+//!   translated on the body model (`host/paths.rs`, `host/create.rs`) and the model is
+//!   forwarded; an unmapped host path, or a body the model cannot read, is a 400.
 //! - With several engines, what the registry learns from an answer (a container or
 //!   exec created, a container removed: [`Bookkeeping`]) is recorded before the client
 //!   gets it, so that the client's next request finds its owner.
@@ -21,6 +22,7 @@ pub(crate) mod paths;
 
 use std::sync::Arc;
 
+use berth_policy::{BodyKind, DockerBody};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -141,18 +143,15 @@ fn translate_binds(guest: &Guest, body: &[u8]) -> Result<Option<Bytes>, GatewayE
         // dockerd answers an empty create body itself.
         return Ok(None);
     }
-    let mut value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| GatewayError::BadRequest(format!("invalid JSON in request body: {e}")))?;
-    create::translate_binds(&mut value, paths).map_err(|e| match e {
-        create::CreateRewriteError::Invalid(m) => GatewayError::BadRequest(m),
-        create::CreateRewriteError::Unmapped(p) => GatewayError::BadRequest(format!(
+    let mut model = DockerBody::parse(BodyKind::ContainerCreate, body)
+        .map_err(|e| GatewayError::BadRequest(format!("berth: unreadable create body: {e}")))?;
+    create::translate_binds(&mut model, paths).map_err(|p| {
+        GatewayError::BadRequest(format!(
             "berth: bind mount source {p:?} is not shared with engine {:?}: no path mapping covers it",
             guest.name()
-        )),
+        ))
     })?;
-    serde_json::to_vec(&value)
-        .map(|v| Some(Bytes::from(v)))
-        .map_err(|e| GatewayError::Internal(e.to_string()))
+    Ok(Some(Bytes::from(model.encode())))
 }
 
 async fn publish_ports(

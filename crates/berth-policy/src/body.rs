@@ -204,9 +204,9 @@ impl<'a> DockerBody<'a> {
         let raw = json::document(body)?;
         let model = match kind {
             BodyKind::ContainerCreate | BodyKind::ContainerStart => {
-                Model::Create(Model::decode(raw)?)
+                Model::Create(Box::new(Model::decode(raw)?))
             }
-            BodyKind::ContainerUpdate => Model::Update(Model::decode(raw)?),
+            BodyKind::ContainerUpdate => Model::Update(Box::new(Model::decode(raw)?)),
             BodyKind::ExecCreate => Model::Exec(Model::decode(raw)?),
             BodyKind::VolumeCreate => Model::Volume(Model::decode(raw)?),
         };

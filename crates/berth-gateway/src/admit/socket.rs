@@ -3,100 +3,32 @@
 //! replaced by berth's container socket, where the container is an `internal` client
 //! under the same policy.
 //!
-//! Every key that matches case-insensitively is rewritten (dockerd merges duplicates:
-//! gateway notes 11.2); sources are compared after `.`/`..`/`//` cleaning and, when
-//! they exist, after symlinks are resolved (`/var/run` → `/run`).
+//! The rewrite edits the one body model ([`berth_policy::DockerBody`]): every spelling
+//! dockerd reads (folded keys, merged duplicates, top-level fields) is seen, and what is
+//! forwarded is the model encoded again. Sources are compared after lexical cleaning
+//! and, when they exist, after symlinks are resolved (`/var/run` → `/run`): this touches
+//! the filesystem, so it runs off the runtime threads (`admit.rs`).
 
-use std::path::{Component, Path, PathBuf};
+use std::convert::Infallible;
+use std::path::Path;
 
-use bytes::Bytes;
-use serde_json::Value;
+use berth_policy::{clean_path, DockerBody, HostPathKind};
 
 use super::ContainerSocket;
-use crate::error::GatewayError;
 
-/// `body` with every Docker-socket bind source replaced by `socket.served`; the same
-/// bytes when there is none (or the body is not a JSON object: dockerd answers that).
-pub(crate) fn rewrite_socket_binds(
-    body: &Bytes,
-    socket: &ContainerSocket,
-) -> Result<Bytes, GatewayError> {
-    let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
-        return Ok(body.clone());
-    };
-    if !rewrite_value(&mut value, socket) {
-        return Ok(body.clone());
+/// Replaces every Docker-socket bind source in `body` by `socket.served`.
+pub(crate) fn rewrite_socket_binds(body: &mut DockerBody<'_>, socket: &ContainerSocket) {
+    let served = socket.served.to_string_lossy();
+    let rewritten = body.rewrite_host_paths(|kind, source| {
+        let bind = matches!(kind, HostPathKind::Bind | HostPathKind::BindMount);
+        Ok::<_, Infallible>(
+            (bind && is_docker_socket(source, socket)).then(|| served.clone().into_owned()),
+        )
+    });
+    match rewritten {
+        Ok(()) => {}
+        Err(never) => match never {},
     }
-    serde_json::to_vec(&value)
-        .map(Bytes::from)
-        .map_err(|e| GatewayError::Internal(format!("re-encoding a create body: {e}")))
-}
-
-/// Rewrites in place; whether anything changed.
-fn rewrite_value(body: &mut Value, socket: &ContainerSocket) -> bool {
-    let Some(root) = body.as_object_mut() else {
-        return false;
-    };
-    let served = socket.served.to_string_lossy().into_owned();
-    // dockerd 20.10 also reads HostConfig fields at the top level of a create body.
-    let mut changed = rewrite_host_config(root, socket, &served);
-    for (key, host_config) in root.iter_mut() {
-        if let (true, Some(host_config)) = (
-            key.eq_ignore_ascii_case("HostConfig"),
-            host_config.as_object_mut(),
-        ) {
-            changed |= rewrite_host_config(host_config, socket, &served);
-        }
-    }
-    changed
-}
-
-fn rewrite_host_config(
-    host_config: &mut serde_json::Map<String, Value>,
-    socket: &ContainerSocket,
-    served: &str,
-) -> bool {
-    let mut changed = false;
-    for (key, value) in host_config.iter_mut() {
-        if key.eq_ignore_ascii_case("Binds") {
-            for bind in value.as_array_mut().into_iter().flatten() {
-                let Some(spec) = bind.as_str() else { continue };
-                let (src, rest) = match spec.split_once(':') {
-                    Some((s, r)) => (s, Some(r)),
-                    None => (spec, None),
-                };
-                if is_docker_socket(src, socket) {
-                    *bind = Value::String(match rest {
-                        Some(rest) => format!("{served}:{rest}"),
-                        None => served.to_owned(),
-                    });
-                    changed = true;
-                }
-            }
-        } else if key.eq_ignore_ascii_case("Mounts") {
-            for mount in value.as_array_mut().into_iter().flatten() {
-                let Some(mount) = mount.as_object_mut() else {
-                    continue;
-                };
-                let is_bind = mount.iter().any(|(k, t)| {
-                    k.eq_ignore_ascii_case("Type")
-                        && t.as_str().is_some_and(|t| t.eq_ignore_ascii_case("bind"))
-                });
-                if !is_bind {
-                    continue;
-                }
-                for (k, source) in mount.iter_mut() {
-                    if k.eq_ignore_ascii_case("Source")
-                        && source.as_str().is_some_and(|s| is_docker_socket(s, socket))
-                    {
-                        *source = Value::String(served.to_owned());
-                        changed = true;
-                    }
-                }
-            }
-        }
-    }
-    changed
 }
 
 /// Whether a bind source is one of the sockets a container must not get.
@@ -104,32 +36,21 @@ fn is_docker_socket(source: &str, socket: &ContainerSocket) -> bool {
     if !source.starts_with('/') {
         return false; // a volume name
     }
-    let cleaned = clean(source);
-    if socket.replaced.contains(&cleaned) {
+    let cleaned = clean_path(source);
+    let cleaned = Path::new(cleaned.as_ref());
+    if socket.replaced.iter().any(|r| r == cleaned) {
         return true;
     }
-    std::fs::canonicalize(&cleaned).is_ok_and(|real| socket.replaced.contains(&real))
-}
-
-/// `.`, `..` and repeated slashes removed, lexically (as dockerd cleans bind sources).
-fn clean(path: &str) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in Path::new(path).components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
+    std::fs::canonicalize(cleaned).is_ok_and(|real| socket.replaced.contains(&real))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    use berth_policy::BodyKind;
+
     use super::*;
-    use serde_json::json;
 
     fn socket() -> ContainerSocket {
         ContainerSocket {
@@ -142,51 +63,39 @@ mod tests {
         }
     }
 
-    fn rewrite(body: Value) -> Value {
-        let bytes = Bytes::from(body.to_string());
-        serde_json::from_slice(&rewrite_socket_binds(&bytes, &socket()).unwrap()).unwrap()
+    fn rewrite(body: &str) -> String {
+        let mut model = DockerBody::parse(BodyKind::ContainerCreate, body.as_bytes()).unwrap();
+        rewrite_socket_binds(&mut model, &socket());
+        String::from_utf8(model.encode()).unwrap()
     }
 
     #[test]
     fn docker_socket_binds_get_the_container_socket_in_every_spelling() {
-        let out = rewrite(json!({
-            "Image": "busybox",
-            "HostConfig": {
-                "Binds": ["/var/run/docker.sock:/var/run/docker.sock", "/srv/a:/a:ro",
-                          "/var/run/../run//docker.sock:/s:ro", "vol:/v"],
-                "Mounts": [{"type": "BIND", "Source": "/tmp/./berth.sock", "Target": "/b"},
-                           {"Type": "volume", "Source": "/run/docker.sock", "Target": "/c"}]
-            },
-            "hostconfig": {"binds": ["/run/docker.sock:/d"]},
-            "Binds": ["/run/docker.sock:/top"]
-        }));
-        let served = "/run/berth/containers.sock";
-        assert_eq!(
-            out["HostConfig"]["Binds"],
-            json!([
-                format!("{served}:/var/run/docker.sock"),
-                "/srv/a:/a:ro",
-                format!("{served}:/s:ro"),
-                "vol:/v"
-            ])
-        );
-        assert_eq!(out["HostConfig"]["Mounts"][0]["Source"], served);
-        assert_eq!(out["HostConfig"]["Mounts"][1]["Source"], "/run/docker.sock");
-        assert_eq!(out["hostconfig"]["binds"], json!([format!("{served}:/d")]));
-        assert_eq!(out["Binds"], json!([format!("{served}:/top")]));
-        assert_eq!(out["Image"], "busybox");
-    }
-
-    #[test]
-    fn other_bodies_pass_byte_for_byte() {
-        for body in [
-            &b""[..],
-            b"not json",
-            b"[1]",
-            b"{\"HostConfig\":{\"Binds\":[\"/srv:/srv\"]},  \"x\":1}",
-        ] {
-            let bytes = Bytes::copy_from_slice(body);
-            assert_eq!(rewrite_socket_binds(&bytes, &socket()).unwrap(), bytes);
+        let s = "/run/berth/containers.sock";
+        let rows = [
+            (
+                r#"{"Image":"busybox","HostConfig":{"Binds":["/var/run/docker.sock:/var/run/docker.sock","/srv/a:/a:ro","/var/run/../run//docker.sock:/s:ro","vol:/v","/run/docker.sock"],"Mounts":[{"type":"BIND","Source":"/tmp/./berth.sock","Target":"/b"},{"Type":"volume","Source":"/run/docker.sock","Target":"/c"}]}}"#,
+                format!(
+                    r#"{{"Image":"busybox","HostConfig":{{"Binds":["{s}:/var/run/docker.sock","/srv/a:/a:ro","{s}:/s:ro","vol:/v","/run/docker.sock"],"Mounts":[{{"Type":"BIND","Source":"{s}","Target":"/b"}},{{"Type":"volume","Source":"/run/docker.sock","Target":"/c"}}]}}}}"#
+                ),
+            ),
+            // Two HostConfig objects merge; the bind in the first one survives in dockerd.
+            (
+                r#"{"HostConfig":{"Binds":["/var/run/docker.sock:/s"]},"HostConfig":{"Memory":0}}"#,
+                format!(r#"{{"HostConfig":{{"Binds":["{s}:/s"],"Memory":0}}}}"#),
+            ),
+            // U+017F folds to s; top-level Binds are read without HostConfig.
+            (
+                r#"{"Ho\u017ftConfig":{"Binds":["/run/docker.sock:/s"]}}"#,
+                format!(r#"{{"HostConfig":{{"Binds":["{s}:/s"]}}}}"#),
+            ),
+            (
+                r#"{"binds":["/run/docker.sock:/top"]}"#,
+                format!(r#"{{"Binds":["{s}:/top"]}}"#),
+            ),
+        ];
+        for (body, want) in rows {
+            assert_eq!(rewrite(body), want, "{body}");
         }
     }
 }

@@ -2,58 +2,54 @@
 //! host's files under another path (as a VM does).
 //!
 //! Prefixes match whole path components (`/home` maps `/home/a`, not `/homework`);
-//! the longest matching prefix wins. Paths are normalised lexically first (`.`, `..`,
-//! repeated `/`), so `/srv/../etc` is judged as `/etc`.
+//! the longest matching prefix wins. Paths are cleaned lexically first
+//! ([`berth_policy::clean_path`]: `.`, `..`, repeated `/`), so `/srv/../etc` is judged
+//! as `/etc`.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
+
+use berth_policy::{clean_path, is_within};
 
 /// A set of host-prefix → guest-prefix mappings.
 #[derive(Clone, Debug, Default)]
 pub struct PathTranslator {
-    /// Sorted longest host prefix first.
-    mappings: Vec<(PathBuf, PathBuf)>,
+    /// Clean absolute prefixes, the longest host prefix first.
+    mappings: Vec<(String, String)>,
 }
 
 impl PathTranslator {
     /// A translator over `(host prefix, guest prefix)` pairs (both absolute).
     pub fn new(mappings: impl IntoIterator<Item = (PathBuf, PathBuf)>) -> Self {
+        let clean = |p: PathBuf| clean_path(&p.to_string_lossy()).into_owned();
         let mut mappings: Vec<_> = mappings
             .into_iter()
-            .map(|(h, g)| (normalize(&h), normalize(&g)))
+            .map(|(h, g)| (clean(h), clean(g)))
             .collect();
-        mappings.sort_by_key(|(h, _)| std::cmp::Reverse(h.components().count()));
+        mappings.sort_by_key(|(h, _)| {
+            std::cmp::Reverse(h.split('/').filter(|s| !s.is_empty()).count())
+        });
         Self { mappings }
     }
 
-    /// The guest path for host path `host`, or `None` if no mapping covers it.
+    /// The guest path for the absolute host path `host`, or `None` if it is relative or
+    /// no mapping covers it.
     pub fn to_guest(&self, host: &str) -> Option<String> {
-        let host = normalize(Path::new(host));
+        if !host.starts_with('/') {
+            return None;
+        }
+        let host = clean_path(host);
         self.mappings.iter().find_map(|(h, g)| {
-            let rest = host.strip_prefix(h).ok()?;
-            let guest = if rest.as_os_str().is_empty() {
-                g.clone()
-            } else {
-                g.join(rest)
-            };
-            guest.to_str().map(str::to_owned)
+            if !is_within(&host, h) {
+                return None;
+            }
+            let rest = host[h.len()..].trim_start_matches('/');
+            Some(match (rest.is_empty(), g.as_str()) {
+                (true, _) => g.clone(),
+                (false, "/") => format!("/{rest}"),
+                (false, _) => format!("{g}/{rest}"),
+            })
         })
     }
-}
-
-/// Lexical normalisation: resolves `.` and `..` without touching the filesystem; `..`
-/// at the root stays at the root, as the kernel does.
-pub(crate) fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in path.components() {
-        match c {
-            Component::Normal(part) => out.push(part),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -61,7 +57,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn longest_whole_component_prefix_wins_after_normalisation() {
+    fn longest_whole_component_prefix_wins_after_cleaning() {
         let t = PathTranslator::new([
             ("/home".into(), "/mnt/host/home".into()),
             ("/home/alice/work".into(), "/work".into()),
@@ -77,5 +73,15 @@ mod tests {
         assert_eq!(t.to_guest("/homework"), None);
         assert_eq!(t.to_guest("/srv/../etc/passwd"), None);
         assert_eq!(t.to_guest("/etc"), None);
+        assert_eq!(t.to_guest("home/x"), None);
+    }
+
+    #[test]
+    fn the_root_maps_everything() {
+        let t = PathTranslator::new([("/".into(), "/host".into())]);
+        assert_eq!(t.to_guest("/etc/x").as_deref(), Some("/host/etc/x"));
+        assert_eq!(t.to_guest("/").as_deref(), Some("/host"));
+        let t = PathTranslator::new([("/srv".into(), "/".into())]);
+        assert_eq!(t.to_guest("/srv/a").as_deref(), Some("/a"));
     }
 }

@@ -465,8 +465,8 @@ impl VolumeBody<'_> {
 pub(crate) enum Model<'a> {
     /// An old-API start without a body (the usual start).
     Empty,
-    Create(CreateBody<'a>),
-    Update(UpdateBody<'a>),
+    Create(Box<CreateBody<'a>>),
+    Update(Box<UpdateBody<'a>>),
     Exec(ExecBody<'a>),
     Volume(VolumeBody<'a>),
 }
