@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what berth needs to build, run and test, when it is missing (Debian, as root).
-#   scripts/deps.sh          runtime + build + tests: docker.io, iproute2, util-linux, busybox-static, socat, a Rust toolchain
+#   scripts/deps.sh          runtime + build + tests: docker.io, iproute2, util-linux, busybox-static, socat, openssh-server, openssl, a Rust toolchain
 #   scripts/deps.sh --bench  also haproxy (with socat, the classic forwarders the benchmark compares against)
 set -euo pipefail
 
@@ -18,6 +18,10 @@ need cc || pkgs+=(gcc libc6-dev)
 need docker || pkgs+=(docker-cli)
 # The tests' UDP echo server (busybox's nc has no UDP); also a forwarder the benchmark measures.
 need socat || pkgs+=(socat)
+# Remote machines' tests: an sshd in a namespace, certificates made at test time.
+[ -x /usr/sbin/sshd ] || pkgs+=(openssh-server)
+need ssh || pkgs+=(openssh-client)
+need openssl || pkgs+=(openssl)
 if [ "${1:-}" = "--bench" ]; then
   need haproxy || pkgs+=(haproxy)
 fi

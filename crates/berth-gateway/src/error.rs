@@ -57,6 +57,15 @@ pub enum GatewayError {
 
 impl GatewayError {
     /// The HTTP status this error is answered with; the only place that decides it.
+    /// The engine could not be reached, was not ready or too slow: views merged from
+    /// several engines go on without it.
+    pub fn is_engine_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::GuestUnreachable { .. } | Self::GuestNotReady { .. } | Self::GuestTimeout { .. }
+        )
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -4,6 +4,8 @@
 //! at once; if any engine refuses it (a bad filter, say), that refusal is the answer,
 //! byte for byte. Otherwise the answers are merged by [`crate::merge`] and sent with
 //! the default engine's headers. Events are merged as a stream, never buffered whole.
+//! An engine that cannot be reached (or is known down, see `guest::Health`) is left out
+//! while any other answers: the view goes on with the machines that are up.
 
 use std::sync::Arc;
 
@@ -46,8 +48,19 @@ pub(crate) async fn answer(
     let answers = futures_util::future::join_all(asks).await;
     let mut heads = Vec::with_capacity(answers.len());
     let mut bodies = Vec::with_capacity(answers.len());
-    for answer in answers {
-        let res = answer?;
+    // Which engines answered (indices into `guests`), and the first that could not.
+    let mut answered = Vec::with_capacity(answers.len());
+    let mut unavailable = None;
+    for (index, answer) in answers.into_iter().enumerate() {
+        let res = match answer {
+            Ok(res) => res,
+            Err(e) if e.is_engine_unavailable() => {
+                tracing::debug!(engine = guests[index].name(), error = %e, "left out of a merged view");
+                unavailable.get_or_insert(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if !res.status().is_success() {
             // The engines' own refusal (bad filter, bad version): pass it on.
             return Ok(res.map(|b| b.map_err(std::io::Error::other).boxed_unsync()));
@@ -55,13 +68,19 @@ pub(crate) async fn answer(
         let (head, body) = res.into_parts();
         heads.push(head);
         bodies.push(body);
+        answered.push(index);
     }
+    if let (true, Some(e)) = (answered.is_empty(), unavailable) {
+        return Err(e);
+    }
+    // The default engine's place among those that answered (its headers, its networks).
+    let default = answered.iter().position(|&i| i == 0).unwrap_or(0);
     if view == MergedView::Events {
         use futures_util::StreamExt;
         let sources = bodies.into_iter().map(BodyExt::into_data_stream).collect();
         let frames =
             merge::EventMerge::new(sources).map(|line| Ok::<_, std::io::Error>(Frame::data(line)));
-        let mut head = heads.swap_remove(0);
+        let mut head = heads.swap_remove(default);
         head.headers.remove(header::CONTENT_LENGTH);
         return Ok(Response::from_parts(
             head,
@@ -69,7 +88,8 @@ pub(crate) async fn answer(
         ));
     }
     let mut values = Vec::with_capacity(bodies.len());
-    for (body, guest) in bodies.into_iter().zip(guests) {
+    for (body, &index) in bodies.into_iter().zip(&answered) {
+        let guest = &guests[index];
         let bytes = Limited::new(body, MAX_VIEW)
             .collect()
             .await
@@ -81,7 +101,7 @@ pub(crate) async fn answer(
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| guest.bad_answer(format!("invalid JSON for {}: {e}", parts.uri.path())))?;
         let value = match &plan {
-            Some(plan) => anchors::within(value, plan[values.len()].window),
+            Some(plan) => anchors::within(value, plan[index].window),
             None => value,
         };
         values.push(value);
@@ -92,9 +112,9 @@ pub(crate) async fn answer(
         }
         MergedView::Images => merge::images(values),
         MergedView::Volumes => merge::volumes(values),
-        MergedView::Networks => merge::networks(values, 0),
+        MergedView::Networks => merge::networks(values, default),
         MergedView::SystemDf => merge::system_df(values),
-        MergedView::Info => merge::info(values, 0),
+        MergedView::Info => merge::info(values, default),
         MergedView::Prune => merge::prune(values),
         MergedView::Events => unreachable!("answered above"),
     };
@@ -102,7 +122,7 @@ pub(crate) async fn answer(
         serde_json::to_vec(&merged).map_err(|e| GatewayError::Internal(e.to_string()))?;
     // dockerd's encoder ends every document with a newline.
     body.push(b'\n');
-    let mut head = heads.swap_remove(0);
+    let mut head = heads.swap_remove(default);
     head.headers.remove(header::TRANSFER_ENCODING);
     head.headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -144,6 +164,7 @@ async fn resolve_anchor(
     let mut owners = Vec::new();
     for (owner, answer) in workloads::inspect_everywhere(guests, &path)
         .await?
+        .0
         .into_iter()
         .enumerate()
     {
@@ -182,7 +203,7 @@ async fn ask(
     parts: &Parts,
     target: Option<String>,
 ) -> Result<Response<Incoming>, GatewayError> {
-    guest.ready().await?;
+    guest.ready_unless_down().await?;
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers, true);
     headers.remove(header::CONTENT_LENGTH);

@@ -2,10 +2,12 @@
 //! keep-alive connections to it, and whether it has been verified to answer.
 
 mod activity;
+mod health;
 pub(crate) mod lease;
 mod readiness;
 
 pub use activity::{Activity, ActivityGuard};
+pub use health::{Health, HealthState};
 pub use readiness::{Readiness, ReadinessState};
 
 use std::fmt;
@@ -102,6 +104,8 @@ pub struct Guest {
     activity: Arc<Activity>,
     /// Guest connections no client connection holds (see `lease`).
     idle: lease::IdleConnections,
+    /// Up or down as last checked (remote engines).
+    health: Health,
 }
 
 /// What a guest has beyond a way to reach it.
@@ -135,6 +139,7 @@ impl Guest {
             paths: options.paths,
             activity: Arc::default(),
             idle: lease::IdleConnections::default(),
+            health: Health::default(),
         })
     }
 
@@ -224,6 +229,44 @@ impl Guest {
         &self.readiness
     }
 
+    /// Up or down, as last checked.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// One health check: `GET /_ping` within the verify timeout, recorded in
+    /// [`Self::health`]. A failure also sends the engine back to Unverified.
+    pub async fn check_health(&self) -> HealthState {
+        let ping = tokio::time::timeout(
+            self.timeouts.verify,
+            self.request(http::Method::GET, "/_ping"),
+        )
+        .await;
+        match ping {
+            Ok(Ok((status, _))) if status.is_success() => {
+                if self.health.up() {
+                    tracing::info!(engine = %self.name, "engine is back up");
+                }
+            }
+            failed => {
+                let error = match failed {
+                    Ok(Ok((status, _))) => format!("_ping answered {status}"),
+                    Ok(Err(
+                        GatewayError::GuestUnreachable { reason, .. }
+                        | GatewayError::GuestNotReady { reason, .. },
+                    )) => reason,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("_ping not answered within {:?}", self.timeouts.verify),
+                };
+                self.readiness.reset();
+                if self.health.down(error.clone()) {
+                    tracing::warn!(engine = %self.name, %error, "engine is down");
+                }
+            }
+        }
+        self.health.state()
+    }
+
     /// The run of a managed engine that connections are opened to now (0 otherwise).
     fn generation(&self) -> u64 {
         self.lifecycle.as_ref().map_or(0, |l| l.generation())
@@ -255,6 +298,18 @@ impl Guest {
         self.readiness.ensure(self).await
     }
 
+    /// [`Self::ready`], except that an engine the health check found down fails at once
+    /// with that error (for look-ups across engines, which should not wait for it).
+    pub async fn ready_unless_down(self: &Arc<Self>) -> Result<(), GatewayError> {
+        if let HealthState::Down { error, .. } = self.health.state() {
+            return Err(GatewayError::GuestUnreachable {
+                engine: self.name.clone(),
+                reason: format!("down ({error})"),
+            });
+        }
+        self.ready().await
+    }
+
     /// Verifies the engine once: start it if it is managed, then ping it.
     pub(crate) async fn verify(&self) -> Result<u64, GatewayError> {
         let generation = match &self.lifecycle {
@@ -274,7 +329,13 @@ impl Guest {
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
         let client = self.client();
         match tokio::time::timeout(self.timeouts.verify, client.request(req)).await {
-            Ok(Ok(res)) if res.status() != StatusCode::BAD_GATEWAY => Ok(generation),
+            Ok(Ok(res)) if res.status() != StatusCode::BAD_GATEWAY => {
+                // Back before the next health check noticed: merged views take it again.
+                if self.health.is_down() && self.health.up() {
+                    tracing::info!(engine = %self.name, "engine is back up");
+                }
+                Ok(generation)
+            }
             Ok(Ok(res)) => Err(GatewayError::GuestUnreachable {
                 engine: self.name.clone(),
                 reason: format!("readiness ping answered {}", res.status()),

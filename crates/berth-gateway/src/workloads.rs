@@ -4,8 +4,10 @@
 //! subscribes to its container events, *then* lists all containers, then applies the
 //! events in order (gateway notes 13: no list/subscribe gap). Requests made through
 //! berth update the mirror at once too, so a `docker run` never races its own event.
-//! When an engine's event stream ends (it stopped or restarted) its mirror is dropped
-//! and rebuilt on the next lookup. After a berth restart everything is rebuilt this way,
+//! When an engine's event stream ends (it stopped or restarted) its mirror is marked
+//! stale and rebuilt on the next lookup; while it cannot be rebuilt (a remote machine is
+//! down) its last known containers still route to it, so requests for them get a 502
+//! naming the machine, and the other engines' look-ups go on. After a berth restart everything is rebuilt this way,
 //! lazily. Exec IDs are recorded from exec-create answers, or found by asking.
 
 use std::collections::HashMap;
@@ -94,7 +96,7 @@ impl WorkloadRegistry {
         guests: &[Arc<Guest>],
         ident: &str,
     ) -> Result<Found, GatewayError> {
-        self.sync_all(guests).await?;
+        let unavailable = self.sync_all(guests).await?;
         let name = if ident.starts_with('/') {
             ident.to_owned()
         } else {
@@ -115,11 +117,16 @@ impl WorkloadRegistry {
                 by_prefix.push(i);
             }
         }
-        Ok(match (by_id.is_empty(), by_name.is_empty()) {
+        let found = match (by_id.is_empty(), by_name.is_empty()) {
             (false, _) => Found::from_engines(by_id),
             (true, false) => Found::from_engines(by_name),
             (true, true) => Found::from_engines(by_prefix),
-        })
+        };
+        // Nowhere among the engines that answered: it may be on the one that did not.
+        match (found, unavailable) {
+            (Found::Nowhere, Some(e)) => Err(e),
+            (found, _) => Ok(found),
+        }
     }
 
     /// The container that holds `name` on any engine, as (engine, full ID).
@@ -215,16 +222,25 @@ impl WorkloadRegistry {
             .copied()
     }
 
-    /// Builds the mirror of every engine that has none (concurrently).
-    async fn sync_all(&self, guests: &[Arc<Guest>]) -> Result<(), GatewayError> {
+    /// Builds the mirror of every engine that has none (concurrently). An engine that
+    /// cannot be reached keeps its last known containers; the first such error is
+    /// returned for look-ups that find nothing elsewhere.
+    async fn sync_all(&self, guests: &[Arc<Guest>]) -> Result<Option<GatewayError>, GatewayError> {
         let syncs = guests
             .iter()
             .zip(&self.mirrors)
             .map(|(guest, mirror)| Mirror::ensure_live(mirror, guest));
+        let mut unavailable = None;
         for result in futures_util::future::join_all(syncs).await {
-            result?;
+            match result {
+                Ok(()) => {}
+                Err(e) if e.is_engine_unavailable() => {
+                    unavailable.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
+        Ok(unavailable)
     }
 }
 
@@ -243,7 +259,7 @@ impl Mirror {
         if self.lock().live {
             return Ok(());
         }
-        guest.ready().await?;
+        guest.ready_unless_down().await?;
         let req = Request::get(guest_uri(
             "/events?filters=%7B%22type%22%3A%7B%22container%22%3Atrue%7D%7D",
         ))
@@ -301,11 +317,12 @@ impl Mirror {
                 break;
             }
         }
+        // Stale, not forgotten: rebuilt on the next look-up, or kept while the engine
+        // cannot be reached so that its containers still route to it.
         let mut state = self.lock();
         if state.epoch == epoch {
             state.live = false;
             state.epoch += 1;
-            state.containers.clear();
         }
     }
 
@@ -411,28 +428,42 @@ async fn read_id(
 }
 
 /// Which engines answer 2xx to `GET path` (an inspect): the owners of what it names.
+/// Found nowhere while an engine could not be asked: that engine's error.
 pub(crate) async fn answered_by(guests: &[Arc<Guest>], path: &str) -> Result<Found, GatewayError> {
-    let owners = inspect_everywhere(guests, path)
-        .await?
+    let (answers, unavailable) = inspect_everywhere(guests, path).await?;
+    let owners: Vec<usize> = answers
         .into_iter()
         .enumerate()
         .filter_map(|(i, answer)| answer.map(|_| i))
         .collect();
-    Ok(Found::from_engines(owners))
+    match (owners.is_empty(), unavailable) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(Found::from_engines(owners)),
+    }
 }
 
-/// `GET path` on every engine at once: each one's body when it answered 2xx.
+/// `GET path` on every engine at once: each one's body when it answered 2xx (`None`
+/// also for an engine that could not be asked), and the first such engine's error.
 pub(crate) async fn inspect_everywhere(
     guests: &[Arc<Guest>],
     path: &str,
-) -> Result<Vec<Option<bytes::Bytes>>, GatewayError> {
+) -> Result<(Vec<Option<bytes::Bytes>>, Option<GatewayError>), GatewayError> {
     let asks = guests.iter().map(|guest| async move {
-        guest.ready().await?;
+        guest.ready_unless_down().await?;
         let (status, body) = guest.request(http::Method::GET, path).await?;
         Ok::<_, GatewayError>(status.is_success().then_some(body))
     });
-    futures_util::future::join_all(asks)
-        .await
-        .into_iter()
-        .collect()
+    let mut answers = Vec::with_capacity(guests.len());
+    let mut unavailable = None;
+    for answer in futures_util::future::join_all(asks).await {
+        match answer {
+            Ok(body) => answers.push(body),
+            Err(e) if e.is_engine_unavailable() => {
+                answers.push(None);
+                unavailable.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((answers, unavailable))
 }

@@ -55,6 +55,15 @@ impl ConnectError {
         }
     }
 
+    /// A failure of the transport above the socket (TLS, SSH), in its own words.
+    pub(crate) fn transport(endpoint: &GuestEndpoint, reason: String) -> Self {
+        Self {
+            msg: format!("cannot reach engine at {endpoint}: {reason}"),
+            kind: Kind::Other,
+            source: None,
+        }
+    }
+
     /// Nothing listens at the endpoint.
     pub fn is_refused(&self) -> bool {
         self.kind == Kind::Refused

@@ -4,8 +4,10 @@
 //! gateway ─► GuestConnector::connect() ─► GuestStream (unix | tcp) ─► dockerd
 //! ```
 //!
-//! An engine is named by a [`GuestEndpoint`] (`unix:///path` or `tcp://host:port`).
-//! [`GuestConnector`] opens one stream to it with a bounded connect time; it is also a
+//! An engine is named by a [`GuestEndpoint`] (`unix:///path`, `tcp://host:port`, or
+//! `ssh://user@host`). [`GuestConnector`] opens one stream to it with a bounded connect
+//! time, over mutual TLS ([`tls`]) or an SSH connection ([`ssh`]) for remote engines;
+//! whatever the transport, the stream is a plain socket to the rest of berth. It is also a
 //! `tower::Service<Uri>` so that hyper-util's pooled client can use it directly (the
 //! URI is ignored: one connector always reaches one engine).
 //!
@@ -18,9 +20,11 @@ mod error;
 mod lean_listener;
 mod lean_socket;
 pub mod splice;
+pub mod ssh;
 mod stream;
+pub mod tls;
 
-pub use endpoint::{EndpointParseError, GuestEndpoint};
+pub use endpoint::{EndpointParseError, GuestEndpoint, SshDestination};
 pub use error::ConnectError;
 pub use lean_listener::{LeanListener, Listening};
 pub use lean_socket::LeanSocket;
@@ -28,6 +32,7 @@ pub use stream::GuestStream;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -40,6 +45,15 @@ use tokio::net::TcpStream;
 pub struct GuestConnector {
     endpoint: GuestEndpoint,
     connect_timeout: Duration,
+    transport: Transport,
+}
+
+/// What is between berth and the engine besides the socket.
+#[derive(Clone, Debug)]
+enum Transport {
+    Plain,
+    Tls(Arc<tls::TlsClient>),
+    Ssh(Arc<ssh::SshTunnel>),
 }
 
 impl GuestConnector {
@@ -48,6 +62,41 @@ impl GuestConnector {
         Self {
             endpoint,
             connect_timeout,
+            transport: Transport::Plain,
+        }
+    }
+
+    /// A connector for a `tcp://` endpoint spoken to with mutual TLS.
+    pub fn with_tls(
+        endpoint: GuestEndpoint,
+        tls: tls::TlsClient,
+        connect_timeout: Duration,
+    ) -> Self {
+        Self {
+            endpoint,
+            connect_timeout,
+            transport: Transport::Tls(Arc::new(tls)),
+        }
+    }
+
+    /// A connector opening channels over `tunnel` (an `ssh://` endpoint).
+    pub fn over_ssh(
+        endpoint: GuestEndpoint,
+        tunnel: Arc<ssh::SshTunnel>,
+        connect_timeout: Duration,
+    ) -> Self {
+        Self {
+            endpoint,
+            connect_timeout,
+            transport: Transport::Ssh(tunnel),
+        }
+    }
+
+    /// The SSH connection of an `ssh://` machine.
+    pub fn ssh_tunnel(&self) -> Option<&Arc<ssh::SshTunnel>> {
+        match &self.transport {
+            Transport::Ssh(t) => Some(t),
+            _ => None,
         }
     }
 
@@ -58,23 +107,64 @@ impl GuestConnector {
 
     /// Opens a new stream to the engine.
     pub async fn connect(&self) -> Result<GuestStream, ConnectError> {
+        if let Transport::Ssh(tunnel) = &self.transport {
+            return tunnel
+                .open(self.connect_timeout)
+                .await
+                .map_err(|reason| ConnectError::transport(&self.endpoint, reason));
+        }
         let attempt = async {
             match &self.endpoint {
-                GuestEndpoint::Unix(path) => LeanSocket::connect_unix(path).map(GuestStream::new),
+                GuestEndpoint::Unix(path) => LeanSocket::connect_unix(path)
+                    .map(GuestStream::new)
+                    .map_err(Failure::Io),
                 GuestEndpoint::Tcp(addr) => {
-                    let s = TcpStream::connect(addr.as_str()).await?;
+                    let s = TcpStream::connect(addr.as_str())
+                        .await
+                        .map_err(Failure::Io)?;
                     // Docker API exchanges are small request/response pairs: latency matters.
-                    s.set_nodelay(true)?;
-                    LeanSocket::from_tcp(s).map(GuestStream::new)
+                    s.set_nodelay(true).map_err(Failure::Io)?;
+                    keep_alive(&s).map_err(Failure::Io)?;
+                    match &self.transport {
+                        Transport::Tls(tls) => tls.connect(s).await.map_err(Failure::Tls),
+                        _ => LeanSocket::from_tcp(s)
+                            .map(GuestStream::new)
+                            .map_err(Failure::Io),
+                    }
                 }
+                GuestEndpoint::Ssh(_) => Err(Failure::Io(std::io::Error::other(
+                    "an ssh:// endpoint needs its SSH connection",
+                ))),
             }
         };
         match tokio::time::timeout(self.connect_timeout, attempt).await {
             Ok(Ok(s)) => Ok(s),
-            Ok(Err(e)) => Err(ConnectError::io(&self.endpoint, e)),
+            Ok(Err(Failure::Io(e))) => Err(ConnectError::io(&self.endpoint, e)),
+            Ok(Err(Failure::Tls(e))) => Err(ConnectError::transport(
+                &self.endpoint,
+                format!("TLS handshake failed: {}", tls::describe(&e)),
+            )),
             Err(_) => Err(ConnectError::timeout(&self.endpoint, self.connect_timeout)),
         }
     }
+}
+
+/// TCP keep-alive probes after 15 s of silence, every 5 s, 3 unanswered: a remote engine
+/// that vanished (host down, link gone) ends a silent stream (`logs -f`, attach) in
+/// about half a minute instead of never.
+fn keep_alive(s: &TcpStream) -> std::io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    setsockopt(s, sockopt::KeepAlive, &true)?;
+    setsockopt(s, sockopt::TcpKeepIdle, &15)?;
+    setsockopt(s, sockopt::TcpKeepInterval, &5)?;
+    setsockopt(s, sockopt::TcpKeepCount, &3)?;
+    Ok(())
+}
+
+/// Why one connect attempt failed, before it is worded for clients.
+enum Failure {
+    Io(std::io::Error),
+    Tls(std::io::Error),
 }
 
 impl tower_service::Service<Uri> for GuestConnector {

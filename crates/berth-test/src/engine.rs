@@ -1,6 +1,7 @@
 //! `TestEngine`: a real dockerd in its own network namespace and temp directory.
 
 use std::io;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,6 +66,11 @@ impl TestEngine {
     ///
     /// The name must not be in use by a live engine: tests add their pid to it.
     pub fn start(name: &str) -> io::Result<TestEngine> {
+        Self::start_with(name, &[])
+    }
+
+    /// [`TestEngine::start`] with more dockerd arguments (a TLS listener, say).
+    pub fn start_with(name: &str, dockerd_args: &[String]) -> io::Result<TestEngine> {
         if name.is_empty()
             || name.len() > 15
             || !name
@@ -130,6 +136,7 @@ impl TestEngine {
             .arg("-H")
             .arg(format!("unix://{}", socket.display()))
             .args(["--shutdown-timeout", "2"])
+            .args(dockerd_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -220,6 +227,48 @@ impl TestEngine {
         self.dockerd.id()
     }
 
+    /// Links the engine's namespace to the host with a veth pair, so that the host
+    /// reaches it at [`TestEngine::link_address`] (as a remote machine on a network).
+    /// The pair goes away with the namespace.
+    pub fn link_to_host(&self) -> io::Result<Ipv4Addr> {
+        let (host, guest) = link_addresses(&self.netns);
+        let outside = format!("bv{:x}", fnv(&self.netns) & 0xff_ffff);
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                &outside,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &self.netns,
+            ],
+        )?;
+        run(
+            "ip",
+            &["addr", "add", &format!("{host}/30"), "dev", &outside],
+        )?;
+        run("ip", &["link", "set", &outside, "up"])?;
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &self.netns, "ip"];
+            all.extend_from_slice(args);
+            run("ip", &all)
+        };
+        inside(&["addr", "add", &format!("{guest}/30"), "dev", "eth0"])?;
+        inside(&["link", "set", "eth0", "up"])?;
+        Ok(guest)
+    }
+
+    /// The namespace's address on the link [`TestEngine::link_to_host`] makes (known
+    /// before the link exists, for certificates).
+    pub fn link_address(&self) -> Ipv4Addr {
+        link_addresses(&self.netns).1
+    }
+
     /// [`TestEngine::start`], then [`TestEngine::import_busybox`] as `tag`; errors say
     /// which step failed.
     pub fn with_busybox(name: &str, tag: &str) -> Result<TestEngine, String> {
@@ -286,6 +335,20 @@ impl Drop for TestEngine {
         let _ = self.dockerd.kill();
         let _ = self.dockerd.wait();
     }
+}
+
+/// The host's and the namespace's address of a /30 in 10.200.0.0/13 picked by the
+/// namespace's name (names carry the test's pid, so concurrent tests differ).
+pub fn link_addresses(netns: &str) -> (Ipv4Addr, Ipv4Addr) {
+    let h = fnv(netns);
+    let base = u32::from(Ipv4Addr::new(10, 200, 0, 0)) + ((h % (1 << 17)) << 2);
+    (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
+}
+
+fn fnv(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// Removes what a crashed run left under the same name: processes inside the old

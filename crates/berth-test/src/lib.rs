@@ -11,6 +11,8 @@
 //! - [`ManagedBerth`]: `berth serve` running a managed machine (dockerd) of its own.
 //! - [`TestGateway`]: the gateway in the test's own tokio runtime on a temp socket
 //!   ([`gateway`]: guests for it, and an async client).
+//! - [`TestCerts`], [`TestSshd`]: make an engine a remote machine (mutual TLS on a
+//!   namespace address, or only an sshd there), after [`TestEngine::link_to_host`].
 //! - [`DockerCli`]: the real docker CLI against one socket, with a timeout.
 //! - [`wire`]: raw HTTP/1.1 over a Unix socket, for wire-level checks.
 //! - [`assert_eventually!`]: for state that settles asynchronously.
@@ -32,16 +34,18 @@ pub mod gateway;
 mod images;
 mod managed;
 pub mod procfs;
+mod remote;
 mod watchdog;
 pub mod wire;
 
 pub use berth::BerthProcess;
 pub use data::{normalize, pseudo_random_bytes, sha256_hex};
 pub use docker_cli::{CliOutput, DockerCli};
-pub use engine::TestEngine;
+pub use engine::{link_addresses, TestEngine};
 pub use gateway::TestGateway;
 pub use images::busybox_rootfs_tar;
 pub use managed::ManagedBerth;
+pub use remote::{TestCerts, TestSshd};
 
 /// `docker run` flags that let the host's `socat` run in a busybox container (its
 /// libraries mounted read-only): an echo server with UDP and a deep accept queue,

@@ -15,6 +15,20 @@
 //! name = "other"
 //! kind = "external"                # an engine berth does not run
 //! endpoint = "unix:///var/run/docker.sock"
+//!
+//! [[machines]]
+//! name = "remote"
+//! kind = "external"
+//! endpoint = "tcp://10.0.0.5:2376" # mutual TLS, as `docker --tlsverify -H`
+//! tlsverify = true
+//! tls = "/etc/berth/certs/remote"  # ca.pem, cert.pem, key.pem (DOCKER_CERT_PATH layout)
+//!
+//! [[machines]]
+//! name = "far"
+//! kind = "external"
+//! endpoint = "ssh://core@10.0.0.6" # one SSH connection, a channel per API connection
+//! identity_file = "/etc/berth/ssh/id_ed25519"
+//! known_hosts = "/etc/berth/ssh/known_hosts"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -80,7 +94,7 @@ pub(crate) enum PolicySetting {
 }
 
 /// One `[[machines]]` table.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MachineEntry {
     /// `[a-z0-9-]{1,20}`.
@@ -108,6 +122,68 @@ pub(crate) struct MachineEntry {
     /// `managed`: stop the engine after this long (`90s`, `10m`, `1h`) with no running
     /// container and no open attach/exec/upload; the next request starts it again.
     pub(crate) idle_stop: Option<String>,
+    /// `tcp://` with TLS: verify the engine's certificate (the docker client's
+    /// `--tlsverify`; berth never speaks TLS to an engine without verifying it).
+    #[serde(default)]
+    pub(crate) tlsverify: bool,
+    /// `tcp://` with TLS: the CA the engine's certificate must chain to.
+    pub(crate) tlscacert: Option<PathBuf>,
+    /// `tcp://` with TLS: berth's client certificate.
+    pub(crate) tlscert: Option<PathBuf>,
+    /// `tcp://` with TLS: its private key.
+    pub(crate) tlskey: Option<PathBuf>,
+    /// `tcp://` with TLS: a directory holding `ca.pem`, `cert.pem`, `key.pem` (the layout
+    /// of `DOCKER_CERT_PATH` and `~/.docker/machine/certs`); the keys above override it.
+    pub(crate) tls: Option<PathBuf>,
+    /// `ssh://`: the private key to log in with (ssh's defaults otherwise).
+    pub(crate) identity_file: Option<PathBuf>,
+    /// `ssh://`: the host keys accepted (ssh's `~/.ssh/known_hosts` otherwise); an
+    /// unknown or changed host key is refused, never learned.
+    pub(crate) known_hosts: Option<PathBuf>,
+    /// `ssh://`: the engine's socket on the remote host (default `/var/run/docker.sock`).
+    pub(crate) remote_socket: Option<PathBuf>,
+    /// `ssh://`: open each API connection as `docker system dial-stdio` on the remote
+    /// host instead of forwarding its socket (when the socket cannot be forwarded).
+    #[serde(default)]
+    pub(crate) dial_stdio: bool,
+}
+
+impl MachineEntry {
+    /// The TLS files of a `tcp://` machine with `tlsverify` (validated with the file).
+    pub(crate) fn tls_files(
+        &self,
+    ) -> std::result::Result<Option<berth_guest::tls::TlsFiles>, String> {
+        let any = self.tls.is_some()
+            || self.tlscacert.is_some()
+            || self.tlscert.is_some()
+            || self.tlskey.is_some();
+        if !self.tlsverify {
+            return if any {
+                Err("tlsverify: TLS settings without tlsverify = true (berth always verifies a remote engine's certificate)".into())
+            } else {
+                Ok(None)
+            };
+        }
+        let from_dir = self.tls.as_deref().map(berth_guest::tls::TlsFiles::in_dir);
+        let pick = |key: &str, explicit: &Option<PathBuf>, in_dir: Option<PathBuf>| {
+            explicit.clone().or(in_dir).ok_or_else(|| {
+                format!("{key}: tlsverify needs tlscacert, tlscert and tlskey (or a tls directory)")
+            })
+        };
+        Ok(Some(berth_guest::tls::TlsFiles {
+            ca: pick(
+                "tlscacert",
+                &self.tlscacert,
+                from_dir.as_ref().map(|d| d.ca.clone()),
+            )?,
+            cert: pick(
+                "tlscert",
+                &self.tlscert,
+                from_dir.as_ref().map(|d| d.cert.clone()),
+            )?,
+            key: pick("tlskey", &self.tlskey, from_dir.map(|d| d.key))?,
+        }))
+    }
 }
 
 /// One `path_mappings` entry.
@@ -121,10 +197,11 @@ pub(crate) struct PathMapping {
 }
 
 /// Who runs a machine's engine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum MachineKind {
     /// berth starts and supervises dockerd.
+    #[default]
     Managed,
     /// Someone else runs it; berth only connects.
     External,
@@ -181,9 +258,10 @@ impl FileConfig {
                             "{at}.endpoint: an external machine needs an endpoint"
                         ));
                     };
-                    endpoint
+                    let endpoint = endpoint
                         .parse::<berth_guest::GuestEndpoint>()
                         .map_err(|e| format!("{at}.endpoint: {e}"))?;
+                    validate_transport(m, &endpoint).map_err(|e| format!("{at}.{e}"))?;
                     if m.dockerd.is_some() || !m.dockerd_args.is_empty() {
                         return Err(format!(
                             "{at}: dockerd settings only apply to managed machines"
@@ -240,6 +318,38 @@ impl FileConfig {
         }
         Ok(())
     }
+}
+
+/// TLS keys belong to `tcp://` machines, SSH keys to `ssh://` ones.
+fn validate_transport(
+    m: &MachineEntry,
+    endpoint: &berth_guest::GuestEndpoint,
+) -> std::result::Result<(), String> {
+    use berth_guest::GuestEndpoint as E;
+    let tls_keys = m.tlsverify
+        || m.tls.is_some()
+        || m.tlscacert.is_some()
+        || m.tlscert.is_some()
+        || m.tlskey.is_some();
+    let ssh_keys = m.identity_file.is_some()
+        || m.known_hosts.is_some()
+        || m.remote_socket.is_some()
+        || m.dial_stdio;
+    if tls_keys && !matches!(endpoint, E::Tcp(_)) {
+        return Err("tlsverify: TLS settings apply to tcp:// endpoints only".into());
+    }
+    if ssh_keys && !matches!(endpoint, E::Ssh(_)) {
+        return Err(
+            "identity_file: identity_file, known_hosts, remote_socket and dial_stdio apply to ssh:// endpoints only"
+                .into(),
+        );
+    }
+    if let Some(socket) = &m.remote_socket {
+        if !socket.is_absolute() {
+            return Err("remote_socket: must be an absolute path".into());
+        }
+    }
+    m.tls_files().map(|_| ())
 }
 
 fn valid_machine_name(name: &str) -> bool {
@@ -375,5 +485,49 @@ endpoint = "unix:///var/run/docker.sock"
         assert!(e.contains("kind"), "{e}");
         let e = parse("connect_timeout = -1\n").unwrap_err();
         assert!(e.contains("connect_timeout"), "{e}");
+    }
+
+    #[test]
+    fn remote_machines_take_the_docker_clients_tls_names_and_ssh_keys() {
+        let c = parse(
+            r#"
+[[machines]]
+name = "tls"
+kind = "external"
+endpoint = "tcp://10.0.0.5:2376"
+tlsverify = true
+tls = "/certs"
+tlskey = "/elsewhere/key.pem"
+
+[[machines]]
+name = "far"
+kind = "external"
+endpoint = "ssh://core@10.0.0.6:2222"
+identity_file = "/k/id"
+known_hosts = "/k/known_hosts"
+"#,
+        )
+        .unwrap();
+        let files = c.machines[0].tls_files().unwrap().unwrap();
+        assert_eq!(files.ca, Path::new("/certs/ca.pem"));
+        assert_eq!(files.cert, Path::new("/certs/cert.pem"));
+        assert_eq!(files.key, Path::new("/elsewhere/key.pem"));
+        assert_eq!(c.machines[1].tls_files().unwrap(), None);
+
+        let tcp = "[[machines]]\nname = \"x\"\nkind = \"external\"\nendpoint = \"tcp://h:2376\"\n";
+        let e = parse(&format!("{tcp}tlscacert = \"/ca.pem\"\n")).unwrap_err();
+        assert!(
+            e.contains("machines[0].tlsverify") && e.contains("always verifies"),
+            "{e}"
+        );
+        let e = parse(&format!("{tcp}tlsverify = true\ntlscacert = \"/ca.pem\"\n")).unwrap_err();
+        assert!(e.contains("machines[0].tlscert"), "{e}");
+        let e = parse(&format!("{tcp}known_hosts = \"/k\"\n")).unwrap_err();
+        assert!(e.contains("ssh:// endpoints only"), "{e}");
+        let e = parse(
+            "[[machines]]\nname = \"x\"\nkind = \"external\"\nendpoint = \"ssh://h\"\ntlsverify = true\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("tcp:// endpoints only"), "{e}");
     }
 }

@@ -10,16 +10,22 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use berth_engine::{EngineSupervisor, MachineConfig, MachineState};
+use berth_gateway::guest::HealthState;
 use berth_gateway::{
     EngineLifecycle, Guest, GuestOptions, GuestTimeouts, PathTranslator, PortPublisher,
     ServiceError,
 };
+use berth_guest::ssh::{SshSettings, SshTunnel};
+use berth_guest::tls::TlsClient;
 use berth_guest::{GuestConnector, GuestEndpoint};
 use berth_host::{GuestNet, PortForwarder, PortSync};
 use serde::Serialize;
 
 use crate::cmd::UsageError;
 use crate::config::{MachineEntry, MachineKind};
+
+/// How often machines berth does not run are pinged.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// One machine.
 #[derive(Debug)]
@@ -122,6 +128,29 @@ impl MachineSet {
         }
     }
 
+    /// Pings every machine berth does not run, every [`HEALTH_INTERVAL`], until `stop`:
+    /// `berth status` shows the result, and merged views leave out machines found down.
+    pub(crate) fn check_health(&self, stop: &tokio::sync::watch::Receiver<bool>) {
+        for machine in self.machines.iter().filter(|m| m.supervisor.is_none()) {
+            let guest = Arc::clone(&machine.guest);
+            let mut stop = stop.clone();
+            let checks = async move {
+                let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    guest.check_health().await;
+                }
+            };
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = checks => {}
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => {}
+                }
+            });
+        }
+    }
+
     /// Every active forward, for `berth status`.
     pub(crate) fn forwards(&self) -> Vec<serde_json::Value> {
         self.machines
@@ -137,9 +166,12 @@ impl MachineSet {
             .collect()
     }
 
-    /// Stops every managed machine cleanly (data is kept).
+    /// Stops every managed machine cleanly (data is kept) and closes SSH connections.
     pub(crate) async fn shutdown(&self) {
         for machine in &self.machines {
+            if let Some(tunnel) = machine.guest.connector().ssh_tunnel() {
+                tunnel.stop();
+            }
             if let Some(sup) = &machine.supervisor {
                 if let Err(e) = sup.shutdown().await {
                     tracing::warn!(machine = %machine.name, error = %e, "stopping machine failed");
@@ -177,9 +209,10 @@ fn build_machine(
                 .parse()
                 .map_err(|e| UsageError(format!("machine {}: {e}", entry.name)))?;
             tracing::info!(machine = %entry.name, %endpoint, "external engine");
+            let connector = remote_connector(entry, endpoint, state_dir, timeouts)?;
             let guest = Guest::new(
                 entry.name.clone(),
-                GuestConnector::new(endpoint, timeouts.connect),
+                connector,
                 timeouts,
                 GuestOptions {
                     paths: path_translator(entry),
@@ -229,6 +262,46 @@ fn build_machine(
                 idle_stop,
             })
         }
+    }
+}
+
+/// The connector of an external machine: plain, mutual TLS (`tlsverify`), or channels
+/// over one SSH connection (`ssh://`, started here).
+fn remote_connector(
+    entry: &MachineEntry,
+    endpoint: GuestEndpoint,
+    state_dir: &std::path::Path,
+    timeouts: GuestTimeouts,
+) -> Result<GuestConnector> {
+    let name = &entry.name;
+    let usage = |e: String| UsageError(format!("machine {name}: {e}"));
+    if let GuestEndpoint::Ssh(destination) = &endpoint {
+        let tunnel = SshTunnel::start(SshSettings {
+            machine: name.clone(),
+            destination: destination.clone(),
+            identity_file: entry.identity_file.clone(),
+            known_hosts: entry.known_hosts.clone(),
+            remote_socket: entry
+                .remote_socket
+                .clone()
+                .unwrap_or_else(|| "/var/run/docker.sock".into()),
+            dial_stdio: entry.dial_stdio,
+            run_dir: state_dir.join("machines").join(name).join("ssh"),
+            program: "ssh".into(),
+            connect_timeout: timeouts.connect,
+        })
+        .with_context(|| format!("machine {name}: starting ssh"))?;
+        return Ok(GuestConnector::over_ssh(endpoint, tunnel, timeouts.connect));
+    }
+    match entry.tls_files().map_err(usage)? {
+        Some(files) => {
+            let host = endpoint
+                .tcp_host()
+                .ok_or_else(|| usage("TLS needs a tcp:// endpoint".into()))?;
+            let tls = TlsClient::load(&files, host).map_err(|e| usage(format!("TLS: {e}")))?;
+            Ok(GuestConnector::with_tls(endpoint, tls, timeouts.connect))
+        }
+        None => Ok(GuestConnector::new(endpoint, timeouts.connect)),
     }
 }
 
@@ -287,6 +360,12 @@ pub(crate) struct MachineReport {
     pub(crate) uptime_secs: Option<u64>,
     pub(crate) engine_version: Option<String>,
     pub(crate) running_containers: Option<u64>,
+    /// Remote machines: seconds since the state (`up`/`down`) began.
+    #[serde(default)]
+    pub(crate) state_secs: Option<u64>,
+    /// Remote machines that are down: why.
+    #[serde(default)]
+    pub(crate) last_error: Option<String>,
 }
 
 impl Machine {
@@ -304,10 +383,18 @@ impl Machine {
             }
             None => ("external", "external".to_owned(), None, None),
         };
-        let running = self
-            .supervisor
-            .as_ref()
-            .is_none_or(|s| matches!(s.status().state, MachineState::Running));
+        let (state, state_secs, last_error) = match self.guest.health().state() {
+            _ if self.supervisor.is_some() => (state, None, None),
+            HealthState::Unknown => ("unknown".to_owned(), None, None),
+            HealthState::Up { since } => ("up".to_owned(), Some(secs_since(since)), None),
+            HealthState::Down { since, error } => {
+                ("down".to_owned(), Some(secs_since(since)), Some(error))
+            }
+        };
+        let running = match &self.supervisor {
+            Some(s) => matches!(s.status().state, MachineState::Running),
+            None => last_error.is_none(),
+        };
         let (engine_version, running_containers) = if running {
             engine_facts(&self.guest).await.unwrap_or((None, None))
         } else {
@@ -322,8 +409,14 @@ impl Machine {
             uptime_secs,
             engine_version,
             running_containers,
+            state_secs,
+            last_error,
         }
     }
+}
+
+fn secs_since(t: std::time::SystemTime) -> u64 {
+    t.elapsed().map_or(0, |d| d.as_secs())
 }
 
 /// `ServerVersion` and `ContainersRunning` from the engine's `/info`, without starting it.

@@ -110,6 +110,7 @@ impl Settings {
                     platforms: Vec::new(),
                     path_mappings: Vec::new(),
                     idle_stop: None,
+                    ..MachineEntry::default()
                 }]
             }
             None if file.machines.is_empty() => vec![MachineEntry {
@@ -122,6 +123,7 @@ impl Settings {
                 platforms: Vec::new(),
                 path_mappings: Vec::new(),
                 idle_stop: None,
+                ..MachineEntry::default()
             }],
             None => file.machines.clone(),
         };
@@ -251,6 +253,7 @@ async fn serve(settings: Settings) -> Result<()> {
     let (sync_stop, sync_stop_rx) = tokio::sync::watch::channel(false);
     machines.sync_ports(&sync_stop_rx);
     machines.stop_idle(&sync_stop_rx);
+    machines.check_health(&sync_stop_rx);
     machines.resume();
 
     let audit = match &settings.audit {

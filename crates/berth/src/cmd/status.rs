@@ -16,6 +16,7 @@ pub(crate) const MACHINE_COLUMNS: &[&str] = &[
     "name",
     "kind",
     "state",
+    "state_secs",
     "pid",
     "uptime_secs",
     "engine_version",
@@ -56,6 +57,7 @@ pub(crate) fn run(common: &CommonArgs, output: &OutputFormat) -> Result<()> {
                 "{}",
                 format::table(MACHINE_COLUMNS, records(&report["machines"]))
             );
+            print_down_reasons(records(&report["machines"]));
             let forwards = records(&report["forwards"]);
             if !forwards.is_empty() {
                 print!("\n{}", format::table(FORWARD_COLUMNS, forwards));
@@ -80,4 +82,17 @@ pub(crate) fn daemon_report(common: &CommonArgs) -> Result<Value> {
 /// The elements of a JSON array (none if it is not one).
 pub(crate) fn records(v: &Value) -> &[Value] {
     v.as_array().map_or(&[], Vec::as_slice)
+}
+
+/// Why each down machine is down, under the table (too long for a column).
+pub(crate) fn print_down_reasons(machines: &[Value]) {
+    for m in machines {
+        if let Some(error) = m["last_error"].as_str() {
+            println!(
+                "{}: down for {}s: {error}",
+                m["name"].as_str().unwrap_or("?"),
+                m["state_secs"]
+            );
+        }
+    }
 }
