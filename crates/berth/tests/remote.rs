@@ -562,3 +562,27 @@ fn an_engine_stopped_mid_logs_follow_ends_the_stream_and_is_shown_down() {
     let out = via.run(&["logs", &ticker]);
     assert!(!out.success() && out.stderr.contains("\"going\""), "{out}");
 }
+
+#[test]
+fn an_ssh_machine_with_dial_stdio_runs_docker_system_dial_stdio_per_connection() {
+    let s = setup();
+    let sshd = lock_sshd();
+    let machine = format!(
+        "[[machines]]\nname = \"dial\"\nkind = \"external\"\nendpoint = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\ndial_stdio = true\n",
+        sshd.endpoint(),
+        sshd.identity_file().display(),
+        sshd.known_hosts().display(),
+    );
+    let berth = start_berth(&s.local, "dial", &[machine]).unwrap();
+    let via = DockerCli::new(berth.host());
+    let name = unique("dial");
+    ok(&via.run(&["run", "-d", "--name", &name, IMAGE, "sleep", "300"]));
+    assert!(direct(&s.ssh_engine).run(&["inspect", &name]).success());
+    // stdin's EOF crosses ssh and dial-stdio as a half-close; the output still comes.
+    let out = via.run_stdin(
+        &["exec", "-i", &name, "sh", "-c", "cat; echo done"],
+        b"piped\n",
+    );
+    assert_eq!(ok(&out), "piped\ndone");
+    via.run(&["rm", "-f", &name]);
+}
