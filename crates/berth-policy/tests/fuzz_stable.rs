@@ -90,11 +90,30 @@ fn iterations() -> usize {
         .unwrap_or(20_000)
 }
 
+/// The differential corpus (`tests/create-bodies/`, sent to a real dockerd by
+/// `crates/berth/tests/body_corpus.rs`), as seeds: every body as it is, then mutated.
+fn corpus() -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/create-bodies");
+    let mut bodies: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .expect("the corpus directory")
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    bodies.sort();
+    assert!(bodies.len() >= 40, "the corpus shrank");
+    bodies
+}
+
 #[test]
 fn create_bodies_never_panic() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let corpus = corpus();
+    let mut seeds: Vec<&[u8]> = SEEDS.iter().map(|s| s.as_bytes()).collect();
+    seeds.extend(corpus.iter().map(Vec::as_slice));
+    for seed in &seeds {
+        fuzzing::create_body(seed);
+    }
     for i in 0..iterations() {
-        let seed = SEEDS[i % SEEDS.len()].as_bytes();
+        let seed = seeds[i % seeds.len()];
         let body = if i % 7 == 0 {
             (0..rng.below(200)).map(|_| rng.next() as u8).collect()
         } else {
