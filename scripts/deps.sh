@@ -22,6 +22,8 @@ need socat || pkgs+=(socat)
 [ -x /usr/sbin/sshd ] || pkgs+=(openssh-server)
 need ssh || pkgs+=(openssh-client)
 need openssl || pkgs+=(openssl)
+# The service test hands berth its listener as systemd does (systemd-socket-activate).
+need systemd-socket-activate || pkgs+=(systemd)
 if [ "${1:-}" = "--bench" ]; then
   need haproxy || pkgs+=(haproxy)
 fi

@@ -37,7 +37,11 @@ use crate::report::Samples;
 use crate::scenarios::{Params, Probe, Scenario, Target};
 
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-pub(crate) const TARGETS: [&str; 4] = ["direct", "berth", "socat", "haproxy"];
+pub(crate) const TARGETS: [&str; 5] = ["direct", "berth", "socat", "haproxy", "berth-metrics"];
+
+/// What makes the `berth-metrics` target: the same berth recording Prometheus metrics
+/// (its cost on the hot path is this column against `berth`'s).
+const METRICS_ARGS: [&str; 2] = ["--metrics-addr", "127.0.0.1:0"];
 
 /// Measures berth against a direct connection to the same dockerd, socat and HAProxy.
 ///
@@ -57,7 +61,8 @@ struct Args {
     /// archive (stream); hijack; idle.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Targets, comma-separated, in column order.
+    /// Targets, comma-separated, in column order (`berth-metrics`: berth with
+    /// `--metrics-addr`, for the cost of recording metrics).
     #[arg(
         long,
         value_delimiter = ',',
@@ -228,7 +233,7 @@ fn run(args: &Args) -> Result<()> {
     if want("haproxy") {
         forwarders::which("haproxy", "haproxy")?;
     }
-    let berth_bin = if want("berth") {
+    let berth_bin = if want("berth") || want("berth-metrics") {
         Some(berth_binary(args)?)
     } else {
         None
@@ -349,6 +354,7 @@ fn render(mut md: String, samples: &Samples, targets: &[&'static str], idle_n: u
 #[derive(Debug)]
 struct Forwarders {
     berth: Option<BerthProcess>,
+    berth_metrics: Option<BerthProcess>,
     socat: Option<Forwarder>,
     haproxy: Option<Forwarder>,
 }
@@ -367,6 +373,16 @@ impl Forwarders {
             ),
             _ => None,
         };
+        let berth_metrics = match berth_bin {
+            Some(bin) if targets.contains(&"berth-metrics") => {
+                let args: Vec<&str> = berth_args.iter().copied().chain(METRICS_ARGS).collect();
+                Some(
+                    BerthProcess::start(bin, &engine.host(), &args)
+                        .context("starting berth with metrics")?,
+                )
+            }
+            _ => None,
+        };
         let socat = if targets.contains(&"socat") {
             Some(Forwarder::socat(dir, engine.socket())?)
         } else {
@@ -379,6 +395,7 @@ impl Forwarders {
         };
         Ok(Self {
             berth,
+            berth_metrics,
             socat,
             haproxy,
         })
@@ -389,6 +406,13 @@ impl Forwarders {
         match target {
             "berth" => {
                 let b = self.berth.as_ref().expect("berth started");
+                (b.socket().to_owned(), Probe::Process(b.pid()))
+            }
+            "berth-metrics" => {
+                let b = self
+                    .berth_metrics
+                    .as_ref()
+                    .expect("berth with metrics started");
                 (b.socket().to_owned(), Probe::Process(b.pid()))
             }
             "socat" => {

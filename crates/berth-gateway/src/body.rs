@@ -1,16 +1,91 @@
 //! The bodies that travel through the gateway, and what is done to a client's body
 //! that berth answers without forwarding.
 
-use bytes::Bytes;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 /// The body berth sends upstream: the client's own, or one berth holds whole.
-pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
+pub type UpstreamBody = Either<Metered<Incoming>, Full<Bytes>>;
 
 /// The body of one engine's answer as the client gets it: the guest's own, streamed,
 /// or one berth made (its own error, or a small answer it read whole).
-pub(crate) type ResponseBody = Either<Incoming, Full<Bytes>>;
+pub(crate) type ResponseBody = Either<Metered<Incoming>, Full<Bytes>>;
+
+/// Where a metered body's data bytes are counted (`metrics`); dropped when the body
+/// ends, which may end what it records.
+pub(crate) trait Tally: Send + Sync + std::fmt::Debug {
+    /// `bytes` more went through.
+    fn add(&self, bytes: u64);
+}
+
+pin_project_lite::pin_project! {
+    /// A body whose data bytes are counted, when metrics are on; otherwise frames only
+    /// pass through (one `Option` test per frame).
+    #[derive(Debug)]
+    pub struct Metered<B> {
+        #[pin]
+        inner: B,
+        tally: Option<Box<dyn Tally>>,
+    }
+}
+
+impl<B> Metered<B> {
+    /// A body nobody counts.
+    pub(crate) fn plain(inner: B) -> Self {
+        Self { inner, tally: None }
+    }
+
+    /// This body, counted into `tally`.
+    pub(crate) fn counted(inner: B, tally: Option<Box<dyn Tally>>) -> Self {
+        Self { inner, tally }
+    }
+
+    /// This body, from now on counted into `tally` (which ends with the body).
+    pub(crate) fn ending(mut self, tally: Box<dyn Tally>) -> Self {
+        self.tally = Some(tally);
+        self
+    }
+}
+
+impl<B: Body> Body for Metered<B>
+where
+    B::Data: Buf,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Some(tally) = this.tally {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    tally.add(frame.data_ref().map_or(0, |d| d.remaining() as u64));
+                }
+                // The end (or failure) of the body ends what it counts.
+                Poll::Ready(_) => *this.tally = None,
+                Poll::Pending => {}
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// The body of a merged answer (several engines).
 pub(crate) type MergedBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;

@@ -17,11 +17,12 @@ use http::{Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::body::{HeldBody, ResponseBody, UpstreamBody};
+use crate::body::{HeldBody, Metered, ResponseBody, UpstreamBody};
 use crate::classify::{Classified, Exchange};
 use crate::drain::Drain;
 use crate::error::GatewayError;
 use crate::guest::Guest;
+use crate::metrics::{Kind, Recording};
 
 /// The request with its held body, framed by `Content-Length` whatever the client used
 /// (notes 1.2: a rewritten body needs one).
@@ -42,24 +43,61 @@ pub(crate) async fn forward(
     classified: &Classified,
     drain: &Drain,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let mut req = req;
+    let mut record = guest
+        .meter()
+        .and_then(|m| m.begin(Kind::of(classified, req.method())));
+    let result = match classified.exchange {
+        Exchange::Ordinary | Exchange::StreamedUpload | Exchange::Hijack => {
+            forward_ordinary(guest, req, classified, record.as_ref()).await
+        }
+        // Boxed: rare (docs/conventions.md, "Futures"). A session takes the record
+        // along: it ends when the session does.
+        Exchange::Upgrade => Box::pin(upgrade::forward(guest, req, drain, &mut record)).await,
+    };
+    let Some(record) = record else {
+        return result;
+    };
+    match result {
+        Ok(res) => {
+            record.answered(res.status());
+            Ok(res.map(|body| match body {
+                // The exchange ends with the engine's body.
+                Either::Left(engine_body) => Either::Left(engine_body.ending(Box::new(record))),
+                own_body => own_body,
+            }))
+        }
+        Err(e) => {
+            record.answered(e.status());
+            Err(e)
+        }
+    }
+}
+
+/// An ordinary, streamed-upload or late hijack exchange over a pooled connection.
+async fn forward_ordinary(
+    guest: &Arc<Guest>,
+    mut req: Request<Incoming>,
+    classified: &Classified,
+    record: Option<&Recording>,
+) -> Result<Response<ResponseBody>, GatewayError> {
     // Only bodies of ordinary exchanges are ever held (create, update, exec create…).
     let held = req.extensions_mut().remove::<HeldBody>();
-    match classified.exchange {
-        Exchange::Ordinary | Exchange::StreamedUpload | Exchange::Hijack => {
-            let deadline = classified
-                .head_deadline_applies(req.method())
-                .then_some(guest.timeouts().head);
-            let req = match held {
-                Some(HeldBody(held)) => send_held(req, held),
-                None => req.map(Either::Left),
-            };
-            // Uploads keep an idle managed engine up while their body flows.
-            let _activity = matches!(classified.exchange, Exchange::StreamedUpload)
-                .then(|| guest.activity().begin());
-            ordinary::forward(guest, req, deadline).await
+    let deadline = classified
+        .head_deadline_applies(req.method())
+        .then_some(guest.timeouts().head);
+    let req = match held {
+        Some(HeldBody(held)) => {
+            if let Some(r) = record {
+                r.received(held.len() as u64);
+            }
+            send_held(req, held)
         }
-        // Boxed: rare (docs/conventions.md, "Futures").
-        Exchange::Upgrade => Box::pin(upgrade::forward(guest, req, drain)).await,
-    }
+        None => {
+            req.map(|body| Either::Left(Metered::counted(body, record.map(Recording::receiving))))
+        }
+    };
+    // Uploads keep an idle managed engine up while their body flows.
+    let _activity =
+        matches!(classified.exchange, Exchange::StreamedUpload).then(|| guest.activity().begin());
+    ordinary::forward(guest, req, deadline).await
 }

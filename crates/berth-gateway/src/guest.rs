@@ -26,6 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 pub use crate::body::UpstreamBody;
 use crate::error::GatewayError;
 use crate::host::paths::PathTranslator;
+use crate::metrics::MachineMeter;
 
 /// A pooled HTTP/1.1 client bound to one engine.
 pub type GuestClient = Client<GuestConnector, UpstreamBody>;
@@ -106,6 +107,8 @@ pub struct Guest {
     idle: lease::IdleConnections,
     /// Up or down as last checked (remote engines).
     health: Health,
+    /// This machine's series, when the gateway records metrics.
+    meter: std::sync::OnceLock<Arc<MachineMeter>>,
 }
 
 /// What a guest has beyond a way to reach it.
@@ -140,7 +143,18 @@ impl Guest {
             activity: Arc::default(),
             idle: lease::IdleConnections::default(),
             health: Health::default(),
+            meter: std::sync::OnceLock::new(),
         })
+    }
+
+    /// This machine's metrics, if the gateway records any.
+    pub(crate) fn meter(&self) -> Option<&Arc<MachineMeter>> {
+        self.meter.get()
+    }
+
+    /// Records this machine's exchanges into `meter` (set once, by the gateway).
+    pub(crate) fn install_meter(&self, meter: Arc<MachineMeter>) {
+        let _ = self.meter.set(meter);
     }
 
     /// The long exchanges (hijacks, upgrades, streamed uploads) open on this guest.

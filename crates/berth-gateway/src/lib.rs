@@ -41,6 +41,7 @@ pub mod error;
 mod headers;
 mod heap;
 pub(crate) mod merge;
+pub mod metrics;
 mod trace;
 mod workloads;
 
@@ -56,6 +57,7 @@ pub use error::{GatewayError, ListenError};
 pub use guest::{EngineLifecycle, Guest, GuestOptions, GuestTimeouts, PortPublisher, ServiceError};
 pub use host::paths::PathTranslator;
 pub use listen::{tls::TlsSettings, BoundSocket, Listener, TcpEndpoint};
+pub use metrics::GatewayMetrics;
 pub use route::EngineRouter;
 
 use drain::{stopped, DrainControl};
@@ -72,6 +74,8 @@ pub struct Config {
     pub audit: Option<audit::AuditLog>,
     /// The access policy, if any (`None`: everything passes, at the cost of one branch).
     pub policy: Option<Arc<PolicyGate>>,
+    /// Where exchanges are counted for Prometheus, if anywhere (`None`: one branch).
+    pub metrics: Option<Arc<GatewayMetrics>>,
 }
 
 impl Default for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(10),
             audit: None,
             policy: None,
+            metrics: None,
         }
     }
 }
@@ -97,11 +102,19 @@ impl Gateway {
     /// A gateway routing to `router`'s engines.
     pub fn new(config: Config, router: EngineRouter) -> Self {
         let (drain, control) = drain::drain();
+        if let Some(metrics) = &config.metrics {
+            for guest in router.guests() {
+                if let Some(meter) = metrics.machine(guest.name()) {
+                    guest.install_meter(Arc::clone(meter));
+                }
+            }
+        }
         Self {
             shared: Arc::new(Shared {
                 header_read_timeout: config.header_read_timeout,
                 audit: config.audit,
                 policy: config.policy,
+                metrics: config.metrics,
                 router,
                 drain,
             }),

@@ -6,6 +6,7 @@
 //! TCP listeners serve TLS (`listen/tls.rs`), or plain TCP only when explicitly marked
 //! insecure.
 
+mod inherited;
 pub mod tls;
 
 use std::io;
@@ -29,6 +30,8 @@ pub struct BoundSocket {
     inode: u64,
     /// Peers are containers (`PeerIdentity::Internal`), whatever their uid.
     internal: bool,
+    /// The file is berth's to remove on drop (not one a service manager bound).
+    owns_file: bool,
 }
 
 impl BoundSocket {
@@ -64,6 +67,7 @@ impl BoundSocket {
             path: path.to_owned(),
             inode,
             internal: false,
+            owns_file: true,
         })
     }
 
@@ -90,7 +94,7 @@ impl Drop for BoundSocket {
     fn drop(&mut self) {
         // Only remove the file if it is still the socket we bound (a second server may
         // have replaced a file that an operator deleted by hand).
-        if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
+        if self.owns_file && std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
             let _ = std::fs::remove_file(&self.path);
         }
     }

@@ -27,11 +27,12 @@ use crate::classify::{classify, Classified, Exchange};
 use crate::conn::{ClientIo, ClientStream, PeerIdentity};
 use crate::drain::{stopped, Drain};
 use crate::error::GatewayError;
+use crate::metrics::{GatewayMetrics, Kind};
 use crate::normalize::{normalize, RequestMeta};
 use crate::route::EngineRouter;
 use crate::route::Routed;
 use crate::trace::{new_trace_id, trace_id, TRACE_ID};
-use crate::{admit, audit, fanout, forward, guest, host};
+use crate::{admit, audit, fanout, forward, guest, host, metrics};
 
 /// What every connection task shares: the gateway's settings and engines.
 #[derive(Debug)]
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) audit: Option<audit::AuditLog>,
     /// The access policy, if any.
     pub(crate) policy: Option<Arc<PolicyGate>>,
+    /// Where exchanges and policy decisions are counted, if anywhere.
+    pub(crate) metrics: Option<Arc<GatewayMetrics>>,
     pub(crate) router: EngineRouter,
     pub(crate) drain: Drain,
 }
@@ -131,7 +134,11 @@ async fn raw_hijack(
         classified,
     } = *raw;
     let trace = trace.unwrap_or_else(new_trace_id);
-    if let Err(refused) = admit::admit_raw(shared.policy.as_deref(), &target, peer) {
+    let admitted = admit::admit_raw(shared.policy.as_deref(), &target, peer);
+    if shared.policy.is_some() {
+        count_decision(shared.metrics.as_deref(), admitted.as_ref().err());
+    }
+    if let Err(refused) = admitted {
         tracing::info!(status = %refused.status(), error = %refused, peer = ?peer, trace_id = trace.to_str().unwrap_or_default(), "berth refused a raw hijack");
         if let Some(audit) = &shared.audit {
             let record = Decision::refused(&refused);
@@ -199,9 +206,11 @@ impl Shared {
             endpoint = ?classified.endpoint,
             peer = ?peer,
         );
-        let (result, refused) = match admit::admit(self.policy.as_deref(), req, &classified, peer)
-            .await
-        {
+        let admitted = admit::admit(self.policy.as_deref(), req, &classified, peer).await;
+        if self.policy.is_some() {
+            count_decision(self.metrics.as_deref(), admitted.as_ref().err());
+        }
+        let (result, refused) = match admitted {
             // Entering a disabled span on every poll is not free: instrument only
             // when on. The exchange future is made inside each `.await` (conventions,
             // "Futures").
@@ -276,6 +285,15 @@ impl Shared {
             Ok(Routed::Engine { guest, .. }) => guest.ready().await,
             _ => Ok(()),
         };
+        // An engine that could not be made ready answers through berth: count it.
+        if let (Ok(Routed::Engine { guest, .. }), Err(e)) = (&routed, &ready) {
+            if let Some(record) = guest
+                .meter()
+                .and_then(|m| m.begin(Kind::of(classified, req.method())))
+            {
+                record.answered(e.status());
+            }
+        }
         let routed = match (routed, ready) {
             (Ok(routed), Ok(())) => routed,
             (Err(e), _) | (_, Err(e)) => {
@@ -303,10 +321,23 @@ impl Shared {
                 .await?;
                 Ok(res.map(Either::Left))
             }
-            Routed::Merged(view) => Ok(Box::pin(fanout::answer(self.router.guests(), view, req))
-                .await?
-                .map(Either::Right)),
+            Routed::Merged(view) => {
+                let record = self.metrics.as_ref().and_then(|m| m.merged_record());
+                let answer = Box::pin(fanout::answer(self.router.guests(), view, req)).await;
+                Ok(metrics::merged(answer, record)?.map(Either::Right))
+            }
         }
+    }
+}
+
+/// Counts what the policy decided (`refused`: the error admission answered with).
+fn count_decision(metrics: Option<&GatewayMetrics>, refused: Option<&GatewayError>) {
+    match (metrics, refused) {
+        (None, _) => {}
+        (Some(m), None) => m.decided(true, ""),
+        (Some(m), Some(GatewayError::Denied { rule, .. })) => m.decided(false, rule),
+        // Not a decision: a body admission could not read.
+        (Some(_), Some(_)) => {}
     }
 }
 

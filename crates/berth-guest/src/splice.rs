@@ -82,6 +82,11 @@ impl SpliceRelay {
         self
     }
 
+    /// Bytes relayed so far: `a` → `b`, and `b` → `a`.
+    pub fn bytes_moved(&self) -> (u64, u64) {
+        (self.a_to_b.moved, self.b_to_a.moved)
+    }
+
     /// Whether `a`'s peer hung up while `b` → `a` is still open.
     fn poll_a_hung_up(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(watch) = &mut self.hangup_watch else {
@@ -142,6 +147,8 @@ struct Direction {
     filled: bool,
     /// EOF reached and passed on as a half-close.
     done: bool,
+    /// Bytes written to the destination so far (for metrics).
+    moved: u64,
 }
 
 impl Direction {
@@ -168,6 +175,7 @@ impl Direction {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
                 self.in_pipe -= n;
+                self.moved += n as u64;
                 if self.in_pipe == 0 && std::mem::take(&mut self.filled) {
                     pipe.grow();
                 }
@@ -206,6 +214,7 @@ impl Direction {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             bytes.advance(n);
+            self.moved += n as u64;
         }
         if self.first.capacity() > 0 {
             self.first = Vec::new();

@@ -57,6 +57,11 @@ pub(crate) enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Run berth as a systemd service for this configuration: write berth.service and
+    /// berth.socket, enable and start them.
+    Install(InstallArgs),
+    /// Stop and disable the systemd service and remove its units (machine data is kept).
+    Uninstall(InstallArgs),
     /// Check access policy files.
     Policy {
         #[command(subcommand)]
@@ -177,6 +182,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub(crate) shutdown_timeout: Option<f64>,
 
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9323, as dockerd's).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_addr: Option<String>,
+
     /// Parse and validate the configuration, then exit.
     #[arg(long)]
     pub(crate) check_config: bool,
@@ -184,6 +193,22 @@ pub(crate) struct ServeArgs {
     /// Configuration file (TOML) [default: /etc/berth/berth.toml as root].
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
+}
+
+/// `berth install` / `berth uninstall`.
+#[derive(Debug, Args)]
+pub(crate) struct InstallArgs {
+    /// Configuration file the service runs with [default: /etc/berth/berth.toml as root].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Where the unit files go [default: /etc/systemd/system].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) unit_dir: Option<PathBuf>,
+
+    /// Print the units instead of installing them.
+    #[arg(long)]
+    pub(crate) print: bool,
 }
 
 /// Options every command takes.

@@ -3,6 +3,7 @@
 mod client;
 pub(crate) mod docker;
 pub(crate) mod format;
+pub(crate) mod install;
 pub(crate) mod machine;
 pub(crate) mod policy;
 pub(crate) mod serve;

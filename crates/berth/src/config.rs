@@ -76,6 +76,8 @@ pub(crate) struct FileConfig {
     pub(crate) head_timeout: Option<f64>,
     /// Seconds in-flight requests may run on after SIGINT/SIGTERM.
     pub(crate) shutdown_timeout: Option<f64>,
+    /// Serve Prometheus metrics on this address (`127.0.0.1:9323`, as dockerd's).
+    pub(crate) metrics_addr: Option<String>,
     /// The engines behind the socket.
     #[serde(default)]
     pub(crate) machines: Vec<MachineEntry>,
@@ -411,10 +413,15 @@ pub(crate) fn unix_host_path(host: &str) -> Result<PathBuf> {
 pub(crate) enum HostAddr {
     Unix(PathBuf),
     Tcp(String),
+    /// Sockets handed over by the service manager (`fd://`, `fd://N`, `fd://NAME`).
+    Fd(String),
 }
 
-/// Parses `unix:///path` or `tcp://host:port`.
+/// Parses `unix:///path`, `tcp://host:port` or `fd://[N|NAME]`.
 pub(crate) fn parse_host(host: &str) -> Result<HostAddr> {
+    if let Some(selector) = host.strip_prefix("fd://") {
+        return Ok(HostAddr::Fd(selector.to_owned()));
+    }
     if let Some(addr) = host.strip_prefix("tcp://") {
         let addr = addr.trim_end_matches('/');
         if addr
@@ -427,7 +434,7 @@ pub(crate) fn parse_host(host: &str) -> Result<HostAddr> {
     }
     unix_host_path(host).map(HostAddr::Unix).map_err(|_| {
         UsageError(format!(
-            "-H {host}: expected unix:///absolute/path or tcp://host:port"
+            "-H {host}: expected unix:///absolute/path, tcp://host:port or fd://"
         ))
         .into()
     })

@@ -32,6 +32,9 @@ pub(crate) struct DaemonReport {
     pub(crate) pid: u32,
     pub(crate) version: String,
     pub(crate) listeners: Vec<String>,
+    /// Where Prometheus metrics are served (`http://ADDR/metrics`), if anywhere.
+    #[serde(default)]
+    pub(crate) metrics_addr: Option<String>,
     pub(crate) machines: Vec<MachineReport>,
     #[serde(default)]
     pub(crate) forwards: Vec<serde_json::Value>,
@@ -42,6 +45,7 @@ pub(crate) struct DaemonReport {
 pub(crate) struct ControlState {
     pub(crate) machines: Arc<MachineSet>,
     pub(crate) listeners: Vec<String>,
+    pub(crate) metrics_addr: Option<String>,
 }
 
 /// Serves the control socket until the task is dropped.
@@ -79,6 +83,7 @@ async fn handle(state: &ControlState, req: Request<Incoming>) -> Response<Full<B
                     pid: std::process::id(),
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     listeners: state.listeners.clone(),
+                    metrics_addr: state.metrics_addr.clone(),
                     machines,
                     forwards: state.machines.forwards(),
                 },

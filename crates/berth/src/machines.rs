@@ -160,6 +160,10 @@ impl MachineSet {
                 ports.list().into_iter().map(|f| {
                     let mut v = serde_json::to_value(&f).unwrap_or_default();
                     v["machine"] = serde_json::Value::String(m.name.clone());
+                    // Where a client connects, as `docker port` prints it.
+                    v["host"] = serde_json::Value::String(
+                        std::net::SocketAddr::new(f.host_ip, f.host_port).to_string(),
+                    );
                     v
                 })
             })

@@ -6,6 +6,8 @@ mod cmd;
 mod config;
 mod control;
 mod machines;
+mod metrics;
+mod service;
 
 use std::process::ExitCode;
 
@@ -23,6 +25,8 @@ fn main() -> ExitCode {
             common,
         } => cmd::status::run(&common, &format.unwrap_or(cli::OutputFormat::table(json))),
         cli::Command::Docker { command, common } => cmd::docker::run(&common, &command),
+        cli::Command::Install(args) => cmd::install::install(&args),
+        cli::Command::Uninstall(args) => cmd::install::uninstall(&args),
         cli::Command::Policy { command } => cmd::policy::run(&command),
         cli::Command::Completion { shell } => {
             let mut cmd = <cli::Cli as clap::CommandFactory>::command();

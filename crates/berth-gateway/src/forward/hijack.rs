@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::splice;
 use crate::conn::ClientIo;
 use crate::guest::Guest;
+use crate::metrics::Kind;
 
 /// Splices `client` to the guest after replaying the bytes already read; `Err` hands the
 /// untouched client back when the guest cannot be reached, so the caller can answer
@@ -35,15 +36,34 @@ pub(crate) async fn splice_raw(
         }
     };
     let _activity = guest.activity().begin();
+    let record = guest.meter().and_then(|m| m.begin(Kind::Hijack));
     let (mut stream, prelude) = client.into_parts();
     let mut upstream = upstream;
     Ok(async {
         upstream.write_all(&prelude).await?;
-        let head = read_head(&mut upstream).await?;
-        stream.write_all(&with_trace_id(&head, trace_id)).await?;
-        splice::bridge_client(stream, Vec::new(), upstream, Bytes::new()).await
+        let head = with_trace_id(&read_head(&mut upstream).await?, trace_id);
+        if let Some(r) = &record {
+            r.answered(status_of(&head));
+        }
+        stream.write_all(&head).await?;
+        let mut bridge = splice::bridge_client(stream, Vec::new(), upstream, Bytes::new());
+        let result = (&mut bridge).await;
+        if let Some(r) = &record {
+            // Sessions count every byte, heads included.
+            let (to_guest, to_client) = bridge.bytes();
+            r.received(prelude.len() as u64 + to_guest);
+            r.sent(head.len() as u64 + to_client);
+        }
+        result
     }
     .await)
+}
+
+/// The status of a response head (`HTTP/1.1 200 OK`); 502 if it has none.
+fn status_of(head: &[u8]) -> http::StatusCode {
+    head.get(9..12)
+        .and_then(|code| http::StatusCode::from_bytes(code).ok())
+        .unwrap_or(http::StatusCode::BAD_GATEWAY)
 }
 
 /// Heads larger than this are passed on as they are.
@@ -94,5 +114,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\nX-Trace-Id: abc\r\n\r\n\x01\x00"
         );
         assert_eq!(with_trace_id(b"partial", b"x"), b"partial");
+        assert_eq!(status_of(head), http::StatusCode::OK);
+        assert_eq!(status_of(b"junk"), http::StatusCode::BAD_GATEWAY);
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use http::{HeaderValue, Request, Response, Version};
 use http_body_util::Either;
 
-use crate::body::ResponseBody;
+use crate::body::{Metered, ResponseBody};
 use crate::error::GatewayError;
 use crate::guest::{lease, Guest, UpstreamBody};
 use crate::headers::strip_hop_by_hop;
@@ -35,7 +35,10 @@ pub(super) async fn forward(
     let res = lease::send(guest, Request::from_parts(parts, body), head_deadline).await?;
     let (mut parts, body) = res.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
-    Ok(Response::from_parts(parts, Either::Left(body)))
+    Ok(Response::from_parts(
+        parts,
+        Either::Left(Metered::plain(body)),
+    ))
 }
 
 /// The client's request target as sent upstream: path and query, verbatim.

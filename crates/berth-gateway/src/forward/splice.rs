@@ -78,8 +78,12 @@ pub(crate) fn bridge_client(
 #[allow(clippy::large_enum_variant)] // the large variant is the common one: kept inline
 pub(crate) enum Bridge {
     Splice(SpliceRelay),
-    Copy(Pin<Box<dyn Future<Output = io::Result<()>> + Send>>),
+    /// The copy, and the bytes it moved each way once it ended.
+    Copy(Pin<Box<CopyFuture>>, (u64, u64)),
 }
+
+/// A user-space copy both ways; it ends with the bytes moved each way.
+type CopyFuture = dyn Future<Output = io::Result<(u64, u64)>> + Send;
 
 impl Bridge {
     fn copy<A, B>(a: A, b: B) -> Self
@@ -87,7 +91,16 @@ impl Bridge {
         A: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         B: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        Self::Copy(Box::pin(copy_io(a, b)))
+        Self::Copy(Box::pin(copy_io(a, b)), (0, 0))
+    }
+
+    /// Bytes bridged so far: client → guest, guest → client (a user-space copy
+    /// reports them when it ends).
+    pub(crate) fn bytes(&self) -> (u64, u64) {
+        match self {
+            Bridge::Splice(relay) => relay.bytes_moved(),
+            Bridge::Copy(_, moved) => *moved,
+        }
     }
 }
 
@@ -97,18 +110,19 @@ impl Future for Bridge {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Bridge::Splice(relay) => Pin::new(relay).poll(cx),
-            Bridge::Copy(copy) => copy.as_mut().poll(cx),
+            Bridge::Copy(copy, moved) => {
+                *moved = std::task::ready!(copy.as_mut().poll(cx))?;
+                Poll::Ready(Ok(()))
+            }
         }
     }
 }
 
 /// The portable path: copy through user space with tokio's small default buffers.
-async fn copy_io<A, B>(mut a: A, mut b: B) -> io::Result<()>
+async fn copy_io<A, B>(mut a: A, mut b: B) -> io::Result<(u64, u64)>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    tokio::io::copy_bidirectional(&mut a, &mut b)
-        .await
-        .map(|_| ())
+    tokio::io::copy_bidirectional(&mut a, &mut b).await
 }

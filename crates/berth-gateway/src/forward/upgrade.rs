@@ -16,11 +16,12 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
 use super::splice;
-use crate::body::ResponseBody;
+use crate::body::{Metered, ResponseBody};
 use crate::drain::Drain;
 use crate::error::GatewayError;
 use crate::guest::{guest_uri_from, Guest};
 use crate::headers::strip_hop_by_hop;
+use crate::metrics::Recording;
 
 /// Upgrade requests carry at most a small JSON body (exec start).
 const MAX_UPGRADE_BODY: usize = 1 << 20;
@@ -29,6 +30,7 @@ pub(super) async fn forward(
     guest: &Arc<Guest>,
     mut req: Request<Incoming>,
     drain: &Drain,
+    record: &mut Option<Recording>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (mut parts, body) = req.into_parts();
@@ -51,6 +53,7 @@ pub(super) async fn forward(
         .await
         .map_err(|e| GatewayError::BadRequest(format!("reading request body: {e}")))?
         .to_bytes();
+    let request_bytes = body.len() as u64;
 
     let mut res = guest
         .client()
@@ -63,9 +66,18 @@ pub(super) async fn forward(
         // answer delimited by close: notes 4.4) is forwarded as it is.
         let (mut parts, body) = res.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
-        return Ok(Response::from_parts(parts, Either::Left(body)));
+        return Ok(Response::from_parts(
+            parts,
+            Either::Left(Metered::plain(body)),
+        ));
     }
 
+    // The session takes the exchange's record: it is open until the session ends.
+    let session = record.take();
+    if let Some(r) = &session {
+        r.answered(res.status());
+        r.received(request_bytes);
+    }
     let guest_upgrade = hyper::upgrade::on(&mut res);
     let engine = guest.name().to_owned();
     let guard = drain.guard();
@@ -75,8 +87,14 @@ pub(super) async fn forward(
         let _activity = activity;
         match tokio::try_join!(client_upgrade, guest_upgrade) {
             Ok((client, upstream)) => {
-                if let Err(e) = splice::bridge(client, upstream).await {
+                let mut bridge = splice::bridge(client, upstream);
+                if let Err(e) = (&mut bridge).await {
                     tracing::debug!(engine, error = %e, "upgraded stream ended with an error");
+                }
+                if let Some(r) = &session {
+                    let (to_guest, to_client) = bridge.bytes();
+                    r.received(to_guest);
+                    r.sent(to_client);
                 }
             }
             Err(e) => tracing::debug!(engine, error = %e, "upgrade not completed"),

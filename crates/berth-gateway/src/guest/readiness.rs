@@ -92,6 +92,9 @@ impl Readiness {
                     let guest = Arc::clone(guest);
                     tokio::spawn(async move {
                         let outcome = guest.verify().await;
+                        if let (Err(_), Some(meter)) = (&outcome, guest.meter()) {
+                            meter.readiness_failed();
+                        }
                         guest.readiness.finish(outcome, &tx);
                     });
                     rx

@@ -178,7 +178,7 @@ pub(crate) fn activate(
         .iter()
         .filter_map(|h| match h {
             HostAddr::Unix(p) => Some(p.clone()),
-            HostAddr::Tcp(_) => None,
+            HostAddr::Tcp(_) | HostAddr::Fd(_) => None,
         })
         .chain(
             guests

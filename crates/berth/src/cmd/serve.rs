@@ -9,9 +9,11 @@ use anyhow::{Context, Result};
 use berth_gateway::audit::{AuditConfig, AuditLog};
 use berth_gateway::route::Platform;
 use berth_gateway::{
-    BoundSocket, Config, EngineRouter, Gateway, GuestTimeouts, Listener, TcpEndpoint, TlsSettings,
+    BoundSocket, Config, EngineRouter, Gateway, GatewayMetrics, GuestTimeouts, Listener,
+    TcpEndpoint, TlsSettings,
 };
 use berth_guest::GuestEndpoint;
+use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::UsageError;
@@ -19,6 +21,7 @@ use crate::cli::ServeArgs;
 use crate::config::{self, FileConfig, HostAddr, MachineEntry, MachineKind};
 use crate::control::{self, ControlState};
 use crate::machines::MachineSet;
+use crate::service::Handover;
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
     let settings = Settings::resolve(args)?;
@@ -26,12 +29,14 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         println!("configuration is valid");
         return Ok(());
     }
+    // Before the runtime starts threads: this edits the environment.
+    let handover = Handover::take()?;
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(settings))
+    runtime.block_on(serve(settings, handover))
 }
 
 /// Flags merged over the configuration file, validated.
@@ -44,6 +49,10 @@ struct Settings {
     /// TLS for TCP listeners; `None` means plain TCP (allowed only with `insecure`).
     tls: Option<TlsSettings>,
     audit: Option<AuditConfig>,
+    /// Plain TCP listeners are allowed.
+    insecure: bool,
+    /// Where Prometheus metrics are served.
+    metrics_addr: Option<String>,
     machines: Vec<MachineEntry>,
     timeouts: GuestTimeouts,
     drain_timeout: Duration,
@@ -181,6 +190,8 @@ impl Settings {
             group,
             tls,
             audit,
+            insecure,
+            metrics_addr: args.metrics_addr.or(file.metrics_addr),
             machines,
             timeouts,
             drain_timeout,
@@ -190,7 +201,7 @@ impl Settings {
     }
 }
 
-async fn serve(settings: Settings) -> Result<()> {
+async fn serve(settings: Settings, mut handover: Handover) -> Result<()> {
     let machines = Arc::new(MachineSet::build(
         &settings.machines,
         &settings.state_dir,
@@ -199,6 +210,8 @@ async fn serve(settings: Settings) -> Result<()> {
 
     let mut listeners = Vec::new();
     let mut listener_names = Vec::new();
+    // The hosts as bound: `fd://` replaced by the handed-over sockets it named.
+    let mut bound_hosts = Vec::new();
     let mut control = None;
     let acceptor = match &settings.tls {
         Some(tls) => Some(tls.acceptor()?),
@@ -219,34 +232,74 @@ async fn serve(settings: Settings) -> Result<()> {
                 }
                 listener_names.push(format!("unix://{}", path.display()));
                 listeners.push(Listener::Unix(socket));
+                bound_hosts.push(host.clone());
             }
             HostAddr::Tcp(addr) => {
                 let endpoint = TcpEndpoint::bind(addr, acceptor.clone()).await?;
-                match &settings.tls {
-                    Some(tls) if tls.client_ca.is_some() => {
-                        tracing::info!(%addr, "berth listening (TLS, client certificates verified)");
-                    }
-                    Some(_) => tracing::warn!(
-                        %addr,
-                        "berth listening with TLS but without --tlsverify: any client that reaches this port is root on this host"
-                    ),
-                    None => tracing::warn!(
-                        %addr,
-                        "berth listening on plain TCP (insecure): anyone who reaches this port is root on this host"
-                    ),
-                }
+                log_tcp_listener(addr, settings.tls.as_ref());
                 listener_names.push(format!("tcp://{addr}"));
                 listeners.push(Listener::Tcp(endpoint));
+                bound_hosts.push(host.clone());
+            }
+            HostAddr::Fd(selector) => {
+                for handed in handover.select(selector)? {
+                    let name = format!("fd://{}", handed.number);
+                    let listener = Listener::inherited(handed.fd, &name, acceptor.clone())?;
+                    let url = listener.url();
+                    match &listener {
+                        Listener::Unix(socket) => {
+                            tracing::info!(socket = %socket.path().display(), fd = %name, "berth listening (handed over)");
+                            if control.is_none() {
+                                control = Some(BoundSocket::bind(
+                                    &control::control_path(socket.path()),
+                                    0o600,
+                                    None,
+                                )?);
+                            }
+                            bound_hosts.push(HostAddr::Unix(socket.path().to_owned()));
+                        }
+                        Listener::Tcp(_) => {
+                            if settings.tls.is_none() && !settings.insecure {
+                                return Err(UsageError(format!(
+                                    "{name} ({url}) is a TCP socket: it needs --tlsverify (or --tls) with certificates, or an explicit --insecure / insecure = true"
+                                ))
+                                .into());
+                            }
+                            log_tcp_listener(&url, settings.tls.as_ref());
+                            bound_hosts
+                                .push(HostAddr::Tcp(url.trim_start_matches("tcp://").to_owned()));
+                        }
+                    }
+                    listener_names.push(url);
+                    listeners.push(listener);
+                }
             }
         }
     }
 
+    let mut registry = prometheus_client::registry::Registry::with_prefix("berth");
+    let gateway_metrics = settings.metrics_addr.as_ref().map(|_| {
+        let names: Vec<&str> = machines.machines.iter().map(|m| m.name.as_str()).collect();
+        GatewayMetrics::register(&mut registry, &names)
+    });
+    let metrics = match &settings.metrics_addr {
+        Some(addr) => {
+            registry.register_collector(Box::new(crate::metrics::MachineCollector(Arc::clone(
+                &machines,
+            ))));
+            let (bound, task) = crate::metrics::serve(addr, registry).await?;
+            tracing::info!(addr = %bound, "serving Prometheus metrics on /metrics");
+            Some((bound, task))
+        }
+        None => None,
+    };
     let control_task = control.map(|socket| {
         tokio::spawn(control::serve(
             socket,
             Arc::new(ControlState {
                 machines: Arc::clone(&machines),
                 listeners: listener_names.clone(),
+                metrics_addr: metrics.as_ref().map(|(addr, _)| addr.to_string()),
             }),
         ))
     });
@@ -266,7 +319,7 @@ async fn serve(settings: Settings) -> Result<()> {
     let (policy, policy_reload) = super::policy::activate(
         &settings.policy,
         &settings.state_dir,
-        &settings.hosts,
+        &bound_hosts,
         &machines.guests(),
         &mut listeners,
     )?;
@@ -274,6 +327,7 @@ async fn serve(settings: Settings) -> Result<()> {
         drain_timeout: settings.drain_timeout,
         audit,
         policy,
+        metrics: gateway_metrics,
         ..Config::default()
     };
     let platforms = machines
@@ -283,17 +337,55 @@ async fn serve(settings: Settings) -> Result<()> {
         .collect();
     let router = EngineRouter::with_platforms(machines.guests(), platforms);
     let gateway = Gateway::new(config, router);
-    gateway.run(listeners, shutdown_signal()?).await;
+    let notifier = &handover.notifier;
+    notifier.send(&[
+        NotifyState::Ready,
+        NotifyState::Status(&format!(
+            "serving the Docker API on {}; machines: {}",
+            listener_names.join(", "),
+            machine_names(&machines)
+        )),
+    ]);
+    let shutdown = shutdown_signal()?;
+    gateway
+        .run(listeners, async {
+            shutdown.await;
+            notifier.send(&[
+                NotifyState::Stopping,
+                NotifyState::Status("draining requests, then stopping managed machines"),
+            ]);
+        })
+        .await;
     if let Some(reload) = &policy_reload {
         reload.write_recording();
     }
     if let Some(task) = control_task {
         task.abort();
     }
+    if let Some((_, task)) = metrics {
+        task.abort();
+    }
     let _ = sync_stop.send(true);
     tracing::info!("stopping managed machines");
     machines.shutdown().await;
     Ok(())
+}
+
+/// Says how a TCP listener is protected (loudly when it is not).
+fn log_tcp_listener(addr: &str, tls: Option<&TlsSettings>) {
+    match tls {
+        Some(tls) if tls.client_ca.is_some() => {
+            tracing::info!(%addr, "berth listening (TLS, client certificates verified)");
+        }
+        Some(_) => tracing::warn!(
+            %addr,
+            "berth listening with TLS but without --tlsverify: any client that reaches this port is root on this host"
+        ),
+        None => tracing::warn!(
+            %addr,
+            "berth listening on plain TCP (insecure): anyone who reaches this port is root on this host"
+        ),
+    }
 }
 
 /// The platforms machine `name` declares (validated with the configuration).
@@ -336,4 +428,14 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {}
         }
     })
+}
+
+/// The machines' names, for the service status line.
+fn machine_names(machines: &MachineSet) -> String {
+    machines
+        .machines
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -25,14 +25,7 @@ pub(crate) const MACHINE_COLUMNS: &[&str] = &[
 ];
 
 /// The forward table's columns (fields of a forward in the report).
-const FORWARD_COLUMNS: &[&str] = &[
-    "machine",
-    "proto",
-    "host_ip",
-    "host_port",
-    "container_port",
-    "container_id",
-];
+const FORWARD_COLUMNS: &[&str] = &["machine", "proto", "host", "container_port", "container_id"];
 
 pub(crate) fn run(common: &CommonArgs, output: &OutputFormat) -> Result<()> {
     let report = daemon_report(common)?;
@@ -52,6 +45,9 @@ pub(crate) fn run(common: &CommonArgs, output: &OutputFormat) -> Result<()> {
             );
             for l in records(&report["listeners"]) {
                 println!("listening on {}", l.as_str().unwrap_or_default());
+            }
+            if let Some(addr) = report["metrics_addr"].as_str() {
+                println!("metrics on http://{addr}/metrics");
             }
             print!(
                 "{}",
