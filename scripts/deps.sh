@@ -24,6 +24,8 @@ need ssh || pkgs+=(openssh-client)
 need openssl || pkgs+=(openssl)
 # The service test hands berth its listener as systemd does (systemd-socket-activate).
 need systemd-socket-activate || pkgs+=(systemd)
+# Compose projects placed on one machine (remote machines' tests).
+need docker-compose || pkgs+=(docker-compose)
 if [ "${1:-}" = "--bench" ]; then
   need haproxy || pkgs+=(haproxy)
 fi

@@ -9,15 +9,19 @@
 //! contributes to are answered by `fanout.rs`. An identifier found on several
 //! engines is a 409, never a guess.
 
+mod placement;
 mod platform;
 mod target;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{HeaderMap, Method, Uri};
 
 pub use crate::workloads::{Found, WorkloadRegistry};
+pub use placement::PlacementPolicy;
+pub(crate) use placement::{hold_body, placed_by_body};
 pub use platform::{InvalidPlatform, Platform};
 pub use target::{target, MergedView, Target};
 
@@ -34,6 +38,8 @@ pub struct EngineRouter {
     platforms: Vec<Vec<Platform>>,
     /// Only when there are several engines.
     registry: Option<WorkloadRegistry>,
+    /// Where untied creates go.
+    placement: PlacementPolicy,
 }
 
 /// Where one request goes.
@@ -72,7 +78,14 @@ impl EngineRouter {
             guests,
             platforms,
             registry,
+            placement: PlacementPolicy::Default,
         }
+    }
+
+    /// Places creates that nothing ties to a machine by `policy`.
+    pub fn with_placement(mut self, policy: PlacementPolicy) -> Self {
+        self.placement = policy;
+        self
     }
 
     /// The engine for requests that name no owner or platform.
@@ -91,7 +104,8 @@ impl EngineRouter {
     }
 
     /// Decides where a request goes. `path` is the unversioned path of `uri`, which
-    /// classify read into `classified`.
+    /// classify read into `classified`. `held` is the request's body when an earlier
+    /// stage read it whole (a create placed by its body: [`placed_by_body`]).
     pub(crate) async fn route(
         &self,
         classified: &Classified,
@@ -99,15 +113,17 @@ impl EngineRouter {
         uri: &Uri,
         path: &str,
         headers: &HeaderMap,
+        held: Option<&Bytes>,
     ) -> Result<Routed<'_>, GatewayError> {
         let Some(registry) = &self.registry else {
             return Ok(self.engine(0, None));
         };
         // Boxed (docs/conventions.md, "Futures"): single-engine requests skip it.
-        Box::pin(self.route_among(registry, classified, method, uri, path, headers)).await
+        Box::pin(self.route_among(registry, classified, method, uri, path, headers, held)).await
     }
 
     /// [`Self::route`] with more than one engine.
+    #[allow(clippy::too_many_arguments)] // route's own, plus the registry
     async fn route_among(
         &self,
         registry: &WorkloadRegistry,
@@ -116,7 +132,15 @@ impl EngineRouter {
         uri: &Uri,
         path: &str,
         headers: &HeaderMap,
+        held: Option<&Bytes>,
     ) -> Result<Routed<'_>, GatewayError> {
+        let placed = placed_by_body(self, classified, method, path, uri.query());
+        if let (Some(placement::Placed::Standalone), Some(body)) = (placed, held) {
+            let index = self
+                .place(registry, placement::Placed::Standalone, body)
+                .await?;
+            return Ok(self.engine(index, None));
+        }
         let routed = match target(classified, path, uri.query(), headers) {
             Target::Default => self.engine(0, None),
             Target::Container(raw) => {
@@ -145,8 +169,20 @@ impl EngineRouter {
             }
             Target::Image(raw) => {
                 let path = format!("/images/{raw}/json");
-                let found = workloads::answered_by(&self.guests, &path);
-                self.engine(self.owner("image", &decode(raw), found).await?, None)
+                let found = workloads::answered_by(&self.guests, &path).await?;
+                let found = match found {
+                    // A reference each machine holds its own copy of (`busybox`
+                    // imported everywhere): a read is answered by the default machine,
+                    // as compose and `docker run` inspect an image before creating;
+                    // anything that changes it stays a 409.
+                    Found::Several(on) if on.contains(&0) && is_read(method) => Found::One(0),
+                    found => found,
+                };
+                self.engine(
+                    self.owner("image", &decode(raw), async { Ok(found) })
+                        .await?,
+                    None,
+                )
             }
             Target::Volume(raw) => {
                 let path = format!("/volumes/{raw}");
@@ -166,7 +202,10 @@ impl EngineRouter {
                 platform,
                 container_name,
             } => {
-                let index = self.serving(platform.as_deref())?;
+                let index = match (placed, held) {
+                    (Some(placed), Some(body)) => self.place(registry, placed, body).await?,
+                    _ => self.serving(platform.as_deref())?,
+                };
                 let after = if classified.endpoint == Endpoint::ContainerCreate {
                     if let Some(name) = &container_name {
                         self.check_name_free(registry, name).await?;
@@ -278,6 +317,10 @@ impl EngineRouter {
             None => Ok(()),
         }
     }
+}
+
+fn is_read(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
 }
 
 /// Percent-decodes a path segment (lossy: such names are never valid anyway).

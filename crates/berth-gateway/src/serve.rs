@@ -22,7 +22,7 @@ use tokio::io::AsyncReadExt;
 use tracing::Instrument;
 
 use crate::admit::PolicyGate;
-use crate::body::{discard_unread, ClientBody};
+use crate::body::{discard_unread, ClientBody, HeldBody};
 use crate::classify::{classify, Classified, Exchange};
 use crate::conn::{ClientIo, ClientStream, PeerIdentity};
 use crate::drain::{stopped, Drain};
@@ -162,6 +162,7 @@ async fn raw_hijack(
             &target,
             meta.path(&target),
             &http::HeaderMap::new(),
+            None,
         )
         .await
     {
@@ -276,10 +277,30 @@ impl Shared {
         meta: &RequestMeta,
         classified: &Classified,
     ) -> Result<Response<ClientBody>, GatewayError> {
+        let placed = crate::route::placed_by_body(
+            &self.router,
+            classified,
+            req.method(),
+            meta.path(req.uri()),
+            req.uri().query(),
+        );
+        let req = match placed {
+            // Boxed, as every rare arm (docs/conventions.md, "Futures").
+            Some(_) => Box::pin(crate::route::hold_body(req)).await?,
+            None => req,
+        };
         let path = meta.path(req.uri());
+        let held = req.extensions().get::<HeldBody>().map(|h| &h.0);
         let routed = self
             .router
-            .route(classified, req.method(), req.uri(), path, req.headers())
+            .route(
+                classified,
+                req.method(),
+                req.uri(),
+                path,
+                req.headers(),
+                held,
+            )
             .await;
         let ready = match &routed {
             Ok(Routed::Engine { guest, .. }) => guest.ready().await,

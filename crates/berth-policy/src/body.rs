@@ -23,6 +23,9 @@
 
 mod json;
 mod model;
+mod ties;
+
+pub use ties::{project_of, Ties, COMPOSE_PROJECT_LABEL};
 
 use model::{CreateBody, HostConfig, Model};
 

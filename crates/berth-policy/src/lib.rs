@@ -29,7 +29,7 @@ mod policy;
 mod record;
 mod request;
 
-pub use body::{BodyKind, DockerBody, HostPathKind};
+pub use body::{project_of, BodyKind, DockerBody, HostPathKind, Ties, COMPOSE_PROJECT_LABEL};
 pub use client::ClientIdentity;
 pub use endpoint::Section;
 pub use error::PolicyError;

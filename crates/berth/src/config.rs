@@ -83,6 +83,21 @@ pub(crate) struct FileConfig {
     pub(crate) machines: Vec<MachineEntry>,
     /// The access policy: a policy file, or an inline `[policy]` table.
     pub(crate) policy: Option<PolicySetting>,
+    /// Where creates that name no platform and no owner go when nothing ties them to
+    /// a machine: `default` (the default machine) or `spread` (the least loaded).
+    #[serde(default)]
+    pub(crate) placement: Placement,
+}
+
+/// `placement = "default" | "spread"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Placement {
+    /// Untied creates go to the default machine (berth's behaviour before placement).
+    #[default]
+    Default,
+    /// Untied creates go to the machine with the fewest running containers.
+    Spread,
 }
 
 /// `policy = "file.toml"` (relative to this file) or `[policy]` (docs/config.md).
@@ -498,6 +513,8 @@ endpoint = "unix:///var/run/docker.sock"
     fn remote_machines_take_the_docker_clients_tls_names_and_ssh_keys() {
         let c = parse(
             r#"
+placement = "spread"
+
 [[machines]]
 name = "tls"
 kind = "external"
@@ -515,6 +532,7 @@ known_hosts = "/k/known_hosts"
 "#,
         )
         .unwrap();
+        assert_eq!(c.placement, Placement::Spread);
         let files = c.machines[0].tls_files().unwrap().unwrap();
         assert_eq!(files.ca, Path::new("/certs/ca.pem"));
         assert_eq!(files.cert, Path::new("/certs/cert.pem"));
@@ -536,5 +554,7 @@ known_hosts = "/k/known_hosts"
         )
         .unwrap_err();
         assert!(e.contains("tcp:// endpoints only"), "{e}");
+        let e = parse("placement = \"random\"\n").unwrap_err();
+        assert!(e.contains("placement"), "{e}");
     }
 }

@@ -31,6 +31,8 @@ struct Setup {
     berth_ssh: BerthProcess,
     /// The local engine (default) and both remotes.
     berth_all: BerthProcess,
+    /// The same with `placement = "spread"`.
+    berth_spread: BerthProcess,
 }
 
 fn setup() -> &'static Setup {
@@ -57,18 +59,18 @@ fn setup() -> &'static Setup {
         let ssh_machine = ssh_machine("ssh", &sshd, &ssh_engine, &sshd.known_hosts());
         let berth_tls = start_berth(&local, "tls", std::slice::from_ref(&tls_machine))?;
         let berth_ssh = start_berth(&local, "ssh", std::slice::from_ref(&ssh_machine))?;
-        let berth_all = start_berth(
-            &local,
-            "all",
-            &[
-                format!(
-                    "[[machines]]\nname = \"local\"\nkind = \"external\"\nendpoint = \"{}\"\ndefault = true\n",
-                    local.host()
-                ),
-                tls_machine,
-                ssh_machine,
-            ],
-        )?;
+        let all = [
+            format!(
+                "[[machines]]\nname = \"local\"\nkind = \"external\"\nendpoint = \"{}\"\ndefault = true\n",
+                local.host()
+            ),
+            tls_machine,
+            ssh_machine,
+        ];
+        let berth_all = start_berth(&local, "all", &all)?;
+        let mut spread = all.to_vec();
+        spread.insert(0, "placement = \"spread\"\n".to_owned());
+        let berth_spread = start_berth(&local, "spread", &spread)?;
         Ok(Setup {
             local,
             tls,
@@ -78,6 +80,7 @@ fn setup() -> &'static Setup {
             berth_tls,
             berth_ssh,
             berth_all,
+            berth_spread,
         })
     })
 }
@@ -591,4 +594,149 @@ fn an_ssh_machine_with_dial_stdio_runs_docker_system_dial_stdio_per_connection()
     );
     assert_eq!(ok(&out), "piped\ndone");
     via.run(&["rm", "-f", &name]);
+}
+
+/// Which of the three engines has container `name`.
+fn machine_of(name: &str) -> Vec<&'static str> {
+    let s = setup();
+    [("local", &s.local), ("tls", &s.tls), ("ssh", &s.ssh_engine)]
+        .into_iter()
+        .filter(|(_, e)| direct(e).run(&["container", "inspect", name]).success())
+        .map(|(m, _)| m)
+        .collect()
+}
+
+#[test]
+fn a_create_goes_to_the_machine_that_has_what_it_needs() {
+    let s = setup();
+    let _sshd = lock_sshd();
+    let via = DockerCli::new(s.berth_all.host());
+    let net = unique("net");
+    let vol = unique("vol");
+    let owner = unique("owner");
+    let tag = format!("{}:1", unique("only-ssh"));
+    ok(&direct(&s.tls).run(&["network", "create", &net]));
+    ok(&direct(&s.ssh_engine).run(&["volume", "create", &vol]));
+    ok(&direct(&s.tls).run(&["create", "--name", &owner, "-v", "/shared", IMAGE, "true"]));
+    ok(&direct(&s.ssh_engine).run(&["tag", IMAGE, &tag]));
+
+    let mut made = Vec::new();
+    let from_owner = format!("{owner}:ro");
+    let mount = format!("{vol}:/data");
+    let container_net = format!("container:{owner}");
+    for (args, expected) in [
+        (vec!["--network", net.as_str()], "tls"),
+        (vec!["-v", mount.as_str()], "ssh"),
+        (vec!["--volumes-from", from_owner.as_str()], "tls"),
+        (vec!["--network", container_net.as_str()], "tls"),
+        (vec![], "local"),
+    ] {
+        let name = unique("placed");
+        let mut run = vec!["create", "--name", &name];
+        run.extend(args.iter().copied());
+        run.extend([IMAGE, "true"]);
+        ok(&via.run(&run));
+        assert_eq!(machine_of(&name), [expected], "{args:?}");
+        made.push(name);
+    }
+    // An image only one machine has.
+    let name = unique("by-image");
+    ok(&via.run(&["create", "--name", &name, &tag, "true"]));
+    assert_eq!(machine_of(&name), ["ssh"]);
+    made.push(name);
+
+    // Needs on two machines: a 409 that says why.
+    let out = via.run(&[
+        "create",
+        "--network",
+        &net,
+        "-v",
+        &format!("{vol}:/data"),
+        IMAGE,
+        "true",
+    ]);
+    assert!(!out.success());
+    assert!(
+        out.stderr
+            .contains("cannot place the container on one machine")
+            && out.stderr.contains(&format!("network \"{net}\" is on tls"))
+            && out.stderr.contains(&format!("volume \"{vol}\" is on ssh")),
+        "{out}"
+    );
+    for name in &made {
+        via.run(&["rm", "-f", name]);
+    }
+    via.run(&["rm", "-f", &owner]);
+    direct(&s.tls).run(&["network", "rm", &net]);
+    direct(&s.ssh_engine).run(&["volume", "rm", &vol]);
+    direct(&s.ssh_engine).run(&["rmi", &tag]);
+}
+
+#[test]
+fn spread_places_untied_containers_on_the_least_loaded_machines() {
+    let s = setup();
+    let _sshd = lock_sshd();
+    let via = DockerCli::new(s.berth_spread.host());
+    let mut used = std::collections::BTreeSet::new();
+    let mut made = Vec::new();
+    for _ in 0..6 {
+        let name = unique("spread");
+        ok(&via.run(&["run", "-d", "--name", &name, IMAGE, "sleep", "120"]));
+        used.extend(machine_of(&name));
+        made.push(name);
+    }
+    // Each went to the machine with the fewest running containers at that moment;
+    // other tests' containers move the counts, but six cannot all land on one.
+    assert!(used.len() >= 2, "all on {used:?}");
+    for name in &made {
+        via.run(&["rm", "-f", name]);
+    }
+}
+
+#[test]
+fn a_compose_project_lands_on_one_machine() {
+    let s = setup();
+    let _sshd = lock_sshd();
+    let project = unique("proj").replace('-', "");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        format!(
+            "version: \"3\"\nservices:\n  a:\n    image: {IMAGE}\n    command: sleep 300\n  b:\n    image: {IMAGE}\n    command: sleep 300\n    volumes: [\"data:/data\"]\n  c:\n    image: {IMAGE}\n    command: sleep 300\nvolumes:\n  data: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let compose = |args: &[&str]| {
+        std::process::Command::new("docker-compose")
+            .args(["-p", &project])
+            .args(args)
+            .current_dir(dir.path())
+            .env("DOCKER_HOST", s.berth_spread.host())
+            .output()
+            .expect("docker-compose (scripts/deps.sh installs it)")
+    };
+    let up = compose(&["up", "-d"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let label = format!("label=com.docker.compose.project={project}");
+    let per_machine: Vec<(&str, usize)> =
+        [("local", &s.local), ("tls", &s.tls), ("ssh", &s.ssh_engine)]
+            .into_iter()
+            .map(|(m, e)| {
+                let ids = ok(&direct(e).run(&["ps", "-aq", "--filter", &label]));
+                (m, ids.lines().count())
+            })
+            .collect();
+    let down = compose(&["down", "-v"]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    let holding: Vec<_> = per_machine.iter().filter(|(_, n)| *n > 0).collect();
+    assert_eq!(holding.len(), 1, "{per_machine:?}");
+    assert_eq!(holding[0].1, 3, "{per_machine:?}");
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use berth_gateway::audit::{AuditConfig, AuditLog};
-use berth_gateway::route::Platform;
+use berth_gateway::route::{PlacementPolicy, Platform};
 use berth_gateway::{
     BoundSocket, Config, EngineRouter, Gateway, GatewayMetrics, GuestTimeouts, Listener,
     TcpEndpoint, TlsSettings,
@@ -58,6 +58,8 @@ struct Settings {
     drain_timeout: Duration,
     check_only: bool,
     policy: super::policy::PolicyPlan,
+    /// Where creates that nothing ties to a machine go.
+    placement: PlacementPolicy,
 }
 
 impl Settings {
@@ -197,6 +199,10 @@ impl Settings {
             drain_timeout,
             check_only: args.check_config,
             policy,
+            placement: match file.placement {
+                config::Placement::Default => PlacementPolicy::Default,
+                config::Placement::Spread => PlacementPolicy::Spread,
+            },
         })
     }
 }
@@ -335,7 +341,8 @@ async fn serve(settings: Settings, mut handover: Handover) -> Result<()> {
         .iter()
         .map(|m| declared_platforms(&settings.machines, &m.name))
         .collect();
-    let router = EngineRouter::with_platforms(machines.guests(), platforms);
+    let router = EngineRouter::with_platforms(machines.guests(), platforms)
+        .with_placement(settings.placement);
     let gateway = Gateway::new(config, router);
     let notifier = &handover.notifier;
     notifier.send(&[
