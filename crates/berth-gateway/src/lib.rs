@@ -20,19 +20,30 @@
 //! itself is a [`GatewayError`], turned into Docker's JSON shape in one place
 //! (`error.rs`, called from `serve`); everything the guest answers passes through as is.
 
-// Stages, in travel order.
-mod admit;
-pub mod classify;
-mod fanout;
-mod forward;
-pub mod guest;
-pub mod host;
+// The stages, in travel order (one group each, so that rustfmt keeps the order).
 pub mod listen;
-pub mod normalize;
-pub mod route;
+
 mod serve;
 
-// What the stages share, below them.
+pub mod normalize;
+
+pub mod classify;
+
+mod admit;
+
+pub mod route;
+
+pub mod host;
+
+mod forward;
+
+mod fanout;
+
+// Below the stages (docs/architecture.md, "Layers of the gateway"): engines and their
+// state, then the leaves.
+pub mod guest;
+mod workloads;
+
 pub mod audit;
 mod body;
 mod conn;
@@ -43,7 +54,6 @@ mod heap;
 pub(crate) mod merge;
 pub mod metrics;
 mod trace;
-mod workloads;
 
 use std::future::Future;
 use std::sync::Arc;
