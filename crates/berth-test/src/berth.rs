@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::watchdog;
+use crate::{watchdog, TestEngine};
 
 /// How long berth gets to accept connections on its socket.
 const LISTEN_WITHIN: Duration = Duration::from_secs(30);
@@ -220,5 +220,26 @@ impl Drop for BerthProcess {
         // SIGTERM makes the watchdog exit without its cleanup: done here.
         watchdog::finish(&mut self.watchdog);
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A busybox engine and one `berth serve` in front of it: the fixture of the test
+/// binaries that run each check directly and through berth.
+#[derive(Debug)]
+pub struct Fronted {
+    /// The engine (busybox imported).
+    pub engine: TestEngine,
+    /// `berth serve --engine <engine>`.
+    pub berth: BerthProcess,
+}
+
+impl Fronted {
+    /// Starts engine `name` with busybox imported as `image`, then `<bin> serve` in
+    /// front of it; the error says which of the two failed.
+    pub fn start(bin: &Path, name: &str, image: &str) -> Result<Fronted, String> {
+        let engine = TestEngine::with_busybox(name, image)?;
+        let berth = BerthProcess::start(bin, &engine.host(), &[])
+            .map_err(|e| format!("starting berth: {e}"))?;
+        Ok(Fronted { engine, berth })
     }
 }

@@ -38,7 +38,7 @@ mod remote;
 mod watchdog;
 pub mod wire;
 
-pub use berth::BerthProcess;
+pub use berth::{BerthProcess, Fronted};
 pub use data::{normalize, pseudo_random_bytes, sha256_hex};
 pub use docker_cli::{CliOutput, DockerCli};
 pub use engine::{link_addresses, TestEngine};

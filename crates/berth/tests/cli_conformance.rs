@@ -17,25 +17,16 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use berth_test::{
-    normalize, procfs, pseudo_random_bytes, sha256_hex, BerthProcess, CliOutput, DockerCli,
-    TestEngine,
+    normalize, procfs, pseudo_random_bytes, sha256_hex, CliOutput, DockerCli, Fronted,
 };
 
 const IMAGE: &str = "busybox:latest";
 
-struct Setup {
-    engine: TestEngine,
-    berth: BerthProcess,
-}
-
-fn setup() -> &'static Setup {
-    static SETUP: OnceLock<Result<Setup, String>> = OnceLock::new();
+fn setup() -> &'static Fronted {
+    static SETUP: OnceLock<Result<Fronted, String>> = OnceLock::new();
     berth_test::shared(&SETUP, || {
-        let engine = TestEngine::with_busybox(&format!("bt-cc-{}", std::process::id()), IMAGE)?;
-        let berth =
-            BerthProcess::start(Path::new(env!("CARGO_BIN_EXE_berth")), &engine.host(), &[])
-                .map_err(|e| format!("starting berth: {e}"))?;
-        Ok(Setup { engine, berth })
+        let name = format!("bt-cc-{}", std::process::id());
+        Fronted::start(Path::new(env!("CARGO_BIN_EXE_berth")), &name, IMAGE)
     })
 }
 

@@ -14,23 +14,19 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use berth_test::wire::{self, Response};
-use berth_test::{assert_eventually, procfs, BerthProcess, DockerCli, TestEngine};
+use berth_test::{assert_eventually, procfs, BerthProcess, DockerCli, Fronted};
 
 const IMAGE: &str = "busybox:latest";
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
-struct Setup {
-    engine: TestEngine,
-    berth: BerthProcess,
-}
-
-fn setup() -> &'static Setup {
-    static SETUP: OnceLock<Result<Setup, String>> = OnceLock::new();
+fn setup() -> &'static Fronted {
+    static SETUP: OnceLock<Result<Fronted, String>> = OnceLock::new();
     berth_test::shared(&SETUP, || {
-        let engine = TestEngine::with_busybox(&format!("bt-hj-{}", std::process::id()), IMAGE)?;
-        let berth = BerthProcess::start(Path::new(BERTH), &engine.host(), &[])
-            .map_err(|e| format!("starting berth: {e}"))?;
-        Ok(Setup { engine, berth })
+        Fronted::start(
+            Path::new(BERTH),
+            &format!("bt-hj-{}", std::process::id()),
+            IMAGE,
+        )
     })
 }
 
