@@ -25,8 +25,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 pub use crate::body::UpstreamBody;
 use crate::error::GatewayError;
-use crate::host::paths::PathTranslator;
 use crate::metrics::MachineMeter;
+use crate::paths::PathTranslator;
 
 /// A pooled HTTP/1.1 client bound to one engine.
 pub type GuestClient = Client<GuestConnector, UpstreamBody>;

@@ -7,7 +7,7 @@
 //!   port closed. If a host port is taken, the container is stopped again and the client
 //!   gets dockerd's own 500 "port is already allocated" shape.
 //! - `POST /containers/create` on an engine with path mappings: host paths are
-//!   translated on the body model (`host/paths.rs`, `host/create.rs`) and the model is
+//!   translated on the body model (`paths.rs`, `host/create.rs`) and the model is
 //!   forwarded; an unmapped host path, or a body the model cannot read, is a 400.
 //! - With several engines, what the registry learns from an answer (a container or
 //!   exec created, a container removed: [`Bookkeeping`]) is recorded before the client
@@ -18,7 +18,6 @@
 //! ([`HostWork::finish`]); the forward stage knows nothing of it.
 
 mod create;
-pub(crate) mod paths;
 
 use std::sync::Arc;
 

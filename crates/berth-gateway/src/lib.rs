@@ -53,6 +53,7 @@ mod headers;
 mod heap;
 pub(crate) mod merge;
 pub mod metrics;
+mod paths;
 mod trace;
 
 use std::future::Future;
@@ -65,9 +66,9 @@ pub use admit::PolicyGate;
 pub use conn::PeerIdentity;
 pub use error::{GatewayError, ListenError};
 pub use guest::{EngineLifecycle, Guest, GuestOptions, GuestTimeouts, PortPublisher, ServiceError};
-pub use host::paths::PathTranslator;
 pub use listen::{tls::TlsSettings, BoundSocket, Listener, TcpEndpoint};
 pub use metrics::GatewayMetrics;
+pub use paths::PathTranslator;
 pub use route::EngineRouter;
 
 use drain::{stopped, DrainControl};

@@ -6,7 +6,7 @@
 
 use berth_policy::DockerBody;
 
-use super::paths::PathTranslator;
+use crate::paths::PathTranslator;
 
 /// Translates every host path in `body` with `paths`; the error is a host path that no
 /// mapping covers.
