@@ -200,3 +200,67 @@ async fn fanout_merges_the_volume_lists_of_every_engine() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn forward_streams_an_upload_and_what_it_creates_is_found_on_its_engine() {
+    let e = engines();
+    let dir = tempfile::tempdir().unwrap();
+    let tar = std::fs::read(berth_test::busybox_rootfs_tar(dir.path()).unwrap()).unwrap();
+    let gw = over_both();
+
+    // An import is a streamed upload; with no platform named it goes to the default.
+    let headers = [("content-type", "application/x-tar")];
+    let path = "/v1.41/images/create?fromSrc=-&repo=bgw-rootfs&tag=1";
+    let answer = send(gw.socket(), "POST", path, &headers, &tar)
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{answer:?}");
+    let direct = send(
+        e.a.socket(),
+        "GET",
+        "/v1.41/images/bgw-rootfs:1/json",
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(direct.status(), 200, "the import did not reach engine a");
+
+    let headers = [("content-type", "application/json")];
+    let body = br#"{"Image":"bgw-rootfs:1","Cmd":["true"]}"#;
+    let path = "/v1.41/containers/create?name=bgw-owned";
+    let answer = send(gw.socket(), "POST", path, &headers, body)
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201, "{answer:?}");
+    let id = answer.json()["Id"].as_str().unwrap().to_owned();
+
+    // Found through the gateway by name and by ID, and removed on its engine.
+    for name in ["bgw-owned", &id[..12]] {
+        let path = format!("/v1.41/containers/{name}/json");
+        let answer = send(gw.socket(), "GET", &path, &[], b"").await.unwrap();
+        assert_eq!(answer.status(), 200, "{name}: {answer:?}");
+        assert_eq!(answer.json()["Id"], id.as_str());
+    }
+    let answer = send(
+        gw.socket(),
+        "DELETE",
+        "/v1.41/containers/bgw-owned",
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 204, "{answer:?}");
+    let direct = send(
+        e.a.socket(),
+        "GET",
+        "/v1.41/containers/bgw-owned/json",
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(direct.status(), 404);
+    gw.stop().await;
+}
