@@ -33,7 +33,7 @@ mod admit;
 
 pub mod route;
 
-pub mod host;
+mod host;
 
 mod forward;
 
