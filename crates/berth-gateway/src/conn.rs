@@ -65,6 +65,11 @@ impl<T> Prefixed<T> {
         Self { inner, prefix }
     }
 
+    /// The stream.
+    pub(crate) fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
     /// The stream and the bytes read from it that nobody consumed yet.
     pub(crate) fn into_parts(self) -> (T, Bytes) {
         (self.inner, self.prefix)

@@ -5,6 +5,7 @@
 //! a keep-alive connection is forwarded as an ordinary exchange, which carries dockerd's
 //! output but not stdin (hyper owns that connection); see docs/request-flow.md.
 
+pub(crate) mod framed;
 pub(crate) mod hijack;
 mod ordinary;
 pub(crate) mod splice;

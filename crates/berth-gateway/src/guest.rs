@@ -105,6 +105,8 @@ pub struct Guest {
     activity: Arc<Activity>,
     /// Guest connections no client connection holds (see `lease`).
     idle: lease::IdleConnections,
+    /// Guest connections no client connection holds, for framed exchanges.
+    idle_streams: lease::IdleStreams,
     /// Up or down as last checked (remote engines).
     health: Health,
     /// This machine's series, when the gateway records metrics.
@@ -142,6 +144,7 @@ impl Guest {
             paths: options.paths,
             activity: Arc::default(),
             idle: lease::IdleConnections::default(),
+            idle_streams: lease::IdleStreams::default(),
             health: Health::default(),
             meter: std::sync::OnceLock::new(),
         })
@@ -401,6 +404,15 @@ impl Guest {
             engine: self.name.clone(),
             what: "the response head",
             after,
+        }
+    }
+
+    /// Maps a failed exchange on a framed guest connection like `upstream_error`.
+    pub(crate) fn upstream_io_error(&self, reason: impl Into<String>) -> GatewayError {
+        self.readiness.reset();
+        GatewayError::GuestUnreachable {
+            engine: self.name.clone(),
+            reason: reason.into(),
         }
     }
 

@@ -50,6 +50,27 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, is_request: bool) {
     }
 }
 
+/// Whether a head forwarded as bytes (`forward::framed`) drops the line named `name`
+/// (any case): the hop-by-hop headers but `Transfer-Encoding` and `Trailer`, which
+/// describe the framing the relayed body keeps, and `Upgrade` (upgrades are not
+/// framed by berth).
+pub(crate) fn drops_when_framed(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .chain(&["upgrade"])
+        .filter(|h| !matches!(**h, "transfer-encoding" | "trailer"))
+        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+}
+
+/// Whether a `Connection` header may name `name` to have it dropped: never one that
+/// frames the message or says where it goes (`Connection: Content-Length` must not
+/// make a framing proxy send a body without its length).
+pub(crate) fn connection_may_drop(name: &[u8]) -> bool {
+    !["content-length", "transfer-encoding", "host", "trailer"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+}
+
 fn is_hop_by_hop(name: &str, is_request: bool) -> bool {
     HOP_BY_HOP.contains(&name) || name == "upgrade" || (is_request && name == "expect")
 }

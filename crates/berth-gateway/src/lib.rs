@@ -49,6 +49,7 @@ mod body;
 mod conn;
 mod drain;
 pub mod error;
+pub mod framing;
 mod headers;
 mod heap;
 pub(crate) mod merge;
@@ -87,6 +88,10 @@ pub struct Config {
     pub policy: Option<Arc<PolicyGate>>,
     /// Where exchanges are counted for Prometheus, if anywhere (`None`: one branch).
     pub metrics: Option<Arc<GatewayMetrics>>,
+    /// Plain pass-through exchanges are framed by berth itself (`httparse` heads, bodies
+    /// relayed by their framing) instead of hyper; `false` keeps hyper for all of them
+    /// (`BERTH_PASS_THROUGH=hyper`, for A/B measurements).
+    pub framed_pass_through: bool,
 }
 
 impl Default for Config {
@@ -97,6 +102,7 @@ impl Default for Config {
             audit: None,
             policy: None,
             metrics: None,
+            framed_pass_through: true,
         }
     }
 }
@@ -126,6 +132,7 @@ impl Gateway {
                 audit: config.audit,
                 policy: config.policy,
                 metrics: config.metrics,
+                framed_pass_through: config.framed_pass_through,
                 router,
                 drain,
             }),

@@ -7,6 +7,8 @@
 //! forward, or fanout), each of which knows nothing of the others, and is the one
 //! place where a refusal or failure becomes an answer and an audit line.
 
+mod framed;
+
 use std::convert::Infallible;
 use std::io;
 use std::sync::Arc;
@@ -47,6 +49,19 @@ pub(crate) struct Shared {
     pub(crate) metrics: Option<Arc<GatewayMetrics>>,
     pub(crate) router: EngineRouter,
     pub(crate) drain: Drain,
+    /// Plain pass-through exchanges are framed by berth (`serve/framed.rs`), not hyper.
+    pub(crate) framed_pass_through: bool,
+}
+
+impl Shared {
+    /// Whether a connection starts on the framed path: not with a policy (it may read
+    /// bodies), several engines (routing may record or look up), or TLS.
+    fn frames(&self, stream: &ClientStream) -> bool {
+        self.framed_pass_through
+            && self.policy.is_none()
+            && self.router.registry().is_none()
+            && matches!(stream, ClientStream::Plain(_))
+    }
 }
 
 /// Heads larger than this are left to hyper, which refuses them.
@@ -75,6 +90,21 @@ pub(crate) async fn serve_connection(
         Ok(Ok(None) | Err(_)) | Err(_) => return,
     };
     let io = match hijack {
+        None if shared.frames(io.get_ref()) => {
+            let (stream, prefix) = io.into_parts();
+            let ClientStream::Plain(socket) = stream else {
+                unreachable!("frames() checked the stream")
+            };
+            // Boxed: the framed loop's state stays out of every connection's task
+            // (idle hijacks are many and small: docs/conventions.md, "Futures").
+            let framed = Box::pin(shared.serve_framed(socket, prefix.into(), &peer, &mut shutdown));
+            match framed.await {
+                framed::Framed::Ended => return,
+                framed::Framed::HandOver(socket, rest) => {
+                    ClientIo::new(ClientStream::Plain(socket), rest.freeze())
+                }
+            }
+        }
         // Boxed (docs/conventions.md, "Futures").
         Some(raw) => match Box::pin(raw_hijack(&shared, io, &peer, raw)).await {
             Some(io) => io,
@@ -233,15 +263,7 @@ impl Shared {
                 let decision = if refused {
                     Decision::refused(&e)
                 } else {
-                    // The trace id is named here too: at the default level the span is off.
-                    span.in_scope(|| {
-                        tracing::info!(
-                            status = %e.status(),
-                            error = %e,
-                            trace_id = trace_id.to_str().unwrap_or_default(),
-                            "berth answered"
-                        )
-                    });
+                    span.in_scope(|| log_answered(&e, &trace_id));
                     Decision::Allow
                 };
                 (
@@ -405,6 +427,17 @@ impl Decision {
     }
 }
 
+/// The log line of an error berth answered (not a refusal). The trace id is named here
+/// too: at the default level the request span is off.
+fn log_answered(e: &GatewayError, trace_id: &HeaderValue) {
+    tracing::info!(
+        status = %e.status(),
+        error = %e,
+        trace_id = trace_id.to_str().unwrap_or_default(),
+        "berth answered"
+    );
+}
+
 /// GET and HEAD only read; everything else is audited.
 fn method_mutates(method: &Method) -> bool {
     method != Method::GET && method != Method::HEAD
@@ -434,7 +467,9 @@ struct RawHijack {
 /// Answers a connection hyper does not serve with berth's error, then closes it.
 async fn answer_raw(stream: &mut ClientStream, error: &GatewayError, trace_id: &HeaderValue) {
     use tokio::io::AsyncWriteExt;
-    let _ = stream.write_all(&error.to_raw_response(trace_id)).await;
+    let _ = stream
+        .write_all(&error.to_raw_response(trace_id, true))
+        .await;
     let _ = stream.shutdown().await;
 }
 

@@ -113,6 +113,28 @@ impl LeanSocket {
         }
     }
 
+    /// Reads what has arrived into `buf`'s spare capacity (at least one byte must be
+    /// spare), waiting for readiness: the count read, 0 at EOF. A short read clears the
+    /// readiness, as [`Self::poll_read_with_len`] does.
+    #[allow(unsafe_code)]
+    pub fn poll_read_buf<B: bytes::BufMut>(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut B,
+    ) -> Poll<io::Result<usize>> {
+        let want = buf.chunk_mut().len();
+        let n = ready!(self.poll_read_with_len(cx, want, |fd| {
+            // SAFETY: the chunk's bytes are only written to (by `read(2)`), never read.
+            let spare = unsafe { buf.chunk_mut().as_uninit_slice_mut() };
+            let mut read_buf = ReadBuf::uninit(spare);
+            read_uninit(fd.as_raw_fd(), &mut read_buf)?;
+            Ok(read_buf.filled().len())
+        }))?;
+        // SAFETY: `read(2)` initialised the first `n` bytes of the chunk.
+        unsafe { buf.advance_mut(n) };
+        Poll::Ready(Ok(n))
+    }
+
     /// Ready when the socket is readable (or at EOF); consumes nothing. Only the last
     /// task to poll is woken: one reader per socket.
     pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

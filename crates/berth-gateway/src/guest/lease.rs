@@ -28,6 +28,8 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::time::{Instant, Sleep};
 
+use berth_guest::{GuestStream, LeanSocket};
+
 use super::{Guest, UpstreamBody};
 use crate::error::GatewayError;
 
@@ -56,12 +58,13 @@ pub(crate) async fn scope<F: Future>(conn: F) -> F::Output {
 /// and only when the timer fires early is it re-armed to the deadline now in force.
 /// A keep-alive client's quick requests then cost a clock read each instead of a timer
 /// entry inserted and removed.
-struct HeadTimer {
+#[derive(Debug)]
+pub(crate) struct HeadTimer {
     sleep: Pin<Box<Sleep>>,
 }
 
 impl HeadTimer {
-    fn new(deadline: Instant) -> Self {
+    pub(crate) fn new(deadline: Instant) -> Self {
         Self {
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
         }
@@ -69,7 +72,7 @@ impl HeadTimer {
 
     /// Runs `fut` until it completes (`Some`) or `deadline` passes (`None`). Pinned
     /// by the caller, so that it is not moved into this future (and stored twice).
-    async fn within<F: Future>(
+    pub(crate) async fn within<F: Future>(
         &mut self,
         deadline: Instant,
         mut fut: Pin<&mut F>,
@@ -126,6 +129,131 @@ impl IdleConnections {
     }
 }
 
+/// Idle guest connections for framed exchanges (`forward::framed`), as
+/// [`IdleConnections`] keeps hyper's.
+#[derive(Debug, Default)]
+pub(crate) struct IdleStreams(Mutex<Vec<(u64, GuestStream)>>);
+
+impl IdleStreams {
+    /// An idle stream to `generation` the engine has not closed (one `read(2)` that
+    /// finds nothing; a stream with anything to read is dropped).
+    fn take(&self, generation: u64) -> Option<GuestStream> {
+        loop {
+            let (g, stream) = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+            let mut probe = [0u8; 1];
+            if g == generation
+                && matches!(stream.socket().try_read_buf(&mut &mut probe[..]), Ok(None))
+            {
+                return Some(stream);
+            }
+        }
+    }
+
+    fn give_back(&self, generation: u64, stream: GuestStream) {
+        let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push((generation, stream));
+        }
+    }
+}
+
+/// The guest connection one client connection's framed exchanges use, kept across
+/// its requests; given back to the guest's idle list when dropped, unless
+/// [`Self::discard`]ed (an exchange left it out of step).
+#[derive(Debug)]
+pub(crate) struct StreamLease {
+    guest: Arc<Guest>,
+    generation: u64,
+    stream: Option<GuestStream>,
+    /// Already carried an exchange: it may have been closed by the engine since.
+    reused: bool,
+    /// No exchange is under way on it (one that was cancelled leaves it out of step).
+    in_step: bool,
+}
+
+impl StreamLease {
+    /// The connection `held` has to `guest` (reused), else an idle one or a new one.
+    pub(crate) async fn hold<'a>(
+        guest: &Arc<Guest>,
+        held: &'a mut Option<StreamLease>,
+    ) -> Result<&'a mut StreamLease, GatewayError> {
+        let generation = guest.generation();
+        let current = held.as_ref().is_some_and(|l| {
+            Arc::ptr_eq(&l.guest, guest) && l.generation == generation && l.stream.is_some()
+        });
+        if !current {
+            *held = None;
+            let (stream, reused) = match guest.idle_streams.take(generation) {
+                Some(stream) => (stream, true),
+                None => (Self::connect(guest).await?, false),
+            };
+            *held = Some(StreamLease {
+                guest: Arc::clone(guest),
+                generation,
+                stream: Some(stream),
+                reused,
+                in_step: true,
+            });
+        }
+        Ok(held.as_mut().unwrap_or_else(|| unreachable!("set above")))
+    }
+
+    async fn connect(guest: &Guest) -> Result<GuestStream, GatewayError> {
+        guest
+            .connector()
+            .connect()
+            .await
+            .map_err(|e| guest.connect_error(&e))
+    }
+
+    /// Replaces the connection with a new one (the engine closed the one held).
+    pub(crate) async fn reconnect(&mut self) -> Result<(), GatewayError> {
+        self.stream = None;
+        self.stream = Some(Self::connect(&self.guest).await?);
+        self.reused = false;
+        Ok(())
+    }
+
+    /// The socket (a held lease always has one).
+    pub(crate) fn socket(&self) -> &LeanSocket {
+        match &self.stream {
+            Some(stream) => stream.socket(),
+            None => unreachable!("a held lease has a stream"),
+        }
+    }
+
+    /// Whether this connection carried an exchange before this one.
+    pub(crate) fn reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Marks an exchange begun: until [`Self::done`], the connection is out of step.
+    pub(crate) fn begin(&mut self) {
+        self.in_step = false;
+    }
+
+    /// Marks an exchange done in step: the connection may carry the next one.
+    pub(crate) fn done(&mut self) {
+        self.reused = true;
+        self.in_step = true;
+    }
+
+    /// Closes the connection (out of step with the engine).
+    pub(crate) fn discard(&mut self) {
+        self.stream = None;
+    }
+}
+
+impl Drop for StreamLease {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            if self.in_step && self.reused {
+                self.guest.idle_streams.give_back(self.generation, stream);
+            }
+        }
+    }
+}
+
 /// A guest connection held by one client connection.
 struct Lease {
     guest: Arc<Guest>,
@@ -172,7 +300,7 @@ pub(crate) async fn send(
 }
 
 /// `after` from now, or `None` when that is beyond what an `Instant` can hold.
-fn deadline_in(after: Duration) -> Option<Instant> {
+pub(crate) fn deadline_in(after: Duration) -> Option<Instant> {
     Instant::now().checked_add(after)
 }
 

@@ -334,6 +334,8 @@ async fn serve(settings: Settings, mut handover: Handover) -> Result<()> {
         audit,
         policy,
         metrics: gateway_metrics,
+        // hyper for every exchange, for A/B measurements (docs/benchmarks.md).
+        framed_pass_through: std::env::var_os("BERTH_PASS_THROUGH").is_none_or(|v| v != "hyper"),
         ..Config::default()
     };
     let platforms = machines

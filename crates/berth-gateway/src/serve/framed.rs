@@ -1,0 +1,342 @@
+//! A client connection's plain pass-through exchanges, framed by berth
+//! (`forward::framed`) instead of hyper, for as long as they are plain.
+//!
+//! Each request head is parsed in place ([`crate::framing`]) and seen by the same
+//! stages as in [`Shared::handle`] (trace id, normalize, classify, route, readiness;
+//! the audit line). The first request that needs more than pass-through (an upgrade,
+//! a hijack, host work, a merged view, `Expect`, HTTP/1.0, a target not in origin
+//! form, an over-long head) hands the connection, with that request still unread, to
+//! hyper for the rest of its life. Connections with a policy, several engines or TLS
+//! are hyper's from the start (`Shared::frames`).
+
+use std::future::poll_fn;
+use std::sync::Arc;
+
+use berth_guest::LeanSocket;
+use bytes::{Buf, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::{log_answered, Decision, Shared, MAX_SNIFF};
+use crate::classify::{classify, Exchange};
+use crate::conn::PeerIdentity;
+use crate::drain::stopped;
+use crate::error::GatewayError;
+use crate::forward::framed::{self, Failed, Scratch};
+use crate::framing::{self, FramingError, Head};
+use crate::guest::lease::StreamLease;
+use crate::metrics::Kind;
+use crate::normalize::normalize;
+use crate::route::Routed;
+use crate::trace::{new_trace_id, trace_id};
+
+/// What a framed client connection became.
+pub(super) enum Framed {
+    /// It ended (closed, failed, answered with an error, or the gateway drains).
+    Ended,
+    /// hyper serves the rest: the socket and the bytes read from it, a request head
+    /// first.
+    HandOver(LeanSocket, BytesMut),
+}
+
+/// One request's head as the stages read it.
+struct RequestLine {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Shared {
+    /// Serves `socket`'s requests (the first one's head already in `buf`) until one
+    /// is not plain pass-through.
+    pub(super) async fn serve_framed(
+        self: &Arc<Self>,
+        socket: LeanSocket,
+        mut buf: BytesMut,
+        peer: &PeerIdentity,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Framed {
+        let mut head = Head::default();
+        let mut scratch = Scratch::default();
+        let mut held: Option<StreamLease> = None;
+        loop {
+            match framing::parse_request(&buf, &mut head) {
+                Ok(true) => {}
+                Ok(false) if buf.len() >= MAX_SNIFF => return Framed::HandOver(socket, buf),
+                Ok(false) => {
+                    buf.reserve(4096);
+                    let read = tokio::select! {
+                        read = poll_fn(|cx| socket.poll_read_buf(cx, &mut buf)) => read,
+                        _ = stopped(shutdown) => return Framed::Ended,
+                    };
+                    match read {
+                        Ok(n) if n > 0 => continue,
+                        _ => return Framed::Ended,
+                    }
+                }
+                // hyper answers these as it always did (431, 414).
+                Err(FramingError::TooManyHeaders | FramingError::TargetTooLong) => {
+                    return Framed::HandOver(socket, buf)
+                }
+                Err(e) => {
+                    let error = GatewayError::BadRequest(format!("malformed HTTP request: {e}"));
+                    answer_and_close(socket, &error, &new_trace_id()).await;
+                    return Framed::Ended;
+                }
+            }
+            let Some(line) = plain_request(&buf, &head) else {
+                return Framed::HandOver(socket, buf);
+            };
+            let trace_id = trace_id(&line.headers);
+            let meta = normalize(&line.uri);
+            let path = meta.path(&line.uri);
+            let classified = classify(&line.method, path, &line.headers);
+            if !matches!(
+                classified.exchange,
+                Exchange::Ordinary | Exchange::StreamedUpload
+            ) {
+                return Framed::HandOver(socket, buf);
+            }
+            let routed = self
+                .router
+                .route(
+                    &classified,
+                    &line.method,
+                    &line.uri,
+                    path,
+                    &line.headers,
+                    None,
+                )
+                .await;
+            let guest = match routed {
+                Ok(Routed::Engine {
+                    guest,
+                    index,
+                    after,
+                }) => {
+                    let work =
+                        crate::host::plan(guest, &classified, path, after.map(|a| (index, a)));
+                    if work.is_some() {
+                        return Framed::HandOver(socket, buf);
+                    }
+                    Ok(Arc::clone(guest))
+                }
+                Ok(Routed::Merged(_)) => return Framed::HandOver(socket, buf),
+                Err(e) => Err(e),
+            };
+            let guest = match guest {
+                Ok(guest) => match guest.ready().await {
+                    Ok(()) => guest,
+                    Err(e) => {
+                        // An engine that could not be made ready answers through berth.
+                        if let Some(r) = guest
+                            .meter()
+                            .and_then(|m| m.begin(Kind::of(&classified, &line.method)))
+                        {
+                            r.answered(e.status());
+                        }
+                        if !self
+                            .answered_unread(&socket, &mut buf, &head, &line, peer, &trace_id, e)
+                            .await
+                        {
+                            return Framed::Ended;
+                        }
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    if !self
+                        .answered_unread(&socket, &mut buf, &head, &line, peer, &trace_id, e)
+                        .await
+                    {
+                        return Framed::Ended;
+                    }
+                    continue;
+                }
+            };
+            let span = tracing::debug_span!(
+                "request",
+                trace_id = trace_id.to_str().unwrap_or_default(),
+                method = %line.method,
+                path,
+                endpoint = ?classified.endpoint,
+                peer = ?peer,
+            );
+            let deadline = classified
+                .head_deadline_applies(&line.method)
+                .then_some(guest.timeouts().head);
+            let record = guest
+                .meter()
+                .and_then(|m| m.begin(Kind::of(&classified, &line.method)));
+            let exchange = async {
+                // Uploads keep an idle managed engine up while their body flows.
+                let _activity = matches!(classified.exchange, Exchange::StreamedUpload)
+                    .then(|| guest.activity().begin());
+                framed::exchange(
+                    &guest,
+                    &mut held,
+                    &socket,
+                    &mut buf,
+                    &head,
+                    &trace_id,
+                    deadline,
+                    &mut scratch,
+                )
+                .await
+            };
+            let result = if span.is_disabled() {
+                exchange.await
+            } else {
+                exchange.instrument(span.clone()).await
+            };
+            match result {
+                Ok(done) => {
+                    let status = StatusCode::from_u16(done.status).unwrap_or(StatusCode::OK);
+                    if let Some(r) = &record {
+                        r.answered(status);
+                        r.received(done.received);
+                        r.sent(done.sent);
+                    }
+                    self.audit_framed(&line, peer, &trace_id, status);
+                    if !done.keep_alive {
+                        return Framed::Ended;
+                    }
+                }
+                Err(Failed::Answer {
+                    error,
+                    request_read,
+                }) => {
+                    if let Some(r) = &record {
+                        r.answered(error.status());
+                    }
+                    self.audit_framed(&line, peer, &trace_id, error.status());
+                    span.in_scope(|| log_answered(&error, &trace_id));
+                    if !request_read || head.close {
+                        answer_and_close(socket, &error, &trace_id).await;
+                        return Framed::Ended;
+                    }
+                    if answer(&socket, &error, &trace_id).await.is_err() {
+                        return Framed::Ended;
+                    }
+                }
+                Err(Failed::Broken(e)) => {
+                    tracing::debug!(error = %e, "framed exchange broke off");
+                    return Framed::Ended;
+                }
+            }
+        }
+    }
+
+    /// Answers `error` to a request not forwarded (still at the start of `buf`): when
+    /// it has no body, it is consumed and the connection goes on (`true`); else the
+    /// connection is answered and closed.
+    #[allow(clippy::too_many_arguments)]
+    async fn answered_unread(
+        &self,
+        socket: &LeanSocket,
+        buf: &mut BytesMut,
+        head: &Head,
+        line: &RequestLine,
+        peer: &PeerIdentity,
+        trace_id: &HeaderValue,
+        error: GatewayError,
+    ) -> bool {
+        self.audit_framed(line, peer, trace_id, error.status());
+        log_answered(&error, trace_id);
+        if head.body == framing::BodyLength::Empty && !head.close {
+            buf.advance(head.len);
+            return answer(socket, &error, trace_id).await.is_ok();
+        }
+        let _ = answer(socket, &error, trace_id).await;
+        linger(socket).await;
+        false
+    }
+
+    /// The audit line of a framed exchange: written for what may change something.
+    fn audit_framed(
+        &self,
+        line: &RequestLine,
+        peer: &PeerIdentity,
+        trace_id: &HeaderValue,
+        status: StatusCode,
+    ) {
+        if let Some(audit) = self
+            .audit
+            .as_ref()
+            .filter(|_| super::method_mutates(&line.method))
+        {
+            audit.record(Decision::Allow.audit_record(
+                line.method.as_str(),
+                line.uri.path(),
+                peer,
+                trace_id,
+                status,
+            ));
+        }
+    }
+}
+
+/// The request line and headers of a head berth frames itself, or `None` when it is
+/// hyper's: HTTP/1.0, `Expect`, `Upgrade` or `CONNECT`, a target not in origin form,
+/// a name or value `http` refuses.
+fn plain_request(buf: &[u8], head: &Head) -> Option<RequestLine> {
+    if !head.http11 || head.expect_continue || head.upgrade {
+        return None;
+    }
+    let target = &buf[head.target.clone()];
+    if !target.starts_with(b"/") {
+        return None;
+    }
+    let method = Method::from_bytes(&buf[head.method.clone()]).ok()?;
+    let uri = Uri::try_from(target).ok()?;
+    let mut headers = HeaderMap::with_capacity(head.headers.len());
+    for line in &head.headers {
+        headers.append(
+            HeaderName::from_bytes(&buf[line.name.clone()]).ok()?,
+            HeaderValue::from_bytes(&buf[line.value.clone()]).ok()?,
+        );
+    }
+    Some(RequestLine {
+        method,
+        uri,
+        headers,
+    })
+}
+
+/// Answers with berth's error on a connection that goes on.
+async fn answer(
+    socket: &LeanSocket,
+    error: &GatewayError,
+    trace_id: &HeaderValue,
+) -> std::io::Result<()> {
+    framed::write_all(socket, &error.to_raw_response(trace_id, false), &[]).await
+}
+
+/// Answers with berth's error and closes.
+async fn answer_and_close(socket: LeanSocket, error: &GatewayError, trace_id: &HeaderValue) {
+    let raw = error.to_raw_response(trace_id, true);
+    if framed::write_all(&socket, &raw, &[]).await.is_ok() {
+        linger(&socket).await;
+    }
+}
+
+/// Closes the write side, then reads and drops what the client still sends (up to
+/// 256 KiB, for at most a second), so that an unread request body does not turn the
+/// close into a reset before the client read the answer (as `body::discard_unread`
+/// does for hyper's connections).
+async fn linger(socket: &LeanSocket) {
+    let _ = socket.shutdown_write();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let mut sink = BytesMut::with_capacity(8192);
+        let mut left = 256 * 1024usize;
+        while left > 0 {
+            sink.clear();
+            match poll_fn(|cx| socket.poll_read_buf(cx, &mut sink)).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
