@@ -17,10 +17,11 @@ echo "== cargo test"
 # One process per test binary: engines (real dockerd) are shared by the tests of a binary.
 cargo test --workspace --locked -- --test-threads "${BERTH_TEST_THREADS:-4}"
 echo "== fuzz (bounded)"
-# berth-policy's cargo-fuzz targets on the stable toolchain: `--sanitizer none` keeps
-# libFuzzer's coverage guidance without nightly-only sanitizers. BERTH_FUZZ_SECONDS per
-# target (default 20; 0 skips). cargo-fuzz is installed when missing; if that fails, the stable stand-in
-# (crates/berth-policy/tests/fuzz_stable.rs) already ran with `cargo test`.
+# berth-policy's and berth-gateway's cargo-fuzz targets on the stable toolchain:
+# `--sanitizer none` keeps libFuzzer's coverage guidance without nightly-only sanitizers.
+# BERTH_FUZZ_SECONDS per target (default 20; 0 skips). cargo-fuzz is installed when
+# missing; if that fails, the stable stand-ins (crates/*/tests/fuzz_stable.rs) already ran
+# with `cargo test`.
 fuzz_seconds=${BERTH_FUZZ_SECONDS:-20}
 if [ "$fuzz_seconds" != 0 ] && ! cargo fuzz --version >/dev/null 2>&1; then
   # libFuzzer is C++: cargo-fuzz builds it with the system's g++.
@@ -28,12 +29,15 @@ if [ "$fuzz_seconds" != 0 ] && ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --quiet || echo "cargo-fuzz could not be installed"
 fi
 if [ "$fuzz_seconds" != 0 ] && cargo fuzz --version >/dev/null 2>&1; then
-  for target in create_body request_path policy_toml; do
+  for crate_target in berth-policy/create_body berth-policy/request_path \
+      berth-policy/policy_toml berth-gateway/framing; do
+    crate=${crate_target%/*}
+    target=${crate_target#*/}
     log=$(mktemp)
-    if ! (cd crates/berth-policy && cargo fuzz run --sanitizer none -O "$target" -- \
+    if ! (cd "crates/$crate" && cargo fuzz run --sanitizer none -O "$target" -- \
         -max_total_time="$fuzz_seconds") >"$log" 2>&1; then
       tail -n 40 "$log"
-      echo "fuzz target $target failed (artifacts in crates/berth-policy/fuzz/artifacts/$target)"
+      echo "fuzz target $target failed (artifacts in crates/$crate/fuzz/artifacts/$target)"
       exit 1
     fi
     grep -E '^Done [0-9]+ runs' "$log" | sed "s/^/$target: /" || true
