@@ -27,6 +27,39 @@ pub struct MachineConfig {
     pub stop_timeout: Duration,
     /// Restart pacing after repeated failures, and when to give up.
     pub restart_backoff: BackoffConfig,
+    /// Set for a VM machine: dockerd runs in a QEMU guest with its own kernel instead
+    /// of in a network namespace of the host's kernel.
+    pub vm: Option<VmConfig>,
+}
+
+/// The virtual machine of a VM machine (`kind = "vm"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Guest memory in MiB.
+    pub memory_mib: u64,
+    /// Size of the disk image that holds Docker's data root, in MiB (sparse).
+    pub disk_size_mib: u64,
+    /// Host directories shared into the guest (virtio-9p) at the same paths.
+    pub shares: Vec<PathBuf>,
+    /// Where the guest image (kernel, initramfs, root file system) is built and cached;
+    /// machines may share it.
+    pub image_dir: PathBuf,
+}
+
+impl VmConfig {
+    /// Defaults: 2 vCPUs, 1 GiB of memory, a 16 GiB data disk, no shares, the image
+    /// under `image_dir`.
+    pub fn new(image_dir: PathBuf) -> Self {
+        Self {
+            cpus: 2,
+            memory_mib: 1024,
+            disk_size_mib: 16 * 1024,
+            shares: Vec::new(),
+            image_dir,
+        }
+    }
 }
 
 impl MachineConfig {
@@ -67,6 +100,7 @@ impl Default for MachineConfig {
             start_timeout: Duration::from_secs(60),
             stop_timeout: Duration::from_secs(30),
             restart_backoff: BackoffConfig::default(),
+            vm: None,
         }
     }
 }

@@ -78,6 +78,15 @@ pub enum EngineError {
         message: String,
     },
 
+    /// A VM machine's guest image, data disk or settings are not usable.
+    #[error("engine {machine:?}: {message}")]
+    Vm {
+        /// The machine name.
+        machine: String,
+        /// What is wrong.
+        message: String,
+    },
+
     /// dockerd could not be spawned at all.
     #[error("engine {machine:?}: cannot run {program:?}: {source}")]
     Spawn {

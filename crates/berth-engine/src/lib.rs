@@ -22,11 +22,13 @@ mod netns;
 mod prerequisites;
 mod readiness;
 mod supervisor;
+mod vm;
 
-pub use config::{BackoffConfig, MachineConfig, DEFAULT_MACHINES_DIR};
+pub use config::{BackoffConfig, MachineConfig, VmConfig, DEFAULT_MACHINES_DIR};
 pub use error::EngineError;
 pub use readiness::{Generation, MachineState, MachineStatus};
 pub use supervisor::EngineSupervisor;
+pub use vm::{Accelerator, VmFacts};
 
 use std::ffi::OsString;
 use std::path::Path;

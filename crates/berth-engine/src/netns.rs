@@ -161,7 +161,7 @@ impl IpCommand {
         Self { ip }
     }
 
-    fn run(&self, args: &[&str]) -> Result<(), String> {
+    pub(crate) fn run(&self, args: &[&str]) -> Result<(), String> {
         let output = Command::new(&self.ip)
             .args(args)
             .output()

@@ -72,6 +72,22 @@ impl Programs {
     }
 }
 
+impl Programs {
+    /// Finds one more program on the same search path, or names its Debian package.
+    pub(crate) fn find_extra(
+        &self,
+        program: &str,
+        package: &'static str,
+    ) -> Result<PathBuf, EngineError> {
+        let dirs: Vec<PathBuf> = std::env::split_paths(&self.search_path).collect();
+        resolve(Path::new(program), &dirs).ok_or_else(|| EngineError::MissingPrerequisite {
+            program: program.to_owned(),
+            searched: self.search_path.to_string_lossy().into_owned(),
+            package,
+        })
+    }
+}
+
 /// `path_var` with the standard directories appended when absent.
 fn search_path(path_var: Option<&OsStr>) -> OsString {
     let mut dirs: Vec<PathBuf> = path_var

@@ -164,9 +164,17 @@ pub(crate) async fn ping(socket: &Path, timeout: Duration) -> bool {
 }
 
 async fn ping_once(socket: &Path) -> bool {
-    let Ok(mut stream) = UnixStream::connect(socket).await else {
+    let Ok(stream) = UnixStream::connect(socket).await else {
         return false;
     };
+    ping_stream(stream).await
+}
+
+/// `GET /_ping` on a stream already connected to dockerd.
+pub(crate) async fn ping_stream<S>(mut stream: S) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let request = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n";
     if stream.write_all(request).await.is_err() {
         return false;

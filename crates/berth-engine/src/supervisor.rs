@@ -28,6 +28,7 @@ use crate::launcher::{
 use crate::netns::{self, IpCommand, MachineNetns, Teardown};
 use crate::prerequisites::Programs;
 use crate::readiness::{self, Generation, MachineState, MachineStatus, Phase, StateCell};
+use crate::vm::{VmFacts, VmLauncher};
 use crate::{EngineError, MachineConfig};
 
 /// Log lines carried by start errors.
@@ -54,7 +55,7 @@ pub struct EngineSupervisor {
 struct Shared {
     config: MachineConfig,
     layout: MachineLayout,
-    launcher: DockerdLauncher,
+    engine: Engine,
     netns: MachineNetns<IpCommand>,
     log: DockerdLog,
     /// Generation + phase: what the request path reads.
@@ -68,6 +69,13 @@ struct Shared {
     /// Bumped by `stop` before it waits for the lifecycle lock, so a start that is
     /// sleeping (backoff) or waiting for `/_ping` gives way instead of making stop wait.
     stop_epoch: watch::Sender<u64>,
+}
+
+/// What runs dockerd: a process in the machine's namespace, or a VM.
+#[derive(Debug)]
+enum Engine {
+    Namespace(DockerdLauncher),
+    Vm(VmLauncher),
 }
 
 #[derive(Debug, Default)]
@@ -105,16 +113,37 @@ impl EngineSupervisor {
         let state_dir = std::path::absolute(&config.state_dir)
             .map_err(|e| EngineError::io(&config.name, "resolve", config.state_dir.clone(), e))?;
         let layout = MachineLayout::new(&state_dir);
-        layout.check_socket_lengths()?;
         let netns = MachineNetns::new(&config.name, IpCommand::new(programs.ip.clone()));
-        let launcher = DockerdLauncher::new(
-            &config.name,
-            layout.clone(),
-            programs,
-            netns.path().to_path_buf(),
-            config.dockerd_args.clone(),
-        );
-        if let Some(pid) = find_leftover(&layout.pidfile) {
+        let (engine, log) = match &config.vm {
+            Some(vm) => (
+                Engine::Vm(VmLauncher::new(
+                    &config,
+                    vm,
+                    &state_dir,
+                    &programs,
+                    netns.path(),
+                )?),
+                VmLauncher::log_path(&state_dir),
+            ),
+            None => {
+                layout.check_socket_lengths()?;
+                (
+                    Engine::Namespace(DockerdLauncher::new(
+                        &config.name,
+                        layout.clone(),
+                        programs,
+                        netns.path().to_path_buf(),
+                        config.dockerd_args.clone(),
+                    )),
+                    layout.log.clone(),
+                )
+            }
+        };
+        let pidfile = match &engine {
+            Engine::Namespace(_) => layout.pidfile.clone(),
+            Engine::Vm(vm) => vm.pidfile(),
+        };
+        if let Some(pid) = find_leftover(&pidfile) {
             tracing::info!(
                 machine = %config.name,
                 pid,
@@ -124,10 +153,10 @@ impl EngineSupervisor {
         }
         Ok(Self {
             shared: Arc::new(Shared {
-                log: DockerdLog::new(layout.log.clone()),
+                log: DockerdLog::new(log),
                 config,
                 layout,
-                launcher,
+                engine,
                 netns,
                 cell: StateCell::default(),
                 record: Mutex::new(Record::default()),
@@ -146,6 +175,20 @@ impl EngineSupervisor {
     /// The unix socket dockerd listens on: `<state_dir>/docker.sock`.
     pub fn socket_path(&self) -> std::path::PathBuf {
         self.shared.layout.socket.clone()
+    }
+
+    /// A VM machine's dockerd address inside [`netns_path`](Self::netns_path); `None`
+    /// for a namespace machine (it listens on [`socket_path`](Self::socket_path)).
+    pub fn vm_api_addr(&self) -> Option<std::net::SocketAddr> {
+        matches!(self.shared.engine, Engine::Vm(_)).then(VmLauncher::api_addr)
+    }
+
+    /// A VM machine's vCPUs, memory and accelerator; `None` for a namespace machine.
+    pub fn vm_facts(&self) -> Option<VmFacts> {
+        match &self.shared.engine {
+            Engine::Vm(vm) => Some(vm.facts()),
+            Engine::Namespace(_) => None,
+        }
     }
 
     /// The machine's network namespace: `/var/run/netns/berth-<name>`. Stable for the
@@ -423,23 +466,41 @@ impl Shared {
             }
         }
 
-        // `ip` runs as a child process: keep it off the runtime's threads.
+        // `ip` runs as a child process (and a VM's image may be built): keep it off the
+        // runtime's threads.
         let shared = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let image = tokio::task::spawn_blocking(move || {
             shared.netns.ensure()?;
-            shared.launcher.prepare()
+            match &shared.engine {
+                Engine::Namespace(launcher) => launcher.prepare().map(|()| None),
+                Engine::Vm(vm) => vm.prepare().map(Some),
+            }
         })
         .await
         .map_err(|_| self.cancelled())??;
 
-        if let Some(pid) = find_leftover(&self.layout.pidfile) {
+        if let Some(pid) = find_leftover(&self.pidfile()) {
             if let Some(adopted) = self.adopt_or_replace(pid).await? {
                 return Ok(adopted);
             }
         }
 
-        self.launcher.remove_stale_files()?;
-        let process = self.launcher.spawn()?;
+        let process = match (&self.engine, image) {
+            (Engine::Vm(vm), Some(image)) => {
+                vm.remove_stale_files()?;
+                vm.spawn(&image, &self.log).await?
+            }
+            (Engine::Vm(_), None) => {
+                return Err(EngineError::Vm {
+                    machine: self.config.name.clone(),
+                    message: "no guest image was prepared".to_owned(),
+                })
+            }
+            (Engine::Namespace(launcher), _) => {
+                launcher.remove_stale_files()?;
+                launcher.spawn()?
+            }
+        };
         if let Err(error) = self.wait_ready(&process, stop).await {
             if let Err(e) = self.terminate_with(&process, FAILED_START_GRACE).await {
                 tracing::warn!(machine = %self.config.name, %e, "could not stop a dockerd that failed to start");
@@ -454,7 +515,7 @@ impl Shared {
     /// answers `/_ping`, else stop it.
     async fn adopt_or_replace(&self, pid: u32) -> Result<Option<DockerdProcess>, EngineError> {
         let in_our_netns = netns::process_is_in(pid, self.netns.path());
-        if in_our_netns && readiness::ping(&self.layout.socket, ADOPTION_PING_TIMEOUT).await {
+        if in_our_netns && self.ping(ADOPTION_PING_TIMEOUT).await {
             match DockerdProcess::adopt(pid) {
                 Ok(process) => {
                     tracing::info!(machine = %self.config.name, pid, "adopted dockerd left running by an earlier berth");
@@ -505,7 +566,7 @@ impl Shared {
                     log_tail: self.log.tail(ERROR_TAIL_LINES),
                 });
             }
-            if readiness::ping(&self.layout.socket, left.min(Duration::from_secs(1))).await {
+            if self.ping(left.min(Duration::from_secs(1))).await {
                 return Ok(());
             }
             // Sleep, but wake at once if dockerd exits.
@@ -550,7 +611,7 @@ impl Shared {
         }
         *lifecycle = None;
         // Left by an earlier berth and never adopted by this one.
-        if let Some(pid) = find_leftover(&self.layout.pidfile) {
+        if let Some(pid) = find_leftover(&self.pidfile()) {
             if let Ok(process) = DockerdProcess::adopt(pid) {
                 self.terminate(&process).await?;
             }
@@ -559,8 +620,43 @@ impl Shared {
         Ok(())
     }
 
+    /// A clean stop: SIGTERM to dockerd; a VM is asked to power off (its dockerd stops
+    /// and its disks are unmounted), and QEMU is only signalled if that fails.
     async fn terminate(&self, process: &DockerdProcess) -> Result<(), EngineError> {
+        if let Engine::Vm(vm) = &self.engine {
+            if process.exit_info().is_none()
+                && vm.request_poweroff().await
+                && process.wait_exit(self.config.stop_timeout).await
+            {
+                return Ok(());
+            }
+            tracing::warn!(machine = %self.config.name, "the VM did not power off: stopping QEMU");
+            return self.terminate_with(process, FAILED_START_GRACE).await;
+        }
         self.terminate_with(process, self.config.stop_timeout).await
+    }
+
+    /// Where the engine's process writes its pid.
+    fn pidfile(&self) -> std::path::PathBuf {
+        match &self.engine {
+            Engine::Namespace(_) => self.layout.pidfile.clone(),
+            Engine::Vm(vm) => vm.pidfile(),
+        }
+    }
+
+    /// `GET /_ping` answered within `timeout`.
+    async fn ping(&self, timeout: Duration) -> bool {
+        match &self.engine {
+            Engine::Namespace(_) => readiness::ping(&self.layout.socket, timeout).await,
+            Engine::Vm(vm) => tokio::time::timeout(timeout, async {
+                match vm.connect_api().await {
+                    Ok(stream) => readiness::ping_stream(stream).await,
+                    Err(_) => false,
+                }
+            })
+            .await
+            .unwrap_or(false),
+        }
     }
 
     async fn terminate_with(
@@ -630,6 +726,10 @@ impl Shared {
     }
 
     fn sweep_mounts(&self) {
+        if matches!(self.engine, Engine::Vm(_)) {
+            // Nothing of a VM is mounted on the host.
+            return;
+        }
         for (path, error) in unmount_leftovers(&self.layout) {
             tracing::warn!(machine = %self.config.name, path = %path.display(), %error, "cannot unmount leftover");
         }

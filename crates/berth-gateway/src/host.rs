@@ -146,7 +146,7 @@ fn translate_binds(guest: &Guest, body: &[u8]) -> Result<Option<Bytes>, GatewayE
         .map_err(|e| GatewayError::BadRequest(format!("berth: unreadable create body: {e}")))?;
     create::translate_binds(&mut model, paths).map_err(|p| {
         GatewayError::BadRequest(format!(
-            "berth: bind mount source {p:?} is not shared with engine {:?}: no path mapping covers it",
+            "berth: bind mount source {p:?} is not shared with engine {:?}: no path_mappings entry (a vm machine: no shares entry) covers it",
             guest.name()
         ))
     })?;

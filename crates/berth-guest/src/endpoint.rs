@@ -1,4 +1,5 @@
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -11,6 +12,15 @@ pub enum GuestEndpoint {
     Tcp(String),
     /// `ssh://[user@]host[:port]`: reached through an SSH connection berth holds.
     Ssh(SshDestination),
+    /// A TCP address inside a network namespace: a VM machine's dockerd on its tap
+    /// device, which only processes in that namespace (berth's sockets made there) can
+    /// reach. Chosen by berth, never parsed from configuration.
+    NetnsTcp {
+        /// The namespace's path (`/var/run/netns/berth-<name>`).
+        netns: PathBuf,
+        /// The engine's address inside it.
+        addr: SocketAddr,
+    },
 }
 
 /// The user, host and port of an `ssh://` endpoint, as `docker -H ssh://` reads them.
@@ -85,6 +95,10 @@ impl fmt::Display for GuestEndpoint {
             Self::Unix(p) => write!(f, "unix://{}", p.display()),
             Self::Tcp(a) => write!(f, "tcp://{a}"),
             Self::Ssh(d) => write!(f, "ssh://{d}"),
+            Self::NetnsTcp { netns, addr } => {
+                let ns = netns.file_name().unwrap_or(netns.as_os_str());
+                write!(f, "tcp://{addr} (netns {})", ns.to_string_lossy())
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ mod endpoint;
 mod error;
 mod lean_listener;
 mod lean_socket;
+pub mod netns;
 pub mod splice;
 pub mod ssh;
 mod stream;
@@ -29,6 +30,8 @@ pub use error::ConnectError;
 pub use lean_listener::{LeanListener, Listening};
 pub use lean_socket::LeanSocket;
 pub use stream::GuestStream;
+
+use netns::NetnsSockets;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -54,15 +57,24 @@ enum Transport {
     Plain,
     Tls(Arc<tls::TlsClient>),
     Ssh(Arc<ssh::SshTunnel>),
+    /// [`GuestEndpoint::NetnsTcp`]: the thread that makes sockets in the namespace (or
+    /// why it could not be started).
+    Netns(Arc<std::io::Result<NetnsSockets>>),
 }
 
 impl GuestConnector {
     /// A connector for `endpoint` that gives up after `connect_timeout`.
     pub fn new(endpoint: GuestEndpoint, connect_timeout: Duration) -> Self {
+        let transport = match &endpoint {
+            GuestEndpoint::NetnsTcp { netns, .. } => {
+                Transport::Netns(Arc::new(NetnsSockets::new(netns)))
+            }
+            _ => Transport::Plain,
+        };
         Self {
             endpoint,
             connect_timeout,
-            transport: Transport::Plain,
+            transport,
         }
     }
 
@@ -135,6 +147,28 @@ impl GuestConnector {
                 GuestEndpoint::Ssh(_) => Err(Failure::Io(std::io::Error::other(
                     "an ssh:// endpoint needs its SSH connection",
                 ))),
+                GuestEndpoint::NetnsTcp { addr, .. } => {
+                    let sockets = match &self.transport {
+                        Transport::Netns(sockets) => match sockets.as_ref() {
+                            Ok(sockets) => sockets,
+                            Err(e) => {
+                                return Err(Failure::Io(std::io::Error::new(
+                                    e.kind(),
+                                    e.to_string(),
+                                )))
+                            }
+                        },
+                        _ => {
+                            return Err(Failure::Io(std::io::Error::other(
+                                "no thread for the network namespace",
+                            )))
+                        }
+                    };
+                    let s = sockets.connect_tcp(*addr).await.map_err(Failure::Io)?;
+                    LeanSocket::from_tcp(s)
+                        .map(GuestStream::new)
+                        .map_err(Failure::Io)
+                }
             }
         };
         match tokio::time::timeout(self.connect_timeout, attempt).await {

@@ -39,6 +39,16 @@ pub enum GuestNet {
     /// Inside the network namespace at this path (e.g. `/var/run/netns/berth-default`).
     /// It may appear after the forwarder is built; it is entered on first use.
     Namespace(PathBuf),
+    /// Inside the network namespace at `netns`, where the engine is not on the
+    /// namespace's loopback but at `engine` (a VM behind a tap device): guest sides that
+    /// would reach the engine's proxy on loopback go to `engine` instead, and container
+    /// addresses are reached through the routes to it.
+    Machine {
+        /// The namespace's path.
+        netns: PathBuf,
+        /// The engine's address in the namespace.
+        engine: IpAddr,
+    },
     /// In berth's own network namespace (an engine that shares the host's network;
     /// mostly for tests: the engine's own proxy then already holds the host ports).
     Host,
@@ -95,6 +105,8 @@ pub struct PortForwarder {
 
 #[derive(Debug)]
 struct Inner {
+    /// [`GuestNet::Machine`]'s engine address.
+    engine: Option<IpAddr>,
     sockets: Arc<GuestSockets>,
     /// Serializes `apply` and `remove`: each awaits listener shutdowns between reading
     /// and writing `table`.
@@ -144,8 +156,13 @@ impl PortForwarder {
     /// A forwarder whose guest sides are opened in `guest_net`.
     pub fn new(guest_net: GuestNet) -> Result<Self, PortError> {
         let sockets = GuestSockets::new(&guest_net).map_err(PortError::Thread)?;
+        let engine = match guest_net {
+            GuestNet::Machine { engine, .. } => Some(engine),
+            GuestNet::Namespace(_) | GuestNet::Host => None,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
+                engine,
                 sockets: Arc::new(sockets),
                 ops: tokio::sync::Mutex::new(()),
                 table: Mutex::new(HashMap::new()),
@@ -196,8 +213,15 @@ impl PortForwarder {
     async fn apply_bindings(
         &self,
         container_id: &str,
-        wanted: Vec<Binding>,
+        mut wanted: Vec<Binding>,
     ) -> Result<(), PortError> {
+        if let Some(engine) = self.inner.engine {
+            for b in &mut wanted {
+                if b.guest.ip().is_loopback() {
+                    b.guest.set_ip(engine);
+                }
+            }
+        }
         let _op = self.inner.ops.lock().await;
         let (stale, to_bind) = {
             let mut table = self.inner.table();

@@ -29,6 +29,14 @@
 //! endpoint = "ssh://core@10.0.0.6" # one SSH connection, a channel per API connection
 //! identity_file = "/etc/berth/ssh/id_ed25519"
 //! known_hosts = "/etc/berth/ssh/known_hosts"
+//!
+//! [[machines]]
+//! name = "vm"
+//! kind = "vm"                      # dockerd in a QEMU guest with its own kernel
+//! cpus = 2
+//! memory = "1GiB"
+//! disk_size = "16GiB"
+//! shares = ["/home/me/src"]        # bind-mountable host directories (9p)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -163,6 +171,16 @@ pub(crate) struct MachineEntry {
     /// host instead of forwarding its socket (when the socket cannot be forwarded).
     #[serde(default)]
     pub(crate) dial_stdio: bool,
+    /// `vm`: virtual CPUs (default 2).
+    pub(crate) cpus: Option<u32>,
+    /// `vm`: guest memory, a size like `"1GiB"` or `"512MiB"` (default 1 GiB).
+    pub(crate) memory: Option<String>,
+    /// `vm`: size of the disk image holding Docker's data (sparse; default 16 GiB).
+    pub(crate) disk_size: Option<String>,
+    /// `vm`: host directories shared into the guest at the same paths: the only bind
+    /// mount sources its containers may use.
+    #[serde(default)]
+    pub(crate) shares: Vec<PathBuf>,
 }
 
 impl MachineEntry {
@@ -220,6 +238,8 @@ pub(crate) enum MachineKind {
     /// berth starts and supervises dockerd.
     #[default]
     Managed,
+    /// berth starts and supervises a QEMU virtual machine that runs dockerd.
+    Vm,
     /// Someone else runs it; berth only connects.
     External,
 }
@@ -285,7 +305,7 @@ impl FileConfig {
                         ));
                     }
                 }
-                MachineKind::Managed => {
+                MachineKind::Managed | MachineKind::Vm => {
                     if m.endpoint.is_some() {
                         return Err(format!(
                             "{at}.endpoint: a managed machine's endpoint is chosen by berth"
@@ -293,6 +313,7 @@ impl FileConfig {
                     }
                 }
             }
+            validate_vm(m).map_err(|e| format!("{at}{e}"))?;
         }
         for (i, m) in self.machines.iter().enumerate() {
             for (j, p) in m.path_mappings.iter().enumerate() {
@@ -367,6 +388,60 @@ fn validate_transport(
         }
     }
     m.tls_files().map(|_| ())
+}
+
+/// The `vm` keys: only on vm machines, and valid there. Errors start with the key
+/// (`.memory: …`, or `: …` for the table).
+fn validate_vm(m: &MachineEntry) -> std::result::Result<(), String> {
+    if m.kind != MachineKind::Vm {
+        if m.cpus.is_some() || m.memory.is_some() || m.disk_size.is_some() || !m.shares.is_empty() {
+            return Err(": cpus, memory, disk_size and shares apply to vm machines only".into());
+        }
+        return Ok(());
+    }
+    if m.dockerd.is_some() || !m.dockerd_args.is_empty() {
+        return Err(": dockerd settings do not apply to a vm machine (its dockerd is the guest's)".into());
+    }
+    if !m.path_mappings.is_empty() {
+        return Err(".path_mappings: a vm machine sees its shares at the host's paths".into());
+    }
+    if m.cpus == Some(0) {
+        return Err(".cpus: must be at least 1".into());
+    }
+    for (key, v) in [("memory", &m.memory), ("disk_size", &m.disk_size)] {
+        if let Some(text) = v {
+            parse_size_mib(text).map_err(|e| format!(".{key}: {e}"))?;
+        }
+    }
+    for (j, share) in m.shares.iter().enumerate() {
+        let text = share.to_string_lossy();
+        if !share.is_absolute() || text.contains([' ', ',', '\t', '\n']) {
+            return Err(format!(
+                ".shares[{j}]: {text:?} must be an absolute path without spaces or commas"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A size like `"1GiB"`, `"512MiB"`, `"2G"` (binary units) in MiB, at least 1 MiB.
+pub(crate) fn parse_size_mib(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a size like \"1GiB\" or \"512MiB\""))?;
+    let mib = match unit.trim() {
+        "MiB" | "M" | "MB" => Some(n),
+        "GiB" | "G" | "GB" => n.checked_mul(1024),
+        "TiB" | "T" | "TB" => n.checked_mul(1024 * 1024),
+        _ => return Err(format!("{text:?}: expected a size like \"1GiB\" or \"512MiB\"")),
+    };
+    match mib {
+        Some(m) if m > 0 => Ok(m),
+        _ => Err(format!("{text:?}: out of range")),
+    }
 }
 
 fn valid_machine_name(name: &str) -> bool {
@@ -488,6 +563,31 @@ endpoint = "unix:///var/run/docker.sock"
     }
 
     #[test]
+    fn vm_machines_take_cpus_memory_disk_size_and_shares() {
+        let c = parse(
+            "[[machines]]\nname = \"vm\"\nkind = \"vm\"\ncpus = 4\nmemory = \"512MiB\"\n\
+             disk_size = \"2GiB\"\nshares = [\"/srv/src\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.machines[0].kind, MachineKind::Vm);
+        assert_eq!(c.machines[0].cpus, Some(4));
+        assert_eq!(parse_size_mib("512MiB"), Ok(512));
+        assert_eq!(parse_size_mib("1GiB"), Ok(1024));
+        assert_eq!(parse_size_mib("2G"), Ok(2048));
+        assert!(parse_size_mib("1.5GiB").is_err());
+        assert!(parse_size_mib("0MiB").is_err());
+        assert!(parse_size_mib("12 parsecs").is_err());
+        let e = parse("[[machines]]\nname = \"v\"\nkind = \"vm\"\nmemory = \"lots\"\n")
+            .unwrap_err();
+        assert!(e.contains("machines[0].memory"), "{e}");
+        let e = parse("[[machines]]\nname = \"v\"\nkind = \"vm\"\nshares = [\"rel\"]\n")
+            .unwrap_err();
+        assert!(e.contains("machines[0].shares[0]"), "{e}");
+        let e = parse("[[machines]]\nname = \"m\"\nkind = \"managed\"\ncpus = 2\n").unwrap_err();
+        assert!(e.contains("vm machines only"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_are_named_with_their_line() {
         let e = parse(
             "hosts = []\n\n[[machines]]\nname = \"a\"\nkind = \"managed\"\ndockerd_argz = []\n",
@@ -503,7 +603,7 @@ endpoint = "unix:///var/run/docker.sock"
         assert!(e.contains("machines[0].endpoint"), "{e}");
         let e = parse("[[machines]]\nname = \"Bad Name\"\nkind = \"managed\"\n").unwrap_err();
         assert!(e.contains("machines[0].name"), "{e}");
-        let e = parse("[[machines]]\nname = \"x\"\nkind = \"vm\"\n").unwrap_err();
+        let e = parse("[[machines]]\nname = \"x\"\nkind = \"vmm\"\n").unwrap_err();
         assert!(e.contains("kind"), "{e}");
         let e = parse("connect_timeout = -1\n").unwrap_err();
         assert!(e.contains("connect_timeout"), "{e}");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use berth_engine::{EngineSupervisor, MachineConfig, MachineState};
+use berth_engine::{EngineSupervisor, MachineConfig, MachineState, VmConfig};
 use berth_gateway::guest::HealthState;
 use berth_gateway::{
     EngineLifecycle, Guest, GuestOptions, GuestTimeouts, PathTranslator, PortPublisher,
@@ -199,7 +199,7 @@ fn build_machine(
             ))
             .into())
         }
-        (Some(text), MachineKind::Managed) => Some(
+        (Some(text), MachineKind::Managed | MachineKind::Vm) => Some(
             idle::parse_idle_stop(text)
                 .map_err(|e| UsageError(format!("machine {}: {e}", entry.name)))?,
         ),
@@ -232,7 +232,7 @@ fn build_machine(
                 idle_stop: None,
             })
         }
-        MachineKind::Managed => {
+        MachineKind::Managed | MachineKind::Vm => {
             let config_dir = state_dir.join("machines").join(&entry.name);
             let mut config = MachineConfig::named(&entry.name);
             config.state_dir = config_dir.clone();
@@ -240,11 +240,32 @@ fn build_machine(
                 config.dockerd = dockerd.clone();
             }
             config.dockerd_args = entry.dockerd_args.clone();
+            if entry.kind == MachineKind::Vm {
+                config.vm = Some(vm_config(entry, state_dir)?);
+                // A guest boots its kernel before dockerd; under TCG on a busy host
+                // that takes a while.
+                config.start_timeout = VM_START_TIMEOUT;
+            }
             let supervisor = Arc::new(
                 EngineSupervisor::new(config).with_context(|| format!("machine {}", entry.name))?,
             );
-            let endpoint = GuestEndpoint::Unix(supervisor.socket_path());
-            let ports = PortForwarder::new(GuestNet::Namespace(supervisor.netns_path()))
+            let (endpoint, guest_net) = match supervisor.vm_api_addr() {
+                Some(addr) => (
+                    GuestEndpoint::NetnsTcp {
+                        netns: supervisor.netns_path(),
+                        addr,
+                    },
+                    GuestNet::Machine {
+                        netns: supervisor.netns_path(),
+                        engine: addr.ip(),
+                    },
+                ),
+                None => (
+                    GuestEndpoint::Unix(supervisor.socket_path()),
+                    GuestNet::Namespace(supervisor.netns_path()),
+                ),
+            };
+            let ports = PortForwarder::new(guest_net)
                 .with_context(|| format!("machine {}: port forwarder", entry.name))?;
             tracing::info!(machine = %entry.name, %endpoint, "managed engine (starts on first request)");
             let guest = Guest::new(
@@ -309,6 +330,31 @@ fn remote_connector(
     }
 }
 
+/// How long a VM machine may take from QEMU's start to dockerd's `/_ping`.
+const VM_START_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// A `kind = "vm"` entry's VM: sizes parsed, the guest image under the state dir.
+fn vm_config(entry: &MachineEntry, state_dir: &std::path::Path) -> Result<VmConfig> {
+    let mut vm = VmConfig::new(state_dir.join("vm-image"));
+    let size = |key: &str, text: &Option<String>| -> Result<Option<u64>> {
+        text.as_deref()
+            .map(crate::config::parse_size_mib)
+            .transpose()
+            .map_err(|e| UsageError(format!("machine {}: {key}: {e}", entry.name)).into())
+    };
+    if let Some(cpus) = entry.cpus {
+        vm.cpus = cpus;
+    }
+    if let Some(mib) = size("memory", &entry.memory)? {
+        vm.memory_mib = mib;
+    }
+    if let Some(mib) = size("disk_size", &entry.disk_size)? {
+        vm.disk_size_mib = mib;
+    }
+    vm.shares = entry.shares.clone();
+    Ok(vm)
+}
+
 /// The gateway's view of a machine's port forwarder (the start hook).
 #[derive(Debug)]
 struct HostPorts(PortForwarder);
@@ -370,6 +416,18 @@ pub(crate) struct MachineReport {
     /// Remote machines that are down: why.
     #[serde(default)]
     pub(crate) last_error: Option<String>,
+    /// A VM machine's virtual CPUs.
+    #[serde(default)]
+    pub(crate) vcpus: Option<u32>,
+    /// A VM machine's memory in MiB.
+    #[serde(default)]
+    pub(crate) memory_mib: Option<u64>,
+    /// A VM machine's accelerator (`kvm`, `tcg`) since its last start.
+    #[serde(default)]
+    pub(crate) accelerator: Option<String>,
+    /// Why that accelerator (e.g. KVM hung at boot and berth fell back to TCG).
+    #[serde(default)]
+    pub(crate) accelerator_note: Option<String>,
 }
 
 impl Machine {
@@ -379,7 +437,11 @@ impl Machine {
             Some(sup) => {
                 let status = sup.status();
                 (
-                    "managed",
+                    if sup.vm_facts().is_some() {
+                        "vm"
+                    } else {
+                        "managed"
+                    },
                     status.state.to_string(),
                     status.pid,
                     status.uptime.map(|d| d.as_secs()),
@@ -404,7 +466,15 @@ impl Machine {
         } else {
             (None, None)
         };
+        let vm = self.supervisor.as_ref().and_then(|s| s.vm_facts());
         MachineReport {
+            vcpus: vm.as_ref().map(|v| v.cpus),
+            memory_mib: vm.as_ref().map(|v| v.memory_mib),
+            accelerator: vm
+                .as_ref()
+                .and_then(|v| v.accelerator)
+                .map(|a| a.to_string()),
+            accelerator_note: vm.and_then(|v| v.accelerator_note),
             name: self.name.clone(),
             kind: kind.to_owned(),
             endpoint: self.guest.connector().endpoint().to_string(),
@@ -448,8 +518,14 @@ async fn engine_facts(guest: &Guest) -> Option<(Option<String>, Option<u64>)> {
     ))
 }
 
-/// The machine's bind-mount path mappings, if it has any.
+/// The machine's bind-mount path mappings, if it has any. A VM machine sees its shares
+/// at the host's own paths and nothing else of the host.
 fn path_translator(entry: &MachineEntry) -> Option<PathTranslator> {
+    if entry.kind == MachineKind::Vm {
+        return Some(PathTranslator::new(
+            entry.shares.iter().map(|p| (p.clone(), p.clone())),
+        ));
+    }
     (!entry.path_mappings.is_empty()).then(|| {
         PathTranslator::new(
             entry

@@ -271,7 +271,7 @@ fn published_ports_follow_the_container_and_bind_mounts_follow_mappings() {
     assert_eq!(seen, "mapped");
     let refused = mapped(&["run", "--rm", "-v", "/etc:/w", "bt-web:1", "true"]);
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("no path mapping covers it"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no path_mappings entry"));
     drop(m);
     drop(d);
 }

@@ -199,7 +199,8 @@ pub(crate) fn find_leftover(pidfile: &Path) -> Option<u32> {
     (is_alive(pid) && runs_with_pidfile(pid, pidfile)).then_some(pid)
 }
 
-/// Whether process `pid`'s command line holds `--pidfile <pidfile>` (or `=`): guards
+/// Whether process `pid`'s command line holds `--pidfile <pidfile>` (or `=`; QEMU's
+/// `-pidfile <pidfile>`): guards
 /// against a pid reused by an unrelated process.
 pub(crate) fn runs_with_pidfile(pid: u32, pidfile: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
@@ -225,7 +226,7 @@ fn has_pidfile_arg(cmdline: &[u8], pidfile: &Path) -> bool {
     let want = pidfile.as_os_str().as_bytes();
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     args.windows(2)
-        .any(|w| (w[0] == b"--pidfile" || w[0] == b"-p") && w[1] == want)
+        .any(|w| (w[0] == b"--pidfile" || w[0] == b"-p" || w[0] == b"-pidfile") && w[1] == want)
         || args
             .iter()
             .any(|a| a.strip_prefix(b"--pidfile=") == Some(want))

@@ -1,30 +1,12 @@
-//! Sockets opened inside the guest's network namespace.
-//!
-//! A socket belongs to the namespace of the thread that *created* it, for its whole
-//! life, whoever uses it later. So one std thread per forwarder enters the namespace
-//! (`setns(CLONE_NEWNET)`, no `unsafe`) and only ever creates sockets on request; the
-//! async side connects them, so a slow connect never holds the thread and no tokio
-//! worker ever changes namespace.
-//!
-//! The namespace is entered lazily and re-entered when the file at the path names
-//! another namespace than the one the thread is in (checked with one `stat` per
-//! socket): a managed engine may not have created it yet when the forwarder is built,
-//! and `machine rm` + start makes a new one under the same name.
-//!
-//! Lifecycle: the thread ends when its [`NsThread`] is dropped (the request channel
-//! closes) and the drop joins it.
+//! Where a forwarder opens its guest sides: in the guest's network namespace (on
+//! [`NetnsSockets`]'s thread) or in berth's own network.
 
-use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::thread;
 
+use berth_guest::netns::{self, NetnsSockets};
 use socket2::{Domain, Socket, Type};
-use tokio::net::{TcpSocket, TcpStream, UdpSocket};
-use tokio::sync::oneshot;
+use tokio::net::{TcpStream, UdpSocket};
 
 use crate::GuestNet;
 
@@ -32,123 +14,43 @@ use crate::GuestNet;
 #[derive(Debug)]
 pub(crate) struct GuestSockets {
     /// `None` for [`GuestNet::Host`].
-    thread: Option<NsThread>,
-}
-
-/// The thread that lives in the guest namespace.
-#[derive(Debug)]
-struct NsThread {
-    path: PathBuf,
-    /// Dropped first on drop, which ends the thread's receive loop.
-    requests: Option<mpsc::Sender<Request>>,
-    handle: Option<thread::JoinHandle<()>>,
-}
-
-#[derive(Debug)]
-struct Request {
-    domain: Domain,
-    ty: Type,
-    reply: oneshot::Sender<io::Result<Socket>>,
+    netns: Option<NetnsSockets>,
 }
 
 impl GuestSockets {
     /// Starts the namespace thread for `net` (none for the host network).
     pub(crate) fn new(net: &GuestNet) -> io::Result<Self> {
-        let GuestNet::Namespace(path) = net else {
-            return Ok(Self { thread: None });
+        let netns = match net {
+            GuestNet::Namespace(path) | GuestNet::Machine { netns: path, .. } => {
+                Some(NetnsSockets::new(path)?)
+            }
+            GuestNet::Host => None,
         };
-        let (tx, rx) = mpsc::channel();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let thread_path = path.clone();
-        let handle = thread::Builder::new()
-            .name(format!("netns-{name}"))
-            .stack_size(128 * 1024)
-            .spawn(move || serve(&thread_path, rx))?;
-        Ok(Self {
-            thread: Some(NsThread {
-                path: path.clone(),
-                requests: Some(tx),
-                handle: Some(handle),
-            }),
-        })
+        Ok(Self { netns })
     }
 
     /// A TCP stream connected to `addr` in the guest network.
     pub(crate) async fn connect_tcp(&self, addr: SocketAddr) -> io::Result<TcpStream> {
-        let socket = self.socket(Domain::for_address(addr), Type::STREAM).await?;
-        let stream = TcpSocket::from_std_stream(std::net::TcpStream::from(socket))
-            .connect(addr)
-            .await?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
+        match &self.netns {
+            Some(ns) => ns.connect_tcp(addr).await,
+            None => {
+                netns::connect_tcp(
+                    Socket::new(Domain::for_address(addr), Type::STREAM, None)?,
+                    addr,
+                )
+                .await
+            }
+        }
     }
 
     /// A UDP socket connected to `addr` in the guest network.
     pub(crate) async fn connect_udp(&self, addr: SocketAddr) -> io::Result<UdpSocket> {
-        let socket = self.socket(Domain::for_address(addr), Type::DGRAM).await?;
-        // A UDP connect only sets the peer: it does not block.
-        socket.connect(&addr.into())?;
-        UdpSocket::from_std(socket.into())
-    }
-
-    /// A new non-blocking socket created in the guest network.
-    async fn socket(&self, domain: Domain, ty: Type) -> io::Result<Socket> {
-        let socket = match &self.thread {
-            None => Socket::new(domain, ty, None)?,
-            Some(t) => {
-                let (reply, answer) = oneshot::channel();
-                let gone = || io::Error::other("the guest network thread stopped");
-                t.requests
-                    .as_ref()
-                    .ok_or_else(gone)?
-                    .send(Request { domain, ty, reply })
-                    .map_err(|_| gone())?;
-                answer.await.map_err(|_| gone())?.map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("socket in network namespace {}: {e}", t.path.display()),
-                    )
-                })?
-            }
-        };
-        socket.set_nonblocking(true)?;
-        Ok(socket)
-    }
-}
-
-impl Drop for NsThread {
-    fn drop(&mut self) {
-        self.requests.take();
-        if let Some(handle) = self.handle.take() {
-            // The thread only waits for requests: with the channel closed it ends at once.
-            let _ = handle.join();
+        match &self.netns {
+            Some(ns) => ns.connect_udp(addr).await,
+            None => netns::connect_udp(
+                Socket::new(Domain::for_address(addr), Type::DGRAM, None)?,
+                addr,
+            ),
         }
     }
-}
-
-/// The namespace thread: creates sockets until the request channel closes.
-fn serve(path: &Path, requests: mpsc::Receiver<Request>) {
-    let mut entered = None;
-    for req in requests {
-        let socket = enter(path, &mut entered).and_then(|()| Socket::new(req.domain, req.ty, None));
-        let _ = req.reply.send(socket);
-    }
-}
-
-/// Makes sure this thread is in the namespace currently at `path`. `entered` is the
-/// (device, inode) of the namespace it is in.
-fn enter(path: &Path, entered: &mut Option<(u64, u64)>) -> io::Result<()> {
-    let meta = std::fs::metadata(path)?;
-    if *entered == Some((meta.dev(), meta.ino())) {
-        return Ok(());
-    }
-    let file = File::open(path)?;
-    let meta = file.metadata()?;
-    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)?;
-    tracing::debug!(netns = %path.display(), "guest network thread entered the namespace");
-    *entered = Some((meta.dev(), meta.ino()));
-    Ok(())
 }

@@ -54,6 +54,7 @@ pub(crate) fn run(common: &CommonArgs, output: &OutputFormat) -> Result<()> {
                 format::table(MACHINE_COLUMNS, records(&report["machines"]))
             );
             print_down_reasons(records(&report["machines"]));
+            print_vm_facts(records(&report["machines"]));
             let forwards = records(&report["forwards"]);
             if !forwards.is_empty() {
                 print!("\n{}", format::table(FORWARD_COLUMNS, forwards));
@@ -90,5 +91,23 @@ pub(crate) fn print_down_reasons(machines: &[Value]) {
                 m["state_secs"]
             );
         }
+    }
+}
+
+/// A VM machine's vCPUs, memory and accelerator (with why), under the table.
+pub(crate) fn print_vm_facts(machines: &[Value]) {
+    for m in machines {
+        let (Some(vcpus), Some(memory)) = (m["vcpus"].as_u64(), m["memory_mib"].as_u64()) else {
+            continue;
+        };
+        let accelerator = m["accelerator"].as_str().unwrap_or("not started yet");
+        let note = m["accelerator_note"]
+            .as_str()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
+        println!(
+            "vm {}: {vcpus} vCPUs, {memory} MiB, accelerator {accelerator}{note}",
+            m["name"].as_str().unwrap_or("?")
+        );
     }
 }

@@ -1,0 +1,477 @@
+//! VM machines: dockerd in a QEMU guest with its own kernel, reached over a tap device
+//! inside the machine's network namespace.
+//!
+//! ```text
+//!  host                         netns berth-<name>                 guest (microvm)
+//!  berth ── socket made in ──►  berth0 10.89.0.1/30 ══ tap ══►  eth0 10.89.0.2/30
+//!           the netns (thread)  routes 172.16/12, 192.168/16        dockerd tcp :2375
+//!                               via 10.89.0.2 (container IPs)       control  tcp :2376
+//!  nsenter --net=… qemu-system-x86_64 -M microvm …  (the supervised process)
+//! ```
+//!
+//! Only processes inside the namespace reach the guest, and the only one there is QEMU:
+//! the API never listens on a host port. The guest drops API and control connections
+//! that do not come in on eth0, so containers cannot reach them either.
+//!
+//! Start: the image is built or reused (`image`), the data disk made once (ext4,
+//! sparse), the tap and routes put in the namespace, then QEMU starts with KVM when
+//! `/dev/kvm` opens and a KVM guest was not seen hanging, else TCG (`accel`). A clean
+//! stop asks the guest to power off (dockerd stops, the data disk is unmounted); QEMU
+//! exits with it.
+
+mod accel;
+mod cpio;
+mod image;
+
+use std::ffi::OsString;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use berth_guest::netns::NetnsSockets;
+use tokio::io::AsyncWriteExt;
+
+pub use accel::Accelerator;
+
+use crate::launcher::{DockerdLog, DockerdProcess};
+use crate::netns::IpCommand;
+use crate::prerequisites::Programs;
+use crate::{EngineError, MachineConfig, VmConfig};
+
+/// The tap device in the machine's namespace.
+const TAP: &str = "berth0";
+/// The namespace's side of the tap.
+const HOST_ADDR: &str = "10.89.0.1/30";
+/// The guest's address: dockerd listens here.
+pub(crate) const GUEST_IP: Ipv4Addr = Ipv4Addr::new(10, 89, 0, 2);
+const GUEST_PREFIX: u8 = 30;
+/// dockerd's API port in the guest.
+const API_PORT: u16 = 2375;
+/// The guest init's control port (`poweroff`).
+const CONTROL_PORT: u16 = 2376;
+/// Docker's default address pools: container addresses the forwarder dials directly.
+const CONTAINER_ROUTES: &[&str] = &["172.16.0.0/12", "192.168.0.0/16"];
+/// Longest time a KVM guest may take to print its first initramfs line.
+const KVM_BOOT_BOUND: Duration = Duration::from_secs(5);
+/// What the initramfs prints first (initramfs-init.sh).
+const BOOT_MARKER: &str = "berth-initramfs: booting";
+
+/// What `berth status` shows about a VM machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmFacts {
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Guest memory in MiB.
+    pub memory_mib: u64,
+    /// The accelerator of the current run (none before the first start).
+    pub accelerator: Option<Accelerator>,
+    /// Why that accelerator, e.g. that a KVM guest hung at boot.
+    pub accelerator_note: Option<String>,
+}
+
+/// Builds, starts, stops and reaches one machine's VM.
+#[derive(Debug)]
+pub(crate) struct VmLauncher {
+    machine: String,
+    config: VmConfig,
+    state_dir: PathBuf,
+    netns_name: String,
+    netns_path: PathBuf,
+    qemu: PathBuf,
+    nsenter: PathBuf,
+    ip: IpCommand,
+    search_path: OsString,
+    /// Sockets made inside the namespace: the readiness ping and the poweroff request.
+    sockets: NetnsSockets,
+    /// The accelerator of the current run, and why.
+    chosen: Mutex<Option<(Accelerator, Option<String>)>>,
+}
+
+impl VmLauncher {
+    pub(crate) fn new(
+        config: &MachineConfig,
+        vm: &VmConfig,
+        state_dir: &Path,
+        programs: &Programs,
+        netns_path: &Path,
+    ) -> Result<Self, EngineError> {
+        let qemu = programs.find_extra("qemu-system-x86_64", "qemu-system-x86")?;
+        for share in &vm.shares {
+            if !share.is_absolute() || share.to_string_lossy().contains([' ', ',', '\t', '\n']) {
+                return Err(EngineError::Vm {
+                    machine: config.name.clone(),
+                    message: format!(
+                        "shares: {share:?} must be an absolute path without spaces or commas"
+                    ),
+                });
+            }
+        }
+        let sockets = NetnsSockets::new(netns_path).map_err(|e| {
+            EngineError::io(
+                &config.name,
+                "start a thread for",
+                netns_path.to_path_buf(),
+                e,
+            )
+        })?;
+        Ok(Self {
+            machine: config.name.clone(),
+            config: vm.clone(),
+            state_dir: state_dir.to_path_buf(),
+            netns_name: format!("berth-{}", config.name),
+            netns_path: netns_path.to_path_buf(),
+            qemu,
+            nsenter: programs.nsenter.clone(),
+            ip: IpCommand::new(programs.ip.clone()),
+            search_path: programs.search_path.clone(),
+            sockets,
+            chosen: Mutex::new(None),
+        })
+    }
+
+    /// The engine's API address inside the namespace.
+    pub(crate) fn api_addr() -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(GUEST_IP), API_PORT)
+    }
+
+    pub(crate) fn pidfile(&self) -> PathBuf {
+        self.state_dir.join("qemu.pid")
+    }
+
+    pub(crate) fn log_path(state_dir: &Path) -> PathBuf {
+        state_dir.join("vm.log")
+    }
+
+    fn data_disk(&self) -> PathBuf {
+        self.state_dir.join("docker-data.img")
+    }
+
+    pub(crate) fn facts(&self) -> VmFacts {
+        let chosen = self
+            .chosen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        VmFacts {
+            cpus: self.config.cpus,
+            memory_mib: self.config.memory_mib,
+            accelerator: chosen.as_ref().map(|c| c.0),
+            accelerator_note: chosen.and_then(|c| c.1),
+        }
+    }
+
+    /// Blocking: the image (built on first use), the data disk, the tap and routes.
+    pub(crate) fn prepare(&self) -> Result<image::GuestImage, EngineError> {
+        std::fs::create_dir_all(&self.state_dir).map_err(|e| {
+            EngineError::io(&self.machine, "create directory", self.state_dir.clone(), e)
+        })?;
+        let image = image::ensure(&self.config.image_dir)
+            .map_err(|e| self.error(format!("guest image: {}", e.0)))?;
+        let disk = self.data_disk();
+        if !disk.exists() {
+            let creating = disk.with_extension("img.new");
+            std::fs::File::create(&creating)
+                .and_then(|f| f.set_len(self.config.disk_size_mib * 1024 * 1024))
+                .map_err(|e| EngineError::io(&self.machine, "create", creating.clone(), e))?;
+            image::mkfs_ext4(&creating, "berth-data", None)
+                .map_err(|e| self.error(format!("data disk: {}", e.0)))?;
+            std::fs::rename(&creating, &disk)
+                .map_err(|e| EngineError::io(&self.machine, "rename", disk.clone(), e))?;
+        }
+        self.ensure_tap()?;
+        Ok(image)
+    }
+
+    fn ensure_tap(&self) -> Result<(), EngineError> {
+        let ns = self.netns_name.as_str();
+        let ip = |args: &[&str]| {
+            let mut all = vec!["-n", ns];
+            all.extend_from_slice(args);
+            self.ip.run(&all).map_err(|message| EngineError::Netns {
+                machine: self.machine.clone(),
+                netns: ns.to_owned(),
+                message,
+            })
+        };
+        if ip(&["link", "show", TAP]).is_err() {
+            ip(&["tuntap", "add", "dev", TAP, "mode", "tap"])?;
+        }
+        ip(&["addr", "replace", HOST_ADDR, "dev", TAP])?;
+        ip(&["link", "set", TAP, "up"])?;
+        let gateway = GUEST_IP.to_string();
+        for net in CONTAINER_ROUTES {
+            ip(&["route", "replace", net, "via", &gateway])?;
+        }
+        Ok(())
+    }
+
+    /// Removes the pidfile of a QEMU that is gone.
+    pub(crate) fn remove_stale_files(&self) -> Result<(), EngineError> {
+        match std::fs::remove_file(self.pidfile()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(EngineError::io(&self.machine, "remove", self.pidfile(), e)),
+        }
+    }
+
+    /// Starts QEMU: with KVM if it boots within [`KVM_BOOT_BOUND`], else with TCG.
+    pub(crate) async fn spawn(
+        &self,
+        image: &image::GuestImage,
+        log: &DockerdLog,
+    ) -> Result<DockerdProcess, EngineError> {
+        log.rotate().map_err(|e| {
+            EngineError::io(
+                &self.machine,
+                "rotate log",
+                Self::log_path(&self.state_dir),
+                e,
+            )
+        })?;
+        let kvm = accel::kvm_worth_trying(&self.config.image_dir);
+        if let Err(reason) = &kvm {
+            tracing::info!(machine = %self.machine, %reason, "VM uses TCG");
+        }
+        if kvm.is_ok() {
+            let start = log_len(&Self::log_path(&self.state_dir));
+            let process = self.spawn_qemu(image, log, Accelerator::Kvm)?;
+            if self.wait_boot_marker(&process, start, KVM_BOOT_BOUND).await {
+                *self.chosen.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((Accelerator::Kvm, None));
+                return Ok(process);
+            }
+            let note = format!(
+                "a KVM guest did not boot within {}s (nested virtualization?): fell back to TCG",
+                KVM_BOOT_BOUND.as_secs()
+            );
+            tracing::warn!(machine = %self.machine, "{note}");
+            let _ = process.terminate(Duration::from_secs(2)).await;
+            accel::remember_kvm_hang(&self.config.image_dir);
+            return self.spawn_tcg(image, log, Some(note));
+        }
+        self.spawn_tcg(image, log, kvm.err())
+    }
+
+    fn spawn_tcg(
+        &self,
+        image: &image::GuestImage,
+        log: &DockerdLog,
+        note: Option<String>,
+    ) -> Result<DockerdProcess, EngineError> {
+        let process = self.spawn_qemu(image, log, Accelerator::Tcg)?;
+        *self.chosen.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Accelerator::Tcg, note));
+        Ok(process)
+    }
+
+    /// True once the log shows the boot marker after byte `from`; false after `bound`
+    /// or if QEMU exits.
+    async fn wait_boot_marker(&self, process: &DockerdProcess, from: u64, bound: Duration) -> bool {
+        let path = Self::log_path(&self.state_dir);
+        let deadline = tokio::time::Instant::now() + bound;
+        while tokio::time::Instant::now() < deadline && process.exit_info().is_none() {
+            if log_since(&path, from).contains(BOOT_MARKER) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    fn spawn_qemu(
+        &self,
+        image: &image::GuestImage,
+        log: &DockerdLog,
+        accel: Accelerator,
+    ) -> Result<DockerdProcess, EngineError> {
+        let argv = self.argv(image, accel);
+        let stdout = log.open_append().map_err(|e| {
+            EngineError::io(
+                &self.machine,
+                "open log",
+                Self::log_path(&self.state_dir),
+                e,
+            )
+        })?;
+        let stderr = stdout.try_clone().map_err(|e| {
+            EngineError::io(
+                &self.machine,
+                "open log",
+                Self::log_path(&self.state_dir),
+                e,
+            )
+        })?;
+        tracing::info!(machine = %self.machine, accelerator = %accel, cpus = self.config.cpus, memory_mib = self.config.memory_mib, "starting VM");
+        let mut command = tokio::process::Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .env("PATH", &self.search_path)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr))
+            .process_group(0)
+            .kill_on_drop(false);
+        let child = command.spawn().map_err(|e| EngineError::Spawn {
+            machine: self.machine.clone(),
+            program: self.nsenter.clone(),
+            source: Arc::new(e),
+        })?;
+        DockerdProcess::from_child(child).map_err(|e| EngineError::Spawn {
+            machine: self.machine.clone(),
+            program: self.qemu.clone(),
+            source: Arc::new(e),
+        })
+    }
+
+    /// `nsenter --net=<netns> -- qemu-system-x86_64 -M microvm …`.
+    fn argv(&self, image: &image::GuestImage, accel: Accelerator) -> Vec<OsString> {
+        let mut append = format!(
+            "console=ttyS0 quiet panic=-1 berth.addr={GUEST_IP}/{GUEST_PREFIX} berth.gw={} \
+             berth.port={API_PORT} berth.control={CONTROL_PORT}",
+            HOST_ADDR.split('/').next().unwrap_or_default()
+        );
+        if accel == Accelerator::Tcg {
+            // TCG has no kvmclock and microvm no HPET: without these the kernel cannot
+            // calibrate its clock and stops early in boot.
+            if let Some(khz) = accel::host_tsc_khz() {
+                append.push_str(&format!(" tsc_early_khz={khz} lpj={}", khz * 4));
+            }
+        }
+        let mut net = OsString::from("--net=");
+        net.push(&self.netns_path);
+        let mut argv: Vec<OsString> = vec![
+            self.nsenter.clone().into(),
+            net,
+            "--".into(),
+            self.qemu.clone().into(),
+        ];
+        let name = format!("berth-{}", self.machine);
+        let cpus = self.config.cpus.to_string();
+        let memory = format!("{}M", self.config.memory_mib);
+        argv.extend(
+            [
+                "-name",
+                &name,
+                "-M",
+                "microvm,pit=on,pic=on,rtc=on",
+                "-accel",
+                accel.qemu_name(),
+                "-cpu",
+                accel.qemu_cpu(),
+                "-smp",
+                &cpus,
+                "-m",
+                &memory,
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-no-reboot",
+            ]
+            .map(OsString::from),
+        );
+        let mut opt = |flag: &str, value: OsString| {
+            argv.push(flag.into());
+            argv.push(value);
+        };
+        opt("-kernel", image.kernel.clone().into());
+        opt("-initrd", image.initrd.clone().into());
+        let log = Self::log_path(&self.state_dir);
+        opt("-chardev", chardev_file(&log));
+        opt("-serial", "chardev:console".into());
+        opt("-drive", drive("root", &image.rootfs, "readonly=on"));
+        opt("-device", "virtio-blk-device,drive=root".into());
+        opt(
+            "-drive",
+            drive("data", &self.data_disk(), "cache=writeback"),
+        );
+        opt("-device", "virtio-blk-device,drive=data".into());
+        opt(
+            "-netdev",
+            format!("tap,id=net0,ifname={TAP},script=no,downscript=no").into(),
+        );
+        opt("-device", "virtio-net-device,netdev=net0".into());
+        for (i, share) in self.config.shares.iter().enumerate() {
+            let mut fsdev = OsString::from(format!(
+                "local,id=share{i},security_model=passthrough,path="
+            ));
+            fsdev.push(share);
+            opt("-fsdev", fsdev);
+            opt(
+                "-device",
+                format!("virtio-9p-device,fsdev=share{i},mount_tag=share{i}").into(),
+            );
+            append.push_str(&format!(" berth.share=share{i},{}", share.display()));
+        }
+        opt("-append", append.into());
+        opt("-pidfile", self.pidfile().into());
+        argv
+    }
+
+    /// Opens a stream to the guest's dockerd (inside the namespace).
+    pub(crate) async fn connect_api(&self) -> std::io::Result<tokio::net::TcpStream> {
+        self.sockets.connect_tcp(Self::api_addr()).await
+    }
+
+    /// Asks the guest to power off cleanly; false if the request could not be sent.
+    pub(crate) async fn request_poweroff(&self) -> bool {
+        let addr = SocketAddr::new(IpAddr::V4(GUEST_IP), CONTROL_PORT);
+        let sent = async {
+            let mut s = self.sockets.connect_tcp(addr).await?;
+            s.write_all(b"poweroff\n").await?;
+            s.shutdown().await
+        };
+        match tokio::time::timeout(Duration::from_secs(3), sent).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(machine = %self.machine, error = %e, "cannot ask the guest to power off");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn error(&self, message: String) -> EngineError {
+        EngineError::Vm {
+            machine: self.machine.clone(),
+            message,
+        }
+    }
+}
+
+/// `file,id=console,path=<log>,append=on` (the console joins QEMU's own messages).
+fn chardev_file(log: &Path) -> OsString {
+    let mut s = OsString::from("file,id=console,append=on,path=");
+    s.push(log);
+    s
+}
+
+fn drive(id: &str, file: &Path, extra: &str) -> OsString {
+    let mut s = OsString::from(format!("id={id},format=raw,if=none,{extra},file="));
+    s.push(file);
+    s
+}
+
+fn log_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The log's text after byte `from` (at most 64 KiB of it).
+fn log_since(path: &Path, from: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(from)).is_ok() {
+        let _ = f.take(64 * 1024).read_to_end(&mut buf);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
