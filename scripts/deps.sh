@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what berth needs to build, run and test, when it is missing (Debian, as root).
-#   scripts/deps.sh          runtime + build + tests: docker.io, iproute2, util-linux, busybox-static, socat, openssh-server, openssl, a Rust toolchain
+#   scripts/deps.sh          runtime + build + tests: docker.io, iproute2, util-linux, busybox-static, socat, openssh-server, openssl,
+#                            qemu-system-x86 + linux-image-amd64 + e2fsprogs (vm machines), a Rust toolchain
 #   scripts/deps.sh --bench  also haproxy (with socat, the classic forwarders the benchmark compares against)
 set -euo pipefail
 
@@ -26,6 +27,11 @@ need openssl || pkgs+=(openssl)
 need systemd-socket-activate || pkgs+=(systemd)
 # Compose projects placed on one machine (remote machines' tests).
 need docker-compose || pkgs+=(docker-compose)
+# vm machines: QEMU, and Debian's kernel that berth builds the guest image from (its
+# /boot/vmlinuz-* and /lib/modules/*), with mkfs.ext4 for the image's disks.
+need qemu-system-x86_64 || pkgs+=(qemu-system-x86)
+ls /boot/vmlinuz-* >/dev/null 2>&1 || pkgs+=(linux-image-amd64)
+need mkfs.ext4 || pkgs+=(e2fsprogs)
 if [ "${1:-}" = "--bench" ]; then
   need haproxy || pkgs+=(haproxy)
 fi

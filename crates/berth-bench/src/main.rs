@@ -22,6 +22,7 @@ mod procfs;
 mod report;
 mod scenarios;
 mod stats;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -115,6 +116,11 @@ struct Args {
     /// through berth against starting the same dockerd by hand (issue "managed engines").
     #[arg(long, conflicts_with_all = ["only", "from_samples", "engines", "policy_create", "ports"])]
     cold_start: bool,
+    /// Instead of the rows above: a `kind = "vm"` machine against a namespace machine
+    /// (issue "VM machines"): cold start, keep-alive latency, exec hijack, `docker cp`
+    /// and reading a shared directory.
+    #[arg(long, conflicts_with_all = ["only", "from_samples", "engines", "policy_create", "ports", "cold_start"])]
+    vm: bool,
     /// Run nothing: print the report of samples written by --samples.
     #[arg(long, conflicts_with_all = ["samples", "only", "build", "quick"])]
     from_samples: Option<PathBuf>,
@@ -132,6 +138,22 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
+    if args.vm {
+        let params = vm::VmParams {
+            rounds: args.rounds.unwrap_or(if args.quick { 2 } else { 3 }),
+            requests: if args.quick { 100 } else { 300 },
+            hijack_mib: args.hijack_mib.unwrap_or(if args.quick { 64 } else { 512 }),
+            file_mib: args
+                .stream_mib
+                .unwrap_or(if args.quick { 128 } else { 1024 }),
+        };
+        let report = vm::run(&berth_binary(args)?, &params)?;
+        println!("{report}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
+        }
+        return Ok(());
+    }
     if args.cold_start {
         let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 5 });
         let report = cold_start::run(&berth_binary(args)?, rounds)?;

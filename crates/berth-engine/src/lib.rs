@@ -12,8 +12,10 @@
 //! Modules, in the order a start uses them: [`config`](MachineConfig) (plain data),
 //! `prerequisites` (programs and their Debian packages), `netns` (the namespace),
 //! `launcher` (layout, command line, log, pidfile, leftovers), `readiness` (the state word
-//! and `/_ping`), `supervisor` (lazy start, restart, stop). Everything fallible returns
-//! [`EngineError`].
+//! and `/_ping`), `supervisor` (lazy start, restart, stop). A VM machine
+//! ([`MachineConfig::vm`]) swaps the launcher for `vm` (guest image, QEMU, KVM or TCG,
+//! tap device in the same namespace, clean poweroff); the supervisor is the same.
+//! Everything fallible returns [`EngineError`].
 
 mod config;
 mod error;

@@ -22,6 +22,8 @@ fn cleanup_script() -> String {
 SVC=$(cat "$TOP/berth.pid" 2>/dev/null)
 if [ -n "$SVC" ] && alive "$SVC" && grep -qF -- "$CONFIG" "/proc/$SVC/cmdline" 2>/dev/null; then kill -KILL "$SVC"; fi
 SVC=
+# A vm machine's QEMU (named by its pidfile).
+for p in /proc/[0-9]*; do grep -qF -- "$D/qemu.pid" "$p/cmdline" 2>/dev/null && kill -KILL "${{p#/proc/}}" 2>/dev/null; done
 {}
 rm -rf "$TOP" 2>/dev/null || {{ sleep 0.5; rm -rf "$TOP"; }}
 "#,
@@ -51,6 +53,18 @@ impl ManagedBerth {
     /// …` until its socket accepts connections (30 s). The machine itself starts at the
     /// first request, as in production.
     pub fn start(bin: &Path, machine: &str, machine_toml: &str) -> io::Result<ManagedBerth> {
+        Self::start_kind(bin, machine, "managed", machine_toml)
+    }
+
+    /// [`start`](Self::start) for a machine of another kind that berth runs (`vm`: the
+    /// watchdog's cleanup kills the QEMU in the machine's namespace like any process
+    /// there).
+    pub fn start_kind(
+        bin: &Path,
+        machine: &str,
+        kind: &str,
+        machine_toml: &str,
+    ) -> io::Result<ManagedBerth> {
         if !nix::unistd::geteuid().is_root() {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -65,7 +79,7 @@ impl ManagedBerth {
         std::fs::write(
             &config,
             format!(
-                "hosts = [\"unix://{}\"]\nstate_dir = \"{}\"\n\n[[machines]]\nname = \"{machine}\"\nkind = \"managed\"\n{machine_toml}\n",
+                "hosts = [\"unix://{}\"]\nstate_dir = \"{}\"\n\n[[machines]]\nname = \"{machine}\"\nkind = \"{kind}\"\n{machine_toml}\n",
                 dir.join("docker.sock").display(),
                 dir.join("state").display()
             ),

@@ -46,7 +46,9 @@ for p in "$PORT" "$CONTROL"; do
   iptables -I INPUT -p tcp --dport "$p" ! -i eth0 -j DROP
 done
 
-dockerd --host "tcp://${ADDR%/*}:$PORT" --host unix:///run/docker.sock &
+# --tls=false: dockerd otherwise sleeps 15 s at start to warn about a TCP listener
+# without TLS (this one is reachable from the namespace berth owns only).
+dockerd --tls=false --host "tcp://${ADDR%/*}:$PORT" --host unix:///run/docker.sock &
 DOCKERD=$!
 echo "berth-init: dockerd started (pid $DOCKERD)"
 

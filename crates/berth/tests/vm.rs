@@ -1,0 +1,378 @@
+//! End to end: a `kind = "vm"` machine (issue 20): dockerd in a QEMU guest with its own
+//! kernel, behind berth's socket, driven by the real docker CLI.
+//!
+//! One VM for the whole binary (booting one is the expensive part, under TCG here), so
+//! the steps run in order in one test: cold start, the everyday CLI work, a shared host
+//! directory, published ports, machine stop/start keeping data, and the QEMU process
+//! killed. Images are imported, never pulled.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_test::ManagedBerth;
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+const MACHINE: &str = "bt-vm";
+const IMAGE: &str = "bt-vm-busybox:1";
+
+#[track_caller]
+fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The machine's report in `berth status --json`.
+fn report(berth: &ManagedBerth) -> serde_json::Value {
+    let status = ok(&berth.berth(&["status", "--json"]), "berth status");
+    let report: serde_json::Value = serde_json::from_str(&status).unwrap();
+    report["machines"][0].clone()
+}
+
+/// `docker args…` with `input` on stdin.
+fn docker_with_input(berth: &ManagedBerth, args: &[&str], input: &[u8]) -> Output {
+    let mut child = berth
+        .docker_command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// GET `path` from 127.0.0.1:`port` (a forward berth made), polled until it answers.
+fn http_get(port: u16, path: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            Ok(text)
+        })();
+        match attempt {
+            Ok(text) if text.starts_with("HTTP/1.") => return text,
+            other if Instant::now() >= deadline => panic!("GET :{port}{path}: {other:?}"),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+#[test]
+fn vm_machine_runs_the_docker_cli_everyday_work() {
+    let began = Instant::now();
+    let share = tempfile::tempdir().unwrap();
+    let share_dir = share.path().to_str().unwrap().to_owned();
+    let mut berth = ManagedBerth::start_kind(
+        Path::new(BERTH),
+        MACHINE,
+        "vm",
+        &format!("cpus = 2\nmemory = \"1GiB\"\ndisk_size = \"2GiB\"\nshares = [\"{share_dir}\"]\n"),
+    )
+    .expect("starting berth");
+    let dir = berth.dir().to_owned();
+    let before = report(&berth);
+    assert_eq!(before["kind"], "vm");
+    assert_eq!(before["state"], "stopped");
+
+    // Cold start: the image is built, the guest boots, dockerd answers.
+    let started = Instant::now();
+    let kernel = ok(
+        &berth.docker(&["info", "--format", "{{.KernelVersion}}"]),
+        "cold docker info",
+    );
+    eprintln!("cold start (image build + boot): {:?}", started.elapsed());
+    // The guest's own kernel (Debian's), not the host's.
+    let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_ne!(
+        kernel,
+        host_kernel.trim(),
+        "dockerd must run on the guest's kernel"
+    );
+    let running = report(&berth);
+    assert_eq!(running["state"], "running");
+    assert_eq!(running["vcpus"], 2);
+    assert_eq!(running["memory_mib"], 1024);
+    let accelerator = running["accelerator"].as_str().unwrap().to_owned();
+    assert!(["kvm", "tcg"].contains(&accelerator.as_str()), "{running}");
+    eprintln!(
+        "accelerator: {accelerator} ({})",
+        running["accelerator_note"]
+    );
+    let table = ok(&berth.berth(&["status"]), "berth status");
+    assert!(
+        table.contains(&format!(
+            "vm {MACHINE}: 2 vCPUs, 1024 MiB, accelerator {accelerator}"
+        )),
+        "{table}"
+    );
+    // The API is reachable only inside the machine's namespace.
+    assert!(running["endpoint"].as_str().unwrap().contains("netns"));
+
+    let tar = berth_test::busybox_rootfs_tar(&dir).unwrap();
+    ok(
+        &berth.docker(&["import", tar.to_str().unwrap(), IMAGE]),
+        "docker import",
+    );
+    let echoed = ok(
+        &berth.docker(&["run", "--rm", IMAGE, "echo", "hello from the guest"]),
+        "docker run --rm",
+    );
+    assert_eq!(echoed, "hello from the guest");
+
+    // A shared host directory, written on each side.
+    std::fs::write(share.path().join("from-host.txt"), "host wrote this\n").unwrap();
+    let seen = ok(
+        &berth.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            &format!("{share_dir}:/src"),
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /src/from-host.txt; echo guest wrote this > /src/from-guest.txt",
+        ]),
+        "docker run -v <share>",
+    );
+    assert_eq!(seen, "host wrote this");
+    assert_eq!(
+        std::fs::read_to_string(share.path().join("from-guest.txt")).unwrap(),
+        "guest wrote this\n"
+    );
+    // Outside the shares: refused by berth, naming the setting.
+    let refused = berth.docker(&["run", "--rm", "-v", "/etc:/host-etc", IMAGE, "true"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("shares"), "{stderr}");
+
+    // A published port, reachable from the host.
+    ok(
+        &berth.docker(&[
+            "run",
+            "-d",
+            "--name",
+            "bt-vm-web",
+            "-p",
+            "127.0.0.1::8080",
+            IMAGE,
+            "sh",
+            "-c",
+            "mkdir -p /srv/www && echo served from the vm > /srv/www/index.html && exec httpd -f -p 8080 -h /srv/www",
+        ]),
+        "docker run -d -p",
+    );
+    let port_out = berth.docker(&["port", "bt-vm-web", "8080"]);
+    if !port_out.status.success() {
+        let ps = berth.docker(&["ps", "-a"]);
+        let logs = berth.docker(&["logs", "bt-vm-web"]);
+        panic!(
+            "docker port: {}\nps -a: {}\nlogs: {}{}",
+            String::from_utf8_lossy(&port_out.stderr),
+            String::from_utf8_lossy(&ps.stdout),
+            String::from_utf8_lossy(&logs.stdout),
+            String::from_utf8_lossy(&logs.stderr)
+        );
+    }
+    let mapped = String::from_utf8_lossy(&port_out.stdout).trim().to_owned();
+    let port: u16 = mapped.rsplit(':').next().unwrap().parse().unwrap();
+    let page = http_get(port, "/index.html", Duration::from_secs(60));
+    assert!(page.contains("served from the vm"), "{page}");
+
+    // exec -i: stdin through the hijacked exec stream.
+    let exec = docker_with_input(
+        &berth,
+        &["exec", "-i", "bt-vm-web", "sh", "-c", "tr a-z A-Z"],
+        b"shout\n",
+    );
+    assert_eq!(ok(&exec, "docker exec -i"), "SHOUT");
+
+    // attach: a container that waits for a line on stdin.
+    ok(
+        &berth.docker(&[
+            "run",
+            "-d",
+            "-i",
+            "--name",
+            "bt-vm-attach",
+            IMAGE,
+            "sh",
+            "-c",
+            "read line; echo got $line",
+        ]),
+        "docker run -d -i",
+    );
+    let mut attach = berth
+        .docker_command(&["attach", "bt-vm-attach"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // stdin stays open: its EOF would end the attach before the answer comes back.
+    let mut attach_stdin = attach.stdin.take().unwrap();
+    attach_stdin.write_all(b"ping\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while attach.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(attach_stdin);
+    let attached = attach.wait_with_output().unwrap();
+    assert!(ok(&attached, "docker attach").contains("got ping"));
+
+    // logs -f follows until the container ends.
+    ok(
+        &berth.docker(&[
+            "run",
+            "-d",
+            "--name",
+            "bt-vm-logs",
+            IMAGE,
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo line $i; sleep 0.2; done",
+        ]),
+        "docker run -d (logs)",
+    );
+    let logs = ok(
+        &berth.docker(&["logs", "-f", "bt-vm-logs"]),
+        "docker logs -f",
+    );
+    assert_eq!(logs, "line 1\nline 2\nline 3");
+
+    // cp both ways.
+    let payload = dir.join("payload.txt");
+    std::fs::write(&payload, "copied in\n").unwrap();
+    ok(
+        &berth.docker(&["cp", payload.to_str().unwrap(), "bt-vm-web:/payload.txt"]),
+        "docker cp into",
+    );
+    let back = dir.join("back.txt");
+    ok(
+        &berth.docker(&["cp", "bt-vm-web:/payload.txt", back.to_str().unwrap()]),
+        "docker cp out of",
+    );
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied in\n");
+
+    // build (the classic builder: this host's CLI has no buildx plugin), and a BuildKit
+    // session's upgrade answered by the guest's dockerd through berth.
+    let ctx = dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {IMAGE}\nCOPY note.txt /note.txt\nRUN echo built >> /note.txt\n"),
+    )
+    .unwrap();
+    std::fs::write(ctx.join("note.txt"), "context\n").unwrap();
+    let mut build =
+        berth.docker_command(&["build", "-q", "-t", "bt-vm-built:1", ctx.to_str().unwrap()]);
+    ok(
+        &build
+            .env("DOCKER_BUILDKIT", "0")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+        "docker build",
+    );
+    let built = ok(
+        &berth.docker(&["run", "--rm", "bt-vm-built:1", "cat", "/note.txt"]),
+        "run the built image",
+    );
+    assert_eq!(built, "context\nbuilt");
+    let session = berth_test::wire::exchange(
+        &berth.socket(),
+        b"POST /session HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nX-Docker-Expose-Session-Uuid: bt-vm-session\r\nX-Docker-Expose-Session-Sharedkey: k\r\nX-Docker-Expose-Session-Grpc-Method: /grpc.health.v1.Health/Check\r\nContent-Length: 0\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&session);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    // dockerd's session manager speaks HTTP/2 first (a SETTINGS frame).
+    let body = &session[berth_test::wire::find(&session, b"\r\n\r\n").unwrap() + 4..];
+    assert!(
+        body.len() >= 9 && body[3] == 0x4,
+        "no HTTP/2 SETTINGS frame: {body:?}"
+    );
+
+    // A volume with data, then machine stop/start: images and volumes are kept.
+    ok(
+        &berth.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "bt-vm-vol:/data",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo kept > /data/file",
+        ]),
+        "write a volume",
+    );
+    ok(
+        &berth.berth(&["machine", "stop", MACHINE]),
+        "berth machine stop",
+    );
+    assert_eq!(report(&berth)["state"], "stopped");
+    let vm_log =
+        std::fs::read_to_string(dir.join(format!("state/machines/{MACHINE}/vm.log"))).unwrap();
+    assert!(
+        vm_log.contains("berth-init: powering off"),
+        "not a clean poweroff:\n{vm_log}"
+    );
+    ok(
+        &berth.berth(&["machine", "start", MACHINE]),
+        "berth machine start",
+    );
+    let kept = ok(
+        &berth.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "bt-vm-vol:/data",
+            IMAGE,
+            "cat",
+            "/data/file",
+        ]),
+        "read the volume after stop/start",
+    );
+    assert_eq!(kept, "kept");
+    let images = ok(
+        &berth.docker(&["images", "--format", "{{.Repository}}"]),
+        "docker images",
+    );
+    assert!(images.contains("bt-vm-built"), "{images}");
+
+    // The VM process killed: the next request is served by a restarted VM.
+    let pid = report(&berth)["pid"].as_u64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while report(&berth)["pid"].as_u64() == Some(pid as u64) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let again = ok(
+        &berth.docker(&["run", "--rm", IMAGE, "echo", "after the kill"]),
+        "docker run after the VM was killed",
+    );
+    assert_eq!(again, "after the kill");
+    let after = report(&berth);
+    assert_ne!(after["pid"].as_u64(), Some(pid as u64));
+    assert_eq!(after["state"], "running");
+
+    berth.stop().unwrap();
+    eprintln!("vm test took {:?}", began.elapsed());
+}
