@@ -624,9 +624,9 @@ impl Shared {
     /// and its disks are unmounted), and QEMU is only signalled if that fails.
     async fn terminate(&self, process: &DockerdProcess) -> Result<(), EngineError> {
         if let Engine::Vm(vm) = &self.engine {
-            if process.exit_info().is_none()
-                && vm.request_poweroff().await
-                && process.wait_exit(self.config.stop_timeout).await
+            if process.exit_info().is_some()
+                || (vm.request_poweroff().await
+                    && process.wait_exit(self.config.stop_timeout).await)
             {
                 return Ok(());
             }

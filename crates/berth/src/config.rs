@@ -400,7 +400,9 @@ fn validate_vm(m: &MachineEntry) -> std::result::Result<(), String> {
         return Ok(());
     }
     if m.dockerd.is_some() || !m.dockerd_args.is_empty() {
-        return Err(": dockerd settings do not apply to a vm machine (its dockerd is the guest's)".into());
+        return Err(
+            ": dockerd settings do not apply to a vm machine (its dockerd is the guest's)".into(),
+        );
     }
     if !m.path_mappings.is_empty() {
         return Err(".path_mappings: a vm machine sees its shares at the host's paths".into());
@@ -436,7 +438,11 @@ pub(crate) fn parse_size_mib(text: &str) -> std::result::Result<u64, String> {
         "MiB" | "M" | "MB" => Some(n),
         "GiB" | "G" | "GB" => n.checked_mul(1024),
         "TiB" | "T" | "TB" => n.checked_mul(1024 * 1024),
-        _ => return Err(format!("{text:?}: expected a size like \"1GiB\" or \"512MiB\"")),
+        _ => {
+            return Err(format!(
+                "{text:?}: expected a size like \"1GiB\" or \"512MiB\""
+            ))
+        }
     };
     match mib {
         Some(m) if m > 0 => Ok(m),
@@ -577,11 +583,11 @@ endpoint = "unix:///var/run/docker.sock"
         assert!(parse_size_mib("1.5GiB").is_err());
         assert!(parse_size_mib("0MiB").is_err());
         assert!(parse_size_mib("12 parsecs").is_err());
-        let e = parse("[[machines]]\nname = \"v\"\nkind = \"vm\"\nmemory = \"lots\"\n")
-            .unwrap_err();
+        let e =
+            parse("[[machines]]\nname = \"v\"\nkind = \"vm\"\nmemory = \"lots\"\n").unwrap_err();
         assert!(e.contains("machines[0].memory"), "{e}");
-        let e = parse("[[machines]]\nname = \"v\"\nkind = \"vm\"\nshares = [\"rel\"]\n")
-            .unwrap_err();
+        let e =
+            parse("[[machines]]\nname = \"v\"\nkind = \"vm\"\nshares = [\"rel\"]\n").unwrap_err();
         assert!(e.contains("machines[0].shares[0]"), "{e}");
         let e = parse("[[machines]]\nname = \"m\"\nkind = \"managed\"\ncpus = 2\n").unwrap_err();
         assert!(e.contains("vm machines only"), "{e}");

@@ -185,7 +185,9 @@ pub(crate) fn activate(
                 .iter()
                 .filter_map(|g| match g.connector().endpoint() {
                     GuestEndpoint::Unix(p) => Some(p.clone()),
-                    GuestEndpoint::Tcp(_) | GuestEndpoint::Ssh(_) | GuestEndpoint::NetnsTcp { .. } => None,
+                    GuestEndpoint::Tcp(_)
+                    | GuestEndpoint::Ssh(_)
+                    | GuestEndpoint::NetnsTcp { .. } => None,
                 }),
         )
         .collect();
