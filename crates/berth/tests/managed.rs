@@ -189,7 +189,11 @@ fn bad_configurations_name_the_key_and_exit_64() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("hosts = [\"unix:///tmp/x.sock\"]\nbogus = 1\n", "bogus"),
-        ("[[machines]]\nname = \"a\"\nkind = \"vm\"\n", "kind"),
+        ("[[machines]]\nname = \"a\"\nkind = \"jail\"\n", "kind"),
+        (
+            "[[machines]]\nname = \"a\"\nkind = \"vm\"\nmemory = \"lots\"\n",
+            "machines[0].memory",
+        ),
         (
             "[[machines]]\nname = \"a\"\nkind = \"external\"\n",
             "machines[0].endpoint",
