@@ -90,12 +90,13 @@ fn iterations() -> usize {
         .unwrap_or(20_000)
 }
 
-/// The differential corpus (`tests/create-bodies/`, sent to a real dockerd by
+/// The differential corpus (`tests/create-bodies/`, `tests/exec-bodies/`, sent to a real dockerd by
 /// `crates/berth/tests/body_corpus.rs`), as seeds: every body as it is, then mutated.
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/create-bodies");
-    let mut bodies: Vec<Vec<u8>> = std::fs::read_dir(dir)
-        .expect("the corpus directory")
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut bodies: Vec<Vec<u8>> = ["create-bodies", "exec-bodies"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(dir.join(d)).expect("a corpus directory"))
         .map(|e| std::fs::read(e.unwrap().path()).unwrap())
         .collect();
     bodies.sort();

@@ -13,6 +13,10 @@
 //! code: a reader of berth put back on its own JSON walk (the policy, the socket rewrite
 //! or the path mappings) lets some spelling through unjudged or untranslated, and the
 //! container's inspect then differs from the expectation.
+//!
+//! Exec create bodies (`exec-bodies/`) the same way against a running container: the
+//! exec's `ProcessConfig` (privileged, user) through berth is what dockerd read directly,
+//! or berth refused a privileged one.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
@@ -447,5 +451,101 @@ fn every_spelling_of_a_create_body_gets_what_berth_judged_and_rewrote() {
         "{} of the corpus:\n{}",
         failures.len(),
         failures.join("\n\n")
+    );
+}
+
+/// The exec bodies (`crates/berth-policy/tests/exec-bodies/`).
+fn exec_corpus() -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../berth-policy/tests/exec-bodies");
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .expect("the exec corpus directory")
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `POST /containers/{container}/exec` with `body`; the exec's `ProcessConfig` as the
+/// engine reports it, or the refusal.
+fn exec_create(s: &Setup, socket: &Path, container: &str, body: &[u8]) -> Result<Value, Response> {
+    let path = format!("/v1.41/containers/{container}/exec");
+    let res = wire::request(
+        socket,
+        "POST",
+        &path,
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .unwrap();
+    if res.status != 201 {
+        return Err(res);
+    }
+    let id = serde_json::from_slice::<Value>(&res.body).unwrap()["Id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let inspect = wire::request(
+        s.engine.socket(),
+        "GET",
+        &format!("/exec/{id}/json"),
+        &[],
+        b"",
+    )
+    .unwrap();
+    let v: Value = serde_json::from_slice(&inspect.body).unwrap();
+    Ok(v["ProcessConfig"].clone())
+}
+
+#[test]
+fn every_spelling_of_an_exec_body_gets_what_berth_judged() {
+    let s = setup();
+    let container = "bt-corpus-exec-target";
+    let body = br#"{"Image":"busybox","Cmd":["sleep","3600"]}"#;
+    let res = create(s.engine.socket(), container, body);
+    assert_eq!(res.status, 201, "{res}");
+    let path = format!("/containers/{container}/start");
+    let res = wire::request(s.engine.socket(), "POST", &path, &[], b"").unwrap();
+    assert_eq!(res.status, 204, "{res}");
+    let mut failures = Vec::new();
+    let (mut forbidden, mut passed) = (0, 0);
+    for (case, body) in exec_corpus() {
+        let truth = exec_create(s, s.engine.socket(), container, &body);
+        let through = exec_create(s, s.policed.socket(), container, &body);
+        let privileged = truth.as_ref().is_ok_and(|p| p["privileged"] == json!(true));
+        let outcome = match (&truth, &through) {
+            (Err(_), Err(_)) => Ok(()),
+            (Ok(_), Err(res)) if case.starts_with("refused-") || privileged => {
+                if privileged && res.status != 403 {
+                    Err(format!("a privileged exec must be a 403: {res}"))
+                } else {
+                    Ok(())
+                }
+            }
+            (Ok(want), Ok(got)) if !privileged && !case.starts_with("refused-") => {
+                if want == got {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the engine read {want} directly, {got} through berth"
+                    ))
+                }
+            }
+            _ => Err(format!("directly {truth:?}, through berth {through:?}")),
+        };
+        if let Err(e) = outcome {
+            failures.push(format!("{case}: {e}"));
+        }
+        forbidden += usize::from(privileged);
+        passed += usize::from(through.is_ok());
+    }
+    remove(s, container);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        forbidden >= 4 && passed >= 2,
+        "{forbidden} forbidden, {passed} passed"
     );
 }
