@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
+use http_body::Body as _;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
@@ -93,9 +94,13 @@ async fn forward_ordinary(
             }
             send_held(req, held)
         }
-        None => {
-            req.map(|body| Either::Left(Metered::counted(body, record.map(Recording::receiving))))
-        }
+        None => req.map(|body| {
+            // A body known to be empty (a GET) has nothing to count.
+            let tally = record
+                .filter(|_| !body.is_end_stream())
+                .map(Recording::receiving);
+            Either::Left(Metered::counted(body, tally))
+        }),
     };
     // Uploads keep an idle managed engine up while their body flows.
     let _activity =
