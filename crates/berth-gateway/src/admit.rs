@@ -116,11 +116,13 @@ impl PolicyGate {
 /// The policy's view of a peer.
 pub(crate) fn client_identity(peer: &PeerIdentity) -> ClientIdentity {
     match peer {
-        PeerIdentity::Unix { uid, gid, pid } => ClientIdentity::Unix {
-            uid: *uid,
-            gid: *gid,
-            pid: Some(*pid),
-        },
+        PeerIdentity::Unix { uid, gid, pid } | PeerIdentity::TenantSocket { uid, gid, pid, .. } => {
+            ClientIdentity::Unix {
+                uid: *uid,
+                gid: *gid,
+                pid: Some(*pid),
+            }
+        }
         PeerIdentity::Tls { subject, .. } => ClientIdentity::Tls {
             subject: subject.clone(),
         },

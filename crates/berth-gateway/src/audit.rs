@@ -92,6 +92,12 @@ pub fn describe_peer(peer: &PeerIdentity) -> String {
         PeerIdentity::Tcp { addr } => format!("tcp:{addr}"),
         PeerIdentity::Unknown => "unknown".to_owned(),
         PeerIdentity::Internal => "internal".to_owned(),
+        PeerIdentity::TenantSocket {
+            tenant,
+            uid,
+            gid,
+            pid,
+        } => format!("tenant:{tenant}:uid={uid},gid={gid},pid={pid}"),
     }
 }
 

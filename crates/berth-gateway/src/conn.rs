@@ -28,6 +28,14 @@ pub enum PeerIdentity {
     Unknown,
     /// A container on berth's container socket ([`BoundSocket::for_containers`](crate::BoundSocket::for_containers)).
     Internal,
+    /// A local process on a tenant's own socket ([`BoundSocket::for_tenant`](crate::BoundSocket::for_tenant)):
+    /// it is that tenant, whoever it is.
+    TenantSocket {
+        tenant: String,
+        uid: u32,
+        gid: u32,
+        pid: i32,
+    },
 }
 
 /// How a client is connected.

@@ -50,6 +50,10 @@ pub enum GatewayError {
     /// matches on several machines, a container name taken on another machine).
     #[error("{0}")]
     Conflict(String),
+    /// The object does not exist for this client: worded as dockerd words its own
+    /// not-found answer (a tenant's view of another tenant's object is this too).
+    #[error("{0}")]
+    NotFound(String),
     /// A fault in berth itself.
     #[error("berth: internal error: {0}")]
     Internal(String),
@@ -71,6 +75,7 @@ impl GatewayError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Denied { .. } => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::GuestUnreachable { .. } | Self::GuestBadAnswer { .. } => StatusCode::BAD_GATEWAY,
             Self::GuestNotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::GuestTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,

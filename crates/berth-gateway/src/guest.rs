@@ -199,14 +199,27 @@ impl Guest {
         method: http::Method,
         path: &str,
     ) -> Result<(StatusCode, Bytes), GatewayError> {
+        self.request_with(method, path, None).await
+    }
+
+    /// Sends a request berth makes itself, with a JSON body if given; returns status
+    /// and whole body.
+    pub async fn request_with(
+        &self,
+        method: http::Method,
+        path: &str,
+        json: Option<Bytes>,
+    ) -> Result<(StatusCode, Bytes), GatewayError> {
         use http_body_util::BodyExt;
         let uri: http::Uri = path
             .parse()
             .map_err(|_| GatewayError::Internal(format!("bad path {path}")))?;
-        let req = Request::builder()
-            .method(method)
-            .uri(guest_uri_from(&uri))
-            .body(Either::Right(Full::new(Bytes::new())))
+        let mut builder = Request::builder().method(method).uri(guest_uri_from(&uri));
+        if json.is_some() {
+            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let req = builder
+            .body(Either::Right(Full::new(json.unwrap_or_default())))
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
         let res = self
             .client()

@@ -24,6 +24,7 @@
 pub mod listen;
 
 mod serve;
+pub mod tenant;
 
 pub mod normalize;
 
@@ -71,6 +72,7 @@ pub use listen::{tls::TlsSettings, BoundSocket, Listener, TcpEndpoint};
 pub use metrics::GatewayMetrics;
 pub use paths::PathTranslator;
 pub use route::EngineRouter;
+pub use tenant::{Tenant, TenantClient, TenantSet, Untenanted};
 
 use drain::{stopped, DrainControl};
 use serve::Shared;
@@ -92,6 +94,8 @@ pub struct Config {
     /// relayed by their framing) instead of hyper; `false` keeps hyper for all of them
     /// (`BERTH_PASS_THROUGH=hyper`, for A/B measurements).
     pub framed_pass_through: bool,
+    /// Tenants, if any (`None`: every client is the admin).
+    pub tenants: Option<Arc<TenantSet>>,
 }
 
 impl Default for Config {
@@ -103,6 +107,7 @@ impl Default for Config {
             policy: None,
             metrics: None,
             framed_pass_through: true,
+            tenants: None,
         }
     }
 }
@@ -113,6 +118,58 @@ pub struct Gateway {
     shared: Arc<Shared>,
     drain: DrainControl,
     drain_timeout: Duration,
+    /// Tells every accept loop (also those added at run time) to stop.
+    accept_stop: watch::Sender<bool>,
+}
+
+/// Adds listeners to a running gateway (a tenant's socket, `berth tenant add`).
+#[derive(Clone, Debug)]
+pub struct ListenerSpawner {
+    shared: std::sync::Weak<Shared>,
+    stop: watch::Receiver<bool>,
+}
+
+impl ListenerSpawner {
+    /// Serves `listener` until the gateway stops or the returned task is aborted (which
+    /// drops the listener: a Unix socket's file goes with it). `None` once the gateway
+    /// has stopped.
+    pub fn serve(&self, listener: Listener) -> Option<tokio::task::JoinHandle<()>> {
+        let shared = self.shared.upgrade()?;
+        Some(tokio::spawn(accept_loop(
+            shared,
+            listener,
+            self.stop.clone(),
+        )))
+    }
+}
+
+/// Accepts clients on `listener` until `stop` says so.
+async fn accept_loop(shared: Arc<Shared>, listener: Listener, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(connecting) => {
+                    let shared = Arc::clone(&shared);
+                    // Boxed (docs/conventions.md, "Futures").
+                    tokio::spawn(Box::pin(async move {
+                        match connecting.await {
+                            Ok((stream, peer)) => {
+                                serve::serve_connection(shared, stream, peer).await;
+                            }
+                            Err(e) => tracing::debug!(error = %e, "client connection not established"),
+                        }
+                    }));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        }
+    }
+    drop(listener);
 }
 
 impl Gateway {
@@ -126,6 +183,7 @@ impl Gateway {
                 }
             }
         }
+        let (accept_stop, _) = watch::channel(false);
         Self {
             shared: Arc::new(Shared {
                 header_read_timeout: config.header_read_timeout,
@@ -133,11 +191,21 @@ impl Gateway {
                 policy: config.policy,
                 metrics: config.metrics,
                 framed_pass_through: config.framed_pass_through,
+                tenants: config.tenants,
                 router,
                 drain,
             }),
             drain: control,
             drain_timeout: config.drain_timeout,
+            accept_stop,
+        }
+    }
+
+    /// What adds listeners once the gateway runs.
+    pub fn listener_spawner(&self) -> ListenerSpawner {
+        ListenerSpawner {
+            shared: Arc::downgrade(&self.shared),
+            stop: self.accept_stop.subscribe(),
         }
     }
 
@@ -149,44 +217,20 @@ impl Gateway {
     /// Serves `listeners` until `shutdown` resolves, then stops accepting and lets
     /// in-flight exchanges finish for up to `drain_timeout`.
     pub async fn run(self, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) {
-        let (accept_stop_tx, _) = watch::channel(false);
         let mut accept_tasks = Vec::new();
         for listener in listeners {
             let shared = Arc::clone(&self.shared);
-            let mut stop = accept_stop_tx.subscribe();
-            accept_tasks.push(tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        accepted = listener.accept() => match accepted {
-                            Ok(connecting) => {
-                                let shared = Arc::clone(&shared);
-                                // Boxed (docs/conventions.md, "Futures").
-                                tokio::spawn(Box::pin(async move {
-                                    match connecting.await {
-                                        Ok((stream, peer)) => {
-                                            serve::serve_connection(shared, stream, peer).await;
-                                        }
-                                        Err(e) => tracing::debug!(error = %e, "client connection not established"),
-                                    }
-                                }));
-                            }
-                            Err(e) => {
-                                // EMFILE and friends: back off instead of spinning.
-                                tracing::warn!(error = %e, "accept failed");
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                            }
-                        },
-                        _ = stopped(&mut stop) => break,
-                    }
-                }
-                drop(listener);
-            }));
+            accept_tasks.push(tokio::spawn(accept_loop(
+                shared,
+                listener,
+                self.accept_stop.subscribe(),
+            )));
         }
         let trimmer = tokio::spawn(heap::trim_when_quiet());
         shutdown.await;
         trimmer.abort();
         tracing::info!("shutting down: no longer accepting, draining in-flight requests");
-        let _ = accept_stop_tx.send(true);
+        let _ = self.accept_stop.send(true);
         for task in accept_tasks {
             let _ = task.await;
         }

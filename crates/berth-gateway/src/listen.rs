@@ -32,6 +32,8 @@ pub struct BoundSocket {
     internal: bool,
     /// The file is berth's to remove on drop (not one a service manager bound).
     owns_file: bool,
+    /// Peers are this tenant (`PeerIdentity::TenantSocket`), whatever their uid.
+    tenant: Option<String>,
 }
 
 impl BoundSocket {
@@ -68,6 +70,7 @@ impl BoundSocket {
             inode,
             internal: false,
             owns_file: true,
+            tenant: None,
         })
     }
 
@@ -75,6 +78,12 @@ impl BoundSocket {
     /// peers are `PeerIdentity::Internal` (a container's root is not the host's).
     pub fn for_containers(mut self) -> Self {
         self.internal = true;
+        self
+    }
+
+    /// Marks this socket as tenant `name`'s own: every client of it is that tenant.
+    pub fn for_tenant(mut self, name: &str) -> Self {
+        self.tenant = Some(name.to_owned());
         self
     }
 
@@ -161,10 +170,23 @@ impl Listener {
         let accepted = match self {
             Self::Unix(socket) => {
                 let fd = socket.listener.accept().await?;
-                let peer = if socket.internal {
-                    PeerIdentity::Internal
-                } else {
-                    unix_peer(&fd)
+                let peer = match (&socket.tenant, unix_peer(&fd)) {
+                    _ if socket.internal => PeerIdentity::Internal,
+                    (Some(tenant), PeerIdentity::Unix { uid, gid, pid }) => {
+                        PeerIdentity::TenantSocket {
+                            tenant: tenant.clone(),
+                            uid,
+                            gid,
+                            pid,
+                        }
+                    }
+                    (Some(tenant), _) => PeerIdentity::TenantSocket {
+                        tenant: tenant.clone(),
+                        uid: u32::MAX,
+                        gid: u32::MAX,
+                        pid: 0,
+                    },
+                    (None, peer) => peer,
                 };
                 Accepted::Unix(fd, peer)
             }

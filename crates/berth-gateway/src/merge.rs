@@ -15,7 +15,7 @@
 pub(crate) mod anchors;
 pub(crate) mod events;
 pub(crate) mod lists;
-mod query;
+pub(crate) mod query;
 pub(crate) mod reports;
 
 pub(crate) use events::EventMerge;

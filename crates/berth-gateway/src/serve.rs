@@ -33,8 +33,9 @@ use crate::metrics::{GatewayMetrics, Kind};
 use crate::normalize::{normalize, RequestMeta};
 use crate::route::EngineRouter;
 use crate::route::Routed;
+use crate::tenant::{Scoped, Tenant, TenantSet, Who};
 use crate::trace::{new_trace_id, trace_id, TRACE_ID};
-use crate::{admit, audit, fanout, forward, guest, host, metrics};
+use crate::{admit, audit, fanout, forward, guest, host, metrics, tenant};
 
 /// What every connection task shares: the gateway's settings and engines.
 #[derive(Debug)]
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) policy: Option<Arc<PolicyGate>>,
     /// Where exchanges and policy decisions are counted, if anywhere.
     pub(crate) metrics: Option<Arc<GatewayMetrics>>,
+    /// Tenants, if any.
+    pub(crate) tenants: Option<Arc<TenantSet>>,
     pub(crate) router: EngineRouter,
     pub(crate) drain: Drain,
     /// Plain pass-through exchanges are framed by berth (`serve/framed.rs`), not hyper.
@@ -55,12 +58,17 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Whether a connection starts on the framed path: not with a policy (it may read
-    /// bodies), several engines (routing may record or look up), or TLS.
-    fn frames(&self, stream: &ClientStream) -> bool {
+    /// bodies), several engines (routing may record or look up), TLS, or a client that
+    /// is not the admin (a tenant's every request is scoped; a refused one is refused).
+    fn frames(&self, stream: &ClientStream, peer: &PeerIdentity) -> bool {
         self.framed_pass_through
             && self.policy.is_none()
             && self.router.registry().is_none()
             && matches!(stream, ClientStream::Plain(_))
+            && self
+                .tenants
+                .as_ref()
+                .is_none_or(|set| matches!(set.who(peer), Who::Admin))
     }
 }
 
@@ -90,7 +98,7 @@ pub(crate) async fn serve_connection(
         Ok(Ok(None) | Err(_)) | Err(_) => return,
     };
     let io = match hijack {
-        None if shared.frames(io.get_ref()) => {
+        None if shared.frames(io.get_ref(), &peer) => {
             let (stream, prefix) = io.into_parts();
             let ClientStream::Plain(socket) = stream else {
                 unreachable!("frames() checked the stream")
@@ -164,7 +172,16 @@ async fn raw_hijack(
         classified,
     } = *raw;
     let trace = trace.unwrap_or_else(new_trace_id);
-    let admitted = admit::admit_raw(shared.policy.as_deref(), &target, peer);
+    let admitted = match shared.tenants.as_deref().map(|set| set.who(peer)) {
+        None | Some(Who::Admin) => admit::admit_raw(shared.policy.as_deref(), &target, peer),
+        Some(Who::Refused) => Err(tenant::untenanted()),
+        // A tenant's hijack must be scoped like any of its requests; berth cannot edit
+        // a head it splices as sent.
+        Some(Who::Tenant(t)) => Err(tenant::refused(
+            &t,
+            "attach and exec need an Upgrade header (as the docker CLI sends) for tenants",
+        )),
+    };
     if shared.policy.is_some() {
         count_decision(shared.metrics.as_deref(), admitted.as_ref().err());
     }
@@ -237,11 +254,33 @@ impl Shared {
             endpoint = ?classified.endpoint,
             peer = ?peer,
         );
-        let admitted = admit::admit(self.policy.as_deref(), req, &classified, peer).await;
+        let who = self.tenants.as_ref().map(|set| (set, set.who(peer)));
+        let admitted = match &who {
+            Some((_, Who::Refused)) => {
+                let mut req = req;
+                Box::pin(discard_unread(req.body_mut())).await;
+                Err(tenant::untenanted())
+            }
+            _ => admit::admit(self.policy.as_deref(), req, &classified, peer).await,
+        };
         if self.policy.is_some() {
             count_decision(self.metrics.as_deref(), admitted.as_ref().err());
         }
+        let tenant = match who {
+            Some((set, Who::Tenant(t))) => Some((Arc::clone(set), t)),
+            _ => None,
+        };
         let (result, refused) = match admitted {
+            // A tenant's request is scoped by the tenant stage instead of routed.
+            Ok(req) if tenant.is_some() => {
+                let (set, t) = tenant.unwrap_or_else(|| unreachable!());
+                (
+                    Box::pin(self.tenant_exchange(set, t, req, &meta))
+                        .instrument(span.clone())
+                        .await,
+                    false,
+                )
+            }
             // Entering a disabled span on every poll is not free: instrument only
             // when on. The exchange future is made inside each `.await` (conventions,
             // "Futures").
@@ -289,6 +328,38 @@ impl Shared {
         }
         res.headers_mut().insert(TRACE_ID, trace_id);
         res
+    }
+
+    /// A tenant's request: scoped by the tenant stage, then host work around forward on
+    /// the default engine, and the answer mapped back into the tenant's names.
+    async fn tenant_exchange(
+        &self,
+        set: Arc<TenantSet>,
+        tenant: Arc<Tenant>,
+        mut req: Request<Incoming>,
+        meta: &RequestMeta,
+    ) -> Result<Response<ClientBody>, GatewayError> {
+        let guest = self.router.default_guest();
+        if let Err(e) = guest.ready().await {
+            discard_unread(req.body_mut()).await;
+            return Err(e);
+        }
+        let (req, answer) = match tenant::scope(&set, &tenant, guest, req, meta).await? {
+            Scoped::Answer(res) => return Ok(res.map(Either::Left)),
+            Scoped::Forward(req, answer) => (req, answer),
+        };
+        let meta = normalize(req.uri());
+        let classified = classify(req.method(), meta.path(req.uri()), req.headers());
+        let path = meta.path(req.uri()).to_owned();
+        let res = match host::plan(guest, &classified, &path, None) {
+            None => forward::forward(guest, req, &classified, &self.drain).await?,
+            Some(work) => {
+                let req = work.prepare(guest, req).await?;
+                let res = forward::forward(guest, req, &classified, &self.drain).await?;
+                work.finish(guest, None, res).await?
+            }
+        };
+        Ok(answer.finish(res).await?.map(Either::Left))
     }
 
     /// route → ready → host work around forward (or a merged view) for an admitted

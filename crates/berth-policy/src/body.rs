@@ -26,6 +26,9 @@ mod model;
 mod ties;
 
 pub use ties::{project_of, Ties, COMPOSE_PROJECT_LABEL};
+mod refs;
+
+pub use refs::{ObjectKind, Reference};
 
 use model::{CreateBody, HostConfig, Model};
 
@@ -133,6 +136,10 @@ pub enum BodyKind {
     ExecCreate,
     /// `POST /volumes/create`.
     VolumeCreate,
+    /// `POST /networks/create` (read for its name and labels only; no limit judges it).
+    NetworkCreate,
+    /// `POST /networks/{id}/connect` and `/disconnect` (read for the container only).
+    NetworkConnect,
 }
 
 impl BodyKind {
@@ -149,14 +156,15 @@ impl BodyKind {
         })
     }
 
-    fn operation(self) -> Operation {
-        match self {
+    fn operation(self) -> Option<Operation> {
+        Some(match self {
             Self::ContainerCreate => Operation::ContainerCreate,
             Self::ContainerStart => Operation::ContainerStart,
             Self::ContainerUpdate => Operation::ContainerUpdate,
             Self::ExecCreate => Operation::ExecCreate,
             Self::VolumeCreate => Operation::VolumeCreate,
-        }
+            Self::NetworkCreate | Self::NetworkConnect => return None,
+        })
     }
 }
 
@@ -212,6 +220,8 @@ impl<'a> DockerBody<'a> {
             BodyKind::ContainerUpdate => Model::Update(Box::new(Model::decode(raw)?)),
             BodyKind::ExecCreate => Model::Exec(Model::decode(raw)?),
             BodyKind::VolumeCreate => Model::Volume(Model::decode(raw)?),
+            BodyKind::NetworkCreate => Model::Network(Model::decode(raw)?),
+            BodyKind::NetworkConnect => Model::Connect(Model::decode(raw)?),
         };
         Ok(Self { kind, len, model })
     }
@@ -270,7 +280,11 @@ impl<'a> DockerBody<'a> {
                     rewrite_volume_device(opts, &mut f)?;
                 }
             }
-            Model::Empty | Model::Update(_) | Model::Exec(_) => {}
+            Model::Empty
+            | Model::Update(_)
+            | Model::Exec(_)
+            | Model::Network(_)
+            | Model::Connect(_) => {}
         }
         Ok(())
     }
@@ -298,13 +312,14 @@ impl<'a> DockerBody<'a> {
                     out.bind_sources.push(device.to_owned());
                 }
             }
+            Model::Network(_) | Model::Connect(_) => {}
         }
         out
     }
 
     /// The facts for a request the policy classified as `op`.
     pub(crate) fn facts_for(&self, op: Operation) -> Result<BodyFacts, String> {
-        if self.kind.operation() != op {
+        if self.kind.operation() != Some(op) {
             return Err(format!("a {:?} body read as {op:?}", self.kind));
         }
         Ok(self.facts())

@@ -29,7 +29,10 @@ mod policy;
 mod record;
 mod request;
 
-pub use body::{project_of, BodyKind, DockerBody, HostPathKind, Ties, COMPOSE_PROJECT_LABEL};
+pub use body::{
+    project_of, BodyKind, DockerBody, HostPathKind, ObjectKind, Reference, Ties,
+    COMPOSE_PROJECT_LABEL,
+};
 pub use client::ClientIdentity;
 pub use endpoint::Section;
 pub use error::PolicyError;

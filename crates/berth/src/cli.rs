@@ -62,6 +62,18 @@ pub(crate) enum Command {
     Install(InstallArgs),
     /// Stop and disable the systemd service and remove its units (machine data is kept).
     Uninstall(InstallArgs),
+    /// Manage the daemon's tenants: clients that each see and touch only their own world.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+        /// Configuration file (TOML) [default: /etc/berth/berth.toml as root].
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        /// The daemon's API socket, when it is not the configuration's first host
+        /// (`--socket` names the tenant's own socket here).
+        #[arg(short = 'H', long = "host", value_name = "URL", global = true)]
+        host: Option<String>,
+    },
     /// Check access policy files.
     Policy {
         #[command(subcommand)]
@@ -92,6 +104,35 @@ pub(crate) enum MachineCommand {
     Rm { name: String },
     /// Print the last lines of a managed machine's dockerd log.
     Logs { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TenantCommand {
+    /// Add a tenant to the running daemon (no restart).
+    Add {
+        /// The tenant's name (lower-case letters, digits, '-', '_').
+        name: String,
+        /// A socket of the tenant's own: every client of it is the tenant.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Clients with this uid are the tenant (repeatable).
+        #[arg(long, value_name = "N")]
+        uid: Vec<u32>,
+        /// Clients with this gid are the tenant (repeatable).
+        #[arg(long, value_name = "N")]
+        gid: Vec<u32>,
+        /// TLS clients with this certificate subject (or subject part, `CN=ci`) are the tenant.
+        #[arg(long = "tls-subject", value_name = "SUBJECT")]
+        tls: Vec<String>,
+    },
+    /// List tenants with their objects on the engine.
+    Ls {
+        /// `table` (default), `json`, or a template such as `{name} {containers}`.
+        #[arg(long, value_name = "FORMAT")]
+        format: Option<OutputFormat>,
+    },
+    /// Remove every container, network, volume and image of a tenant, then the tenant.
+    Rm { name: String },
 }
 
 #[derive(Debug, Subcommand)]

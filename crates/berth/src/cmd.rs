@@ -8,6 +8,7 @@ pub(crate) mod machine;
 pub(crate) mod policy;
 pub(crate) mod serve;
 pub(crate) mod status;
+pub(crate) mod tenant;
 
 /// A mistake in how berth was invoked or configured (exit code 64).
 #[derive(Debug)]

@@ -95,6 +95,14 @@ pub(crate) struct FileConfig {
     /// a machine: `default` (the default machine) or `spread` (the least loaded).
     #[serde(default)]
     pub(crate) placement: Placement,
+    /// Tenants: clients that each see and touch only their own world on the engine.
+    #[serde(default)]
+    pub(crate) tenants: Vec<TenantEntry>,
+    /// What a client that belongs to no tenant is: `admin` (default) or `refuse`.
+    pub(crate) untenanted: Option<UntenantedSetting>,
+    /// Images every tenant may use (`"*"`: all the engine has).
+    #[serde(default)]
+    pub(crate) shared_images: Vec<String>,
 }
 
 /// `placement = "default" | "spread"`.
@@ -106,6 +114,47 @@ pub(crate) enum Placement {
     Default,
     /// Untied creates go to the machine with the fewest running containers.
     Spread,
+}
+
+/// `untenanted = "admin" | "refuse"`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum UntenantedSetting {
+    Admin,
+    Refuse,
+}
+
+/// One `[[tenants]]` table.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TenantEntry {
+    pub(crate) name: String,
+    /// `uid:N`, `gid:N`, `tls:SUBJECT`.
+    #[serde(default)]
+    pub(crate) clients: Vec<String>,
+    /// A socket of the tenant's own: every client of it is the tenant.
+    pub(crate) socket: Option<PathBuf>,
+}
+
+impl TenantEntry {
+    /// The gateway's tenant.
+    pub(crate) fn tenant(&self) -> std::result::Result<berth_gateway::Tenant, String> {
+        let clients = self
+            .clients
+            .iter()
+            .map(|c| berth_gateway::TenantClient::parse(c))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if clients.is_empty() && self.socket.is_none() {
+            return Err(format!(
+                "tenant {:?} has neither clients nor a socket",
+                self.name
+            ));
+        }
+        if self.socket.as_ref().is_some_and(|s| !s.is_absolute()) {
+            return Err("socket: must be an absolute path".into());
+        }
+        berth_gateway::Tenant::new(&self.name, clients, self.socket.clone())
+    }
 }
 
 /// `policy = "file.toml"` (relative to this file) or `[policy]` (docs/config.md).
@@ -340,6 +389,16 @@ impl FileConfig {
                 }
                 crate::machines::parse_idle_stop(text).map_err(|e| format!("machines[{i}].{e}"))?;
             }
+        }
+        let set = berth_gateway::TenantSet::new(
+            Vec::new(),
+            berth_gateway::Untenanted::Admin,
+            Vec::new(),
+            Vec::new(),
+        );
+        for (i, t) in self.tenants.iter().enumerate() {
+            let tenant = t.tenant().map_err(|e| format!("tenants[{i}]: {e}"))?;
+            set.add(tenant).map_err(|e| format!("tenants[{i}]: {e}"))?;
         }
         if self.machines.iter().filter(|m| m.default).count() > 1 {
             return Err("machines: more than one machine says default = true".into());

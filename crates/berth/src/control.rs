@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UnixStream;
 
 use crate::machines::{MachineReport, MachineSet};
+use crate::tenants::TenantControl;
 
 /// The control socket that belongs to an API socket.
 pub(crate) fn control_path(api_socket: &Path) -> PathBuf {
@@ -46,6 +47,7 @@ pub(crate) struct ControlState {
     pub(crate) machines: Arc<MachineSet>,
     pub(crate) listeners: Vec<String>,
     pub(crate) metrics_addr: Option<String>,
+    pub(crate) tenants: Arc<TenantControl>,
 }
 
 /// Serves the control socket until the task is dropped.
@@ -72,6 +74,24 @@ async fn handle(state: &ControlState, req: Request<Incoming>) -> Response<Full<B
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["tenants"]) => match state.tenants.report().await {
+            Ok(report) => json(StatusCode::OK, &report),
+            Err(e) => message(StatusCode::BAD_GATEWAY, &format!("{e:#}")),
+        },
+        (&Method::POST, ["tenants"]) => {
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return message(StatusCode::BAD_REQUEST, &e.to_string()),
+            };
+            match state.tenants.add(&body) {
+                Ok(name) => message(StatusCode::OK, &format!("tenant {name} added")),
+                Err(e) => message(StatusCode::BAD_REQUEST, &format!("{e:#}")),
+            }
+        }
+        (&Method::DELETE, ["tenants", name]) => match state.tenants.remove(name).await {
+            Ok(summary) => message(StatusCode::OK, &summary),
+            Err(e) => message(StatusCode::CONFLICT, &format!("{e:#}")),
+        },
         (&Method::GET, ["status"]) => {
             let mut machines = Vec::new();
             for m in &state.machines.machines {
@@ -177,6 +197,16 @@ fn text(status: StatusCode, text: String) -> Response<Full<Bytes>> {
 
 /// Sends one control request to the daemon behind `control`; returns the body.
 pub(crate) async fn request(control: &Path, method: Method, path: &str) -> Result<Bytes> {
+    request_with(control, method, path, Bytes::new()).await
+}
+
+/// Sends one control request with a JSON body; returns the answer's body.
+pub(crate) async fn request_with(
+    control: &Path,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Result<Bytes> {
     let stream = match UnixStream::connect(control).await {
         Ok(s) => s,
         Err(e) => bail!(
@@ -193,7 +223,7 @@ pub(crate) async fn request(control: &Path, method: Method, path: &str) -> Resul
         .method(method)
         .uri(path)
         .header(http::header::HOST, "berth")
-        .body(Full::new(Bytes::new()))?;
+        .body(Full::new(body))?;
     let res = sender
         .send_request(req)
         .await

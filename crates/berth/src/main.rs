@@ -8,6 +8,7 @@ mod control;
 mod machines;
 mod metrics;
 mod service;
+mod tenants;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,17 @@ fn main() -> ExitCode {
         cli::Command::Docker { command, common } => cmd::docker::run(&common, &command),
         cli::Command::Install(args) => cmd::install::install(&args),
         cli::Command::Uninstall(args) => cmd::install::uninstall(&args),
+        cli::Command::Tenant {
+            command,
+            config,
+            host,
+        } => cmd::tenant::run(
+            &cli::CommonArgs {
+                config,
+                socket: host,
+            },
+            &command,
+        ),
         cli::Command::Policy { command } => cmd::policy::run(&command),
         cli::Command::Completion { shell } => {
             let mut cmd = <cli::Cli as clap::CommandFactory>::command();

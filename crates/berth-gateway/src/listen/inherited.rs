@@ -53,6 +53,7 @@ impl Listener {
                     inode: 0,
                     internal: false,
                     owns_file: false,
+                    tenant: None,
                 }))
             }
             Some(AddressFamily::Inet | AddressFamily::Inet6) => {

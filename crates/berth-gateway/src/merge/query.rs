@@ -2,7 +2,7 @@
 
 /// The first value of `key` in a query string, decoded as Go's `url.ParseQuery` does
 /// (`+` is a space; pairs with bad escapes or a `;` in the key are skipped).
-pub(super) fn query_value(query: &str, key: &str) -> Option<String> {
+pub(crate) fn query_value(query: &str, key: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let raw_value = pair.split_once('=').map_or("", |(_, value)| value);
         (pair_key(pair)? == key).then(|| query_unescape(raw_value))?
@@ -10,7 +10,7 @@ pub(super) fn query_value(query: &str, key: &str) -> Option<String> {
 }
 
 /// Go's `url.QueryUnescape`: `None` for a malformed `%` escape or invalid UTF-8.
-pub(super) fn query_unescape(raw: &str) -> Option<String> {
+pub(crate) fn query_unescape(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -36,7 +36,7 @@ pub(super) fn query_unescape(raw: &str) -> Option<String> {
 }
 
 /// Go's `strconv.Atoi` on 64-bit: optional sign, ASCII digits only, in `i64` range.
-pub(super) fn go_atoi(text: &str) -> Option<i64> {
+pub(crate) fn go_atoi(text: &str) -> Option<i64> {
     let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -45,7 +45,7 @@ pub(super) fn go_atoi(text: &str) -> Option<i64> {
 }
 
 /// Go's `url.QueryEscape`: a space becomes `+`, everything but `A-Za-z0-9-_.~` is `%XX`.
-pub(super) fn query_escape(text: &str) -> String {
+pub(crate) fn query_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         match byte {
@@ -60,7 +60,7 @@ pub(super) fn query_escape(text: &str) -> String {
 }
 
 /// The decoded key of one `key=value` pair (`None` where Go would skip the pair).
-pub(super) fn pair_key(pair: &str) -> Option<String> {
+pub(crate) fn pair_key(pair: &str) -> Option<String> {
     let raw_key = pair.split_once('=').map_or(pair, |(key, _)| key);
     if raw_key.contains(';') {
         return None;

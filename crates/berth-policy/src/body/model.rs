@@ -17,10 +17,12 @@ pub(crate) struct CreateBody<'a> {
     /// dockerd up to 27 reads them when `HostConfig` is absent; 28 ignores them.
     pub(crate) top: HostConfig<'a>,
     pub(crate) networking: Option<Networking<'a>>,
+    /// `Labels` (of the embedded `Config`).
+    pub(crate) labels: Option<Vec<(String, String)>>,
     pub(crate) rest: Members<'a>,
 }
 
-const CREATE_FIELDS: [&str; 4] = ["Image", "User", "HostConfig", "NetworkingConfig"];
+const CREATE_FIELDS: [&str; 5] = ["Image", "User", "HostConfig", "NetworkingConfig", "Labels"];
 
 impl<'a> GoStruct<'a> for CreateBody<'a> {
     fn field(&mut self, key: &str, raw: Raw<'a>) -> Result<bool, String> {
@@ -28,6 +30,7 @@ impl<'a> GoStruct<'a> for CreateBody<'a> {
             Some("Image") => json::string(raw, &mut self.image, "Image")?,
             Some("User") => json::string(raw, &mut self.user, "User")?,
             Some("HostConfig") => json::pointer(raw, &mut self.host_config, "HostConfig")?,
+            Some("Labels") => json::string_map(raw, &mut self.labels, "Labels")?,
             Some(_) => json::pointer(raw, &mut self.networking, "NetworkingConfig")?,
             None => return self.top.field_in(key, raw, false),
         }
@@ -68,6 +71,7 @@ impl<'a> CreateBody<'a> {
             nw.rest(&n.rest);
             nw.end();
         }
+        w.string_map("Labels", self.labels.as_ref());
         w.rest(&self.rest);
         w.end();
     }
@@ -111,16 +115,22 @@ pub(crate) struct HostConfig<'a> {
     pub(crate) devices: Option<Vec<Device<'a>>>,
     pub(crate) device_requests: Option<Vec<Raw<'a>>>,
     pub(crate) device_cgroup_rules: Option<Vec<String>>,
+    /// `VolumesFrom` (`container[:ro|rw]`) and `Links` (`container:alias`): other
+    /// containers a create names.
+    pub(crate) volumes_from: Option<Vec<String>>,
+    pub(crate) links: Option<Vec<String>>,
     pub(crate) rest: Members<'a>,
 }
 
 /// The `Resources` fields berth reads (the only HostConfig part of an update body).
 const RESOURCE_FIELDS: [&str; 3] = ["Devices", "DeviceRequests", "DeviceCgroupRules"];
 
-const HOST_FIELDS: [&str; 18] = [
+const HOST_FIELDS: [&str; 20] = [
     "Devices",
     "DeviceRequests",
     "DeviceCgroupRules",
+    "VolumesFrom",
+    "Links",
     "Privileged",
     "CapAdd",
     "Capabilities",
@@ -177,6 +187,8 @@ impl<'a> HostConfig<'a> {
             "Sysctls" => json::string_map(raw, &mut self.sysctls, name)?,
             "MaskedPaths" => json::strings(raw, &mut self.masked_paths, name)?,
             "ReadonlyPaths" => json::strings(raw, &mut self.readonly_paths, name)?,
+            "VolumesFrom" => json::strings(raw, &mut self.volumes_from, name)?,
+            "Links" => json::strings(raw, &mut self.links, name)?,
             mode => {
                 let i = Namespace::ALL
                     .iter()
@@ -220,6 +232,8 @@ impl<'a> HostConfig<'a> {
             });
         }
         w.strings("DeviceCgroupRules", self.device_cgroup_rules.as_ref());
+        w.strings("VolumesFrom", self.volumes_from.as_ref());
+        w.strings("Links", self.links.as_ref());
     }
 }
 
@@ -433,16 +447,20 @@ impl ExecBody<'_> {
 /// A volume create body (`volume.CreateOptions`).
 #[derive(Debug, Default)]
 pub(crate) struct VolumeBody<'a> {
+    pub(crate) name: Option<String>,
     pub(crate) driver_opts: Option<Vec<(String, String)>>,
+    pub(crate) labels: Option<Vec<(String, String)>>,
     pub(crate) rest: Members<'a>,
 }
 
 impl<'a> GoStruct<'a> for VolumeBody<'a> {
     fn field(&mut self, key: &str, raw: Raw<'a>) -> Result<bool, String> {
-        if json::field_of(key, &["DriverOpts"])?.is_none() {
-            return Ok(false);
+        match json::field_of(key, &["Name", "DriverOpts", "Labels"])? {
+            Some("Name") => json::string(raw, &mut self.name, "Name")?,
+            Some("DriverOpts") => json::string_map(raw, &mut self.driver_opts, "DriverOpts")?,
+            Some(_) => json::string_map(raw, &mut self.labels, "Labels")?,
+            None => return Ok(false),
         }
-        json::string_map(raw, &mut self.driver_opts, "DriverOpts")?;
         Ok(true)
     }
 
@@ -455,6 +473,71 @@ impl VolumeBody<'_> {
     fn encode(&self, out: &mut Vec<u8>) {
         let mut w = ObjectWriter::new(out);
         w.string_map("DriverOpts", self.driver_opts.as_ref());
+        w.str("Name", self.name.as_ref());
+        w.string_map("Labels", self.labels.as_ref());
+        w.rest(&self.rest);
+        w.end();
+    }
+}
+
+/// A network create body (`network.CreateRequest`): its name and labels.
+#[derive(Debug, Default)]
+pub(crate) struct NetworkBody<'a> {
+    pub(crate) name: Option<String>,
+    pub(crate) labels: Option<Vec<(String, String)>>,
+    pub(crate) rest: Members<'a>,
+}
+
+impl<'a> GoStruct<'a> for NetworkBody<'a> {
+    fn field(&mut self, key: &str, raw: Raw<'a>) -> Result<bool, String> {
+        match json::field_of(key, &["Name", "Labels"])? {
+            Some("Name") => json::string(raw, &mut self.name, "Name")?,
+            Some(_) => json::string_map(raw, &mut self.labels, "Labels")?,
+            None => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn rest(&mut self) -> &mut Members<'a> {
+        &mut self.rest
+    }
+}
+
+impl NetworkBody<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = ObjectWriter::new(out);
+        w.str("Name", self.name.as_ref());
+        w.string_map("Labels", self.labels.as_ref());
+        w.rest(&self.rest);
+        w.end();
+    }
+}
+
+/// A network connect or disconnect body: the container it names.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectBody<'a> {
+    pub(crate) container: Option<String>,
+    pub(crate) rest: Members<'a>,
+}
+
+impl<'a> GoStruct<'a> for ConnectBody<'a> {
+    fn field(&mut self, key: &str, raw: Raw<'a>) -> Result<bool, String> {
+        if json::field_of(key, &["Container"])?.is_none() {
+            return Ok(false);
+        }
+        json::string(raw, &mut self.container, "Container")?;
+        Ok(true)
+    }
+
+    fn rest(&mut self) -> &mut Members<'a> {
+        &mut self.rest
+    }
+}
+
+impl ConnectBody<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = ObjectWriter::new(out);
+        w.str("Container", self.container.as_ref());
         w.rest(&self.rest);
         w.end();
     }
@@ -469,6 +552,8 @@ pub(crate) enum Model<'a> {
     Update(Box<UpdateBody<'a>>),
     Exec(ExecBody<'a>),
     Volume(VolumeBody<'a>),
+    Network(NetworkBody<'a>),
+    Connect(ConnectBody<'a>),
 }
 
 impl<'a> Model<'a> {
@@ -491,6 +576,8 @@ impl<'a> Model<'a> {
             Self::Update(b) => b.encode(out),
             Self::Exec(b) => b.encode(out),
             Self::Volume(b) => b.encode(out),
+            Self::Network(b) => b.encode(out),
+            Self::Connect(b) => b.encode(out),
         }
     }
 }

@@ -10,7 +10,7 @@ use berth_gateway::audit::{AuditConfig, AuditLog};
 use berth_gateway::route::{PlacementPolicy, Platform};
 use berth_gateway::{
     BoundSocket, Config, EngineRouter, Gateway, GatewayMetrics, GuestTimeouts, Listener,
-    TcpEndpoint, TlsSettings,
+    TcpEndpoint, TenantSet, TlsSettings, Untenanted,
 };
 use berth_guest::GuestEndpoint;
 use sd_notify::NotifyState;
@@ -22,6 +22,7 @@ use crate::config::{self, FileConfig, HostAddr, MachineEntry, MachineKind};
 use crate::control::{self, ControlState};
 use crate::machines::MachineSet;
 use crate::service::Handover;
+use crate::tenants::{self, TenantControl};
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
     let settings = Settings::resolve(args)?;
@@ -60,6 +61,9 @@ struct Settings {
     policy: super::policy::PolicyPlan,
     /// Where creates that nothing ties to a machine go.
     placement: PlacementPolicy,
+    tenants: Vec<config::TenantEntry>,
+    untenanted: Untenanted,
+    shared_images: Vec<String>,
 }
 
 impl Settings {
@@ -203,6 +207,12 @@ impl Settings {
                 config::Placement::Default => PlacementPolicy::Default,
                 config::Placement::Spread => PlacementPolicy::Spread,
             },
+            tenants: file.tenants.clone(),
+            untenanted: match file.untenanted {
+                Some(config::UntenantedSetting::Refuse) => Untenanted::Refused,
+                _ => Untenanted::Admin,
+            },
+            shared_images: file.shared_images.clone(),
         })
     }
 }
@@ -299,16 +309,6 @@ async fn serve(settings: Settings, mut handover: Handover) -> Result<()> {
         }
         None => None,
     };
-    let control_task = control.map(|socket| {
-        tokio::spawn(control::serve(
-            socket,
-            Arc::new(ControlState {
-                machines: Arc::clone(&machines),
-                listeners: listener_names.clone(),
-                metrics_addr: metrics.as_ref().map(|(addr, _)| addr.to_string()),
-            }),
-        ))
-    });
     let (sync_stop, sync_stop_rx) = tokio::sync::watch::channel(false);
     machines.sync_ports(&sync_stop_rx);
     machines.stop_idle(&sync_stop_rx);
@@ -329,6 +329,26 @@ async fn serve(settings: Settings, mut handover: Handover) -> Result<()> {
         &machines.guests(),
         &mut listeners,
     )?;
+    let api_sockets: Vec<PathBuf> = settings
+        .hosts
+        .iter()
+        .filter_map(|h| match h {
+            HostAddr::Unix(p) => Some(p.clone()),
+            HostAddr::Tcp(_) | HostAddr::Fd(_) => None,
+        })
+        .collect();
+    let container_socket = settings.state_dir.join("sockets/containers.sock");
+    let tenant_set = Arc::new(TenantSet::new(
+        settings
+            .tenants
+            .iter()
+            .map(config::TenantEntry::tenant)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(UsageError)?,
+        settings.untenanted,
+        settings.shared_images.clone(),
+        tenants::docker_sockets(&api_sockets, &[container_socket]),
+    ));
     let config = Config {
         drain_timeout: settings.drain_timeout,
         audit,
@@ -336,6 +356,7 @@ async fn serve(settings: Settings, mut handover: Handover) -> Result<()> {
         metrics: gateway_metrics,
         // hyper for every exchange, for A/B measurements (docs/benchmarks.md).
         framed_pass_through: std::env::var_os("BERTH_PASS_THROUGH").is_none_or(|v| v != "hyper"),
+        tenants: Some(Arc::clone(&tenant_set)),
         ..Config::default()
     };
     let platforms = machines
@@ -346,6 +367,24 @@ async fn serve(settings: Settings, mut handover: Handover) -> Result<()> {
     let router = EngineRouter::with_platforms(machines.guests(), platforms)
         .with_placement(settings.placement);
     let gateway = Gateway::new(config, router);
+    let tenant_control = Arc::new(TenantControl::new(
+        tenant_set,
+        gateway.listener_spawner(),
+        Arc::clone(gateway.router().default_guest()),
+        settings.group,
+    ));
+    tenant_control.serve_sockets()?;
+    let control_task = control.map(|socket| {
+        tokio::spawn(control::serve(
+            socket,
+            Arc::new(ControlState {
+                machines: Arc::clone(&machines),
+                listeners: listener_names.clone(),
+                metrics_addr: metrics.as_ref().map(|(addr, _)| addr.to_string()),
+                tenants: Arc::clone(&tenant_control),
+            }),
+        ))
+    });
     let notifier = &handover.notifier;
     notifier.send(&[
         NotifyState::Ready,

@@ -1,0 +1,737 @@
+//! Tenants: many clients share one engine, and each sees and touches only its own
+//! world. This stage runs for a client that is a tenant ([`TenantSet`] says who is),
+//! in place of routing: everything such a client sends goes to the default engine,
+//! scoped here.
+//!
+//! - **Deny by default.** [`plan`] is the table of what a tenant may ask; anything it
+//!   does not name is refused (403 naming berth tenant), never passed through unscoped.
+//! - **Ownership by construction.** What a tenant creates carries the label
+//!   `berth.tenant=<name>` and a name in its namespace (`<name>.<object>` on the
+//!   engine, `names.rs`); lists, prunes and events get the label filter (`query.rs`);
+//!   an object in a path or a body is looked up as the tenant's and named by its full
+//!   ID (`lookup.rs`), or answered exactly as a missing one.
+//! - **Bodies** are read through the one body model (`berth_policy::DockerBody`): the
+//!   objects a create names are the tenant's, its default network is its own, a host
+//!   bind is refused except the Docker socket, which becomes the tenant's socket.
+
+mod lookup;
+mod names;
+mod query;
+mod set;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use berth_policy::{clean_path, BodyKind, DockerBody, HostPathKind, ObjectKind};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+pub(crate) use set::Who;
+pub use set::{Tenant, TenantClient, TenantSet, Untenanted};
+
+use crate::body::{discard_unread, HeldBody, ResponseBody};
+use crate::error::GatewayError;
+use crate::guest::Guest;
+use crate::normalize::RequestMeta;
+use lookup::{enc, Lookup};
+use names::{inward, map_out, outward, Shape};
+use query::OWNER_LABEL;
+
+/// Request bodies berth edits for a tenant are read whole up to this size.
+const MAX_EDITED_BODY: usize = 16 << 20;
+
+/// What the tenant stage made of a request.
+pub(crate) enum Scoped {
+    /// Forward this request (scoped); give the client the answer as `AnswerMap` says.
+    Forward(Request<Incoming>, AnswerMap),
+    /// berth answers itself.
+    Answer(Response<ResponseBody>),
+}
+
+/// What is done to the engine's answer before the tenant gets it.
+#[derive(Debug)]
+pub(crate) struct AnswerMap {
+    tenant: String,
+    kind: AnswerKind,
+}
+
+#[derive(Debug)]
+enum AnswerKind {
+    Pass,
+    Names(Shape),
+    Images(Arc<Tenant>, Arc<TenantSet>),
+}
+
+/// `filters=…` (URL-encoded) selecting what tenant `name` owns: for the daemon's own
+/// listings (`berth tenant ls | rm`).
+pub fn owned_filter(name: &str) -> String {
+    query::scoped_filters(None, name, None).unwrap_or_default()
+}
+
+/// The 403 for what a tenant may not do.
+pub(crate) fn refused(tenant: &Tenant, what: &str) -> GatewayError {
+    GatewayError::Denied {
+        rule: format!("tenant:{}", tenant.name()),
+        message: format!("berth tenant {:?}: {what}", tenant.name()),
+    }
+}
+
+/// The 403 for a client that belongs to no tenant when those are refused.
+pub(crate) fn untenanted() -> GatewayError {
+    GatewayError::Denied {
+        rule: "tenant".into(),
+        message:
+            "berth tenant: this client belongs to no tenant, and untenanted clients are refused"
+                .into(),
+    }
+}
+
+/// What a tenant's request is, from its method and (decoded, unversioned) path.
+#[derive(Debug, PartialEq, Eq)]
+enum Plan<'p> {
+    /// Asks nothing of the engine's objects.
+    Pass,
+    List(Shape),
+    ImageList,
+    /// `POST /{containers,networks,volumes}/prune`.
+    Prune,
+    Events,
+    Info,
+    SystemDf,
+    ContainerCreate,
+    NetworkCreate,
+    VolumeCreate,
+    /// An operation on a container: its reference and the rest of the path.
+    Container(&'p str, &'p str),
+    Exec(&'p str, &'p str),
+    /// An operation on a network: its reference and the rest (`""`, `/connect`, …).
+    Network(&'p str, &'p str),
+    Volume(&'p str),
+    Image(&'p str, &'p str),
+    Refused,
+}
+
+/// Container operations a tenant may ask for its own containers.
+const CONTAINER_OPS: &[(&str, &[Method])] = &[
+    ("/json", &[Method::GET]),
+    ("/start", &[Method::POST]),
+    ("/stop", &[Method::POST]),
+    ("/restart", &[Method::POST]),
+    ("/kill", &[Method::POST]),
+    ("/pause", &[Method::POST]),
+    ("/unpause", &[Method::POST]),
+    ("/wait", &[Method::POST]),
+    ("/attach", &[Method::POST]),
+    ("/attach/ws", &[Method::GET]),
+    ("/logs", &[Method::GET]),
+    ("/stats", &[Method::GET]),
+    ("/top", &[Method::GET]),
+    ("/changes", &[Method::GET]),
+    ("/export", &[Method::GET]),
+    ("/archive", &[Method::GET, Method::HEAD, Method::PUT]),
+    ("/resize", &[Method::POST]),
+    ("/exec", &[Method::POST]),
+    ("/rename", &[Method::POST]),
+    ("", &[Method::DELETE]),
+];
+
+fn plan<'p>(method: &Method, path: &'p str) -> Plan<'p> {
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    match path {
+        "/_ping" if get || method == Method::HEAD => return Plan::Pass,
+        "/version" if get => return Plan::Pass,
+        "/info" if get => return Plan::Info,
+        "/system/df" if get => return Plan::SystemDf,
+        "/events" if get => return Plan::Events,
+        "/containers/json" if get => return Plan::List(Shape::ContainerList),
+        "/networks" | "/networks/" if get => return Plan::List(Shape::NetworkList),
+        "/volumes" | "/volumes/" if get => return Plan::List(Shape::VolumeList),
+        "/images/json" if get => return Plan::ImageList,
+        "/containers/create" if post => return Plan::ContainerCreate,
+        "/networks/create" if post => return Plan::NetworkCreate,
+        "/volumes/create" if post => return Plan::VolumeCreate,
+        "/containers/prune" | "/networks/prune" | "/volumes/prune" if post => return Plan::Prune,
+        _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/containers/") {
+        for (op, methods) in CONTAINER_OPS {
+            if !methods.contains(method) {
+                continue;
+            }
+            if let Some(name) = rest.strip_suffix(op) {
+                // A name never holds '/' (a link alias does: refused).
+                if !name.is_empty() && !name.contains('/') {
+                    return Plan::Container(name, op);
+                }
+            }
+        }
+        return Plan::Refused;
+    }
+    if let Some(rest) = path.strip_prefix("/exec/") {
+        if let Some((id, op)) = rest.split_once('/') {
+            let allowed = matches!(
+                (op, method),
+                ("start" | "resize", &Method::POST) | ("json", &Method::GET)
+            );
+            if allowed && !id.is_empty() {
+                return Plan::Exec(id, &rest[id.len()..]);
+            }
+        }
+        return Plan::Refused;
+    }
+    if let Some(rest) = path.strip_prefix("/networks/") {
+        let (name, op) = rest
+            .split_once('/')
+            .map_or((rest, ""), |(n, _)| (n, &rest[n.len()..]));
+        let allowed = matches!(
+            (op, method),
+            ("", &Method::GET | &Method::DELETE) | ("/connect" | "/disconnect", &Method::POST)
+        );
+        if allowed && !name.is_empty() {
+            return Plan::Network(name, op);
+        }
+        return Plan::Refused;
+    }
+    if let Some(name) = path.strip_prefix("/volumes/") {
+        if (get || method == Method::DELETE) && !name.is_empty() && !name.contains('/') {
+            return Plan::Volume(name);
+        }
+        return Plan::Refused;
+    }
+    if let Some(rest) = path.strip_prefix("/images/") {
+        for op in ["/json", "/history"] {
+            if let Some(name) = rest.strip_suffix(op).filter(|n| !n.is_empty()) {
+                if get {
+                    return Plan::Image(name, op);
+                }
+            }
+        }
+    }
+    Plan::Refused
+}
+
+/// Scopes one request of `tenant` to its world on `guest`.
+pub(crate) async fn scope(
+    set: &Arc<TenantSet>,
+    tenant: &Arc<Tenant>,
+    guest: &Arc<Guest>,
+    mut req: Request<Incoming>,
+    meta: &RequestMeta,
+) -> Result<Scoped, GatewayError> {
+    let result = Box::pin(scope_inner(set, tenant, guest, &mut req, meta)).await;
+    match result {
+        Ok((uri, map)) => {
+            if let Some(uri) = uri {
+                *req.uri_mut() = uri;
+            }
+            Ok(Scoped::Forward(req, map))
+        }
+        Err(Early::Answer(res)) => {
+            discard_unread(req.body_mut()).await;
+            Ok(Scoped::Answer(*res))
+        }
+        Err(Early::Error(e)) => {
+            discard_unread(req.body_mut()).await;
+            Err(e)
+        }
+    }
+}
+
+/// How the stage ends before forwarding.
+enum Early {
+    Answer(Box<Response<ResponseBody>>),
+    Error(GatewayError),
+}
+
+impl From<GatewayError> for Early {
+    fn from(e: GatewayError) -> Self {
+        Self::Error(e)
+    }
+}
+
+/// The scoped request target (`None`: unchanged) and what to do with the answer.
+type Outcome = Result<(Option<Uri>, AnswerMap), Early>;
+
+async fn scope_inner(
+    set: &Arc<TenantSet>,
+    tenant: &Arc<Tenant>,
+    guest: &Arc<Guest>,
+    req: &mut Request<Incoming>,
+    meta: &RequestMeta,
+) -> Outcome {
+    let raw_path = meta.path(req.uri());
+    // dockerd routes on the decoded path (Go's `URL.Path`).
+    let path = percent_encoding::percent_decode_str(raw_path)
+        .decode_utf8()
+        .map_err(|_| GatewayError::BadRequest("invalid path encoding".into()))?
+        .into_owned();
+    let prefix = req.uri().path()[..req.uri().path().len() - raw_path.len()].to_owned();
+    let query = req.uri().query().map(str::to_owned);
+    let query = query.as_deref();
+    let name = tenant.name();
+    let lookup = Lookup { guest, tenant, set };
+    let uri = |path: &str, query: Option<&str>| -> Result<Uri, Early> {
+        let text = match query {
+            Some(q) if !q.is_empty() => format!("{prefix}{path}?{q}"),
+            _ => format!("{prefix}{path}"),
+        };
+        text.parse().map_err(|_| {
+            Early::Error(GatewayError::BadRequest(format!(
+                "bad request target {text}"
+            )))
+        })
+    };
+    let answer = |kind| AnswerMap {
+        tenant: name.to_owned(),
+        kind,
+    };
+    let method = req.method().clone();
+    let forward = |u: Option<Uri>, kind| Ok((u, answer(kind)));
+    match plan(&method, &path) {
+        Plan::Refused => Err(refused(
+            tenant,
+            &format!("{method} {path} is not available to tenants"),
+        )
+        .into()),
+        Plan::Pass => forward(None, AnswerKind::Pass),
+        Plan::List(shape) => {
+            let names = |n: &str| inward(name, n);
+            let map: Option<&dyn Fn(&str) -> String> =
+                (shape != Shape::ContainerList).then_some(&names);
+            let q = query::scoped_filters(query, name, map)?;
+            forward(Some(uri(&path, Some(&q))?), AnswerKind::Names(shape))
+        }
+        Plan::Prune => {
+            let q = query::scoped_filters(query, name, None)?;
+            forward(Some(uri(&path, Some(&q))?), AnswerKind::Pass)
+        }
+        Plan::Events => {
+            let q = query::scoped_filters(query, name, None)?;
+            forward(Some(uri(&path, Some(&q))?), AnswerKind::Pass)
+        }
+        Plan::ImageList => forward(
+            None,
+            AnswerKind::Images(Arc::clone(tenant), Arc::clone(set)),
+        ),
+        Plan::Info => Err(Early::Answer(Box::new(info(&lookup).await?))),
+        Plan::SystemDf => Err(Early::Answer(Box::new(system_df(&lookup).await?))),
+        Plan::Container(reference, op) => {
+            let id = lookup.container_id(reference).await?;
+            let q = if op == "/rename" {
+                let new = query::get(query, "name").unwrap_or_default();
+                Some(query::set(
+                    query,
+                    "name",
+                    &inward(name, new.trim_start_matches('/')),
+                ))
+            } else {
+                query.map(str::to_owned)
+            };
+            let shape = (op == "/json").then_some(Shape::Container);
+            let u = uri(&format!("/containers/{id}{op}"), q.as_deref())?;
+            forward(Some(u), shape.map_or(AnswerKind::Pass, AnswerKind::Names))
+        }
+        Plan::Exec(id, op) => {
+            let id = lookup.exec(id).await?;
+            forward(
+                Some(uri(&format!("/exec/{id}{op}"), query)?),
+                AnswerKind::Pass,
+            )
+        }
+        Plan::Network(reference, op) => {
+            let (id, _) = lookup.network(reference).await?;
+            if !op.is_empty() {
+                let body = read_body(req).await?;
+                let mut model = parse(BodyKind::NetworkConnect, &body)?;
+                let mut resolved = HashMap::new();
+                for r in model.references() {
+                    let found = lookup.container_id(&r.name).await?;
+                    resolved.insert(r.name, found);
+                }
+                model.rewrite_references(|_, n| resolved.get(n).cloned());
+                hold(req, model.encode());
+            }
+            let shape = (op.is_empty() && method == Method::GET).then_some(Shape::Network);
+            forward(
+                Some(uri(&format!("/networks/{id}{op}"), query)?),
+                shape.map_or(AnswerKind::Pass, AnswerKind::Names),
+            )
+        }
+        Plan::Volume(reference) => {
+            let engine = lookup.volume(reference, false).await?;
+            let shape = (method == Method::GET).then_some(Shape::Volume);
+            forward(
+                Some(uri(&format!("/volumes/{}", enc(&engine)), query)?),
+                shape.map_or(AnswerKind::Pass, AnswerKind::Names),
+            )
+        }
+        Plan::Image(reference, op) => {
+            let found = lookup.image(reference).await?;
+            let id = found["Id"].as_str().unwrap_or(reference).to_owned();
+            forward(
+                Some(uri(&format!("/images/{}{op}", enc(&id)), query)?),
+                AnswerKind::Pass,
+            )
+        }
+        Plan::NetworkCreate | Plan::VolumeCreate => {
+            let kind = if matches!(plan(&method, &path), Plan::NetworkCreate) {
+                BodyKind::NetworkCreate
+            } else {
+                BodyKind::VolumeCreate
+            };
+            let body = read_body(req).await?;
+            let mut model = parse(kind, &body)?;
+            let given = model.created_name().unwrap_or_default().to_owned();
+            if kind == BodyKind::VolumeCreate {
+                model.rewrite_host_paths(|_, _| {
+                    Err(refused(
+                        tenant,
+                        "volumes over host paths are not available to tenants",
+                    ))
+                })?;
+            }
+            let local = if given.is_empty() {
+                generated_name()
+            } else {
+                given
+            };
+            if kind == BodyKind::NetworkCreate
+                && matches!(local.as_str(), "bridge" | "host" | "none" | "default")
+            {
+                // The tenant's `bridge` is berth's to make.
+                return Err(GatewayError::Denied {
+                    rule: format!("tenant:{name}"),
+                    message: format!("{local} is a pre-defined network and cannot be created"),
+                }
+                .into());
+            }
+            model.set_created_name(inward(name, &local));
+            model.set_label(OWNER_LABEL, name);
+            hold(req, model.encode());
+            let shape = (kind == BodyKind::VolumeCreate).then_some(Shape::Volume);
+            forward(None, shape.map_or(AnswerKind::Pass, AnswerKind::Names))
+        }
+        Plan::ContainerCreate => {
+            let body = read_body(req).await?;
+            let mut model = parse(BodyKind::ContainerCreate, &body)?;
+            scope_create(&lookup, &mut model).await?;
+            hold(req, model.encode());
+            let local = query::get(query, "name").unwrap_or_default();
+            let local = local.trim_start_matches('/');
+            let local = if local.is_empty() {
+                generated_name()
+            } else {
+                local.to_owned()
+            };
+            let q = query::set(query, "name", &inward(name, &local));
+            forward(Some(uri(&path, Some(&q))?), AnswerKind::Pass)
+        }
+    }
+}
+
+/// A create body made the tenant's: every object it names is looked up as the
+/// tenant's, its network is the tenant's, its host binds are refused but the Docker
+/// socket's (which becomes the tenant's own socket), and it carries the owner label.
+async fn scope_create(lookup: &Lookup<'_>, model: &mut DockerBody<'_>) -> Result<(), GatewayError> {
+    let tenant = lookup.tenant;
+    let mut resolved: HashMap<(u8, String), String> = HashMap::new();
+    let key = |kind: ObjectKind, name: &str| {
+        let k = match kind {
+            ObjectKind::Container => 0,
+            ObjectKind::Network => 1,
+            ObjectKind::Volume => 2,
+            ObjectKind::Image => 3,
+        };
+        (k, name.to_owned())
+    };
+    for r in model.references() {
+        let k = key(r.kind, &r.name);
+        if resolved.contains_key(&k) {
+            continue;
+        }
+        let found = match r.kind {
+            ObjectKind::Image => lookup.image(&r.name).await.map(|_| None),
+            ObjectKind::Container => lookup.container_id(&r.name).await.map(Some),
+            ObjectKind::Network => lookup.network_to_join(&r.name).await.map(Some),
+            ObjectKind::Volume => lookup.volume(&r.name, true).await.map(Some),
+        };
+        match found.map_err(|e| as_dockerd_answers(e, &r))? {
+            Some(found) => resolved.insert(k, found),
+            None => continue,
+        };
+    }
+    model.rewrite_references(|kind, name| resolved.get(&key(kind, name)).cloned());
+    if model.network_mode().is_none() {
+        model.set_network_mode(lookup.default_network().await?);
+    }
+    let sockets = lookup.set.docker_sockets();
+    let own = tenant.socket().map(|p| p.to_string_lossy().into_owned());
+    model.rewrite_host_paths(|kind, source| {
+        let bind = matches!(kind, HostPathKind::Bind | HostPathKind::BindMount);
+        let cleaned = clean_path(source);
+        let is_socket = bind && sockets.iter().any(|s| s.as_os_str() == cleaned.as_ref());
+        match (&own, is_socket) {
+            (Some(own), true) => Ok(Some(own.clone())),
+            (None, true) => Err(refused(
+                tenant,
+                "the Docker socket is given to a tenant's containers only when the tenant has a socket of its own",
+            )),
+            _ => Err(refused(
+                tenant,
+                &format!("host path {source:?}: binds of host paths are not available to tenants"),
+            )),
+        }
+    })?;
+    model.set_label(OWNER_LABEL, tenant.name());
+    Ok(())
+}
+
+/// A missing object named in a create body, answered as dockerd answers it for that
+/// field (probed against dockerd: 400 for `VolumesFrom`, `PidMode`, `IpcMode` and
+/// `Links`; 404 for the image, with `:latest` when no tag was given). dockerd takes a
+/// `NetworkMode` or network it does not know at create and fails at start; berth
+/// refuses another tenant's at create, with the 404 the start would give.
+fn as_dockerd_answers(e: GatewayError, r: &berth_policy::Reference) -> GatewayError {
+    let GatewayError::NotFound(message) = e else {
+        return e;
+    };
+    match r.field {
+        "VolumesFrom" | "PidMode" | "IpcMode" => GatewayError::BadRequest(message),
+        "Links" => {
+            GatewayError::BadRequest(format!("could not get container for {}: {message}", r.name))
+        }
+        "Image" => {
+            let last = r.name.rsplit('/').next().unwrap_or_default();
+            if r.name.contains('@') || last.contains(':') {
+                GatewayError::NotFound(message)
+            } else {
+                GatewayError::NotFound(format!("No such image: {}:latest", r.name))
+            }
+        }
+        _ => GatewayError::NotFound(message),
+    }
+}
+
+fn parse(kind: BodyKind, body: &[u8]) -> Result<DockerBody<'_>, GatewayError> {
+    DockerBody::parse(kind, body)
+        .map_err(|e| GatewayError::BadRequest(format!("berth: unreadable request body: {e}")))
+}
+
+/// The request body, whole: held by an earlier stage, or read now.
+async fn read_body(req: &mut Request<Incoming>) -> Result<Bytes, GatewayError> {
+    if let Some(HeldBody(held)) = req.extensions_mut().remove::<HeldBody>() {
+        return Ok(held);
+    }
+    Limited::new(req.body_mut(), MAX_EDITED_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| GatewayError::BadRequest(format!("reading request body: {e}")))
+}
+
+fn hold(req: &mut Request<Incoming>, body: Vec<u8>) {
+    req.extensions_mut().insert(HeldBody(Bytes::from(body)));
+}
+
+/// A name for an object the tenant did not name (it must be in the namespace).
+fn generated_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    format!("c{:012x}", h.finish() & 0xffff_ffff_ffff)
+}
+
+impl AnswerMap {
+    /// The engine's answer as the tenant gets it.
+    pub(crate) async fn finish(
+        self,
+        res: Response<ResponseBody>,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
+        if matches!(self.kind, AnswerKind::Pass)
+            || res.status() != StatusCode::OK && res.status() != StatusCode::CREATED
+        {
+            return Ok(res);
+        }
+        let (mut parts, body) = res.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| GatewayError::GuestUnreachable {
+                engine: "default".into(),
+                reason: format!("reading an answer: {e}"),
+            })?
+            .to_bytes();
+        let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
+            return Ok(Response::from_parts(parts, Either::Right(Full::new(bytes))));
+        };
+        match &self.kind {
+            AnswerKind::Pass => {}
+            AnswerKind::Names(shape) => map_out(&self.tenant, *shape, &mut value),
+            AnswerKind::Images(tenant, set) => {
+                if let Value::Array(images) = &mut value {
+                    images.retain_mut(|i| image_visible(tenant, set, i));
+                }
+            }
+        }
+        let out = Bytes::from(value.to_string());
+        parts.headers.remove(http::header::TRANSFER_ENCODING);
+        parts
+            .headers
+            .insert(http::header::CONTENT_LENGTH, out.len().into());
+        Ok(Response::from_parts(parts, Either::Right(Full::new(out))))
+    }
+}
+
+/// Whether a list entry is the tenant's or shared; a shared one keeps only its shared
+/// tags (another tag of the same image is not shared).
+fn image_visible(tenant: &Tenant, set: &TenantSet, image: &mut Value) -> bool {
+    let owned = image
+        .pointer("/Labels")
+        .and_then(|l| l.get(OWNER_LABEL))
+        .and_then(Value::as_str)
+        == Some(tenant.name());
+    if owned {
+        return true;
+    }
+    let Some(tags) = image.get_mut("RepoTags").and_then(Value::as_array_mut) else {
+        return false;
+    };
+    tags.retain(|t| t.as_str().is_some_and(|t| set.is_shared_image(&[t])));
+    !tags.is_empty()
+}
+
+/// `GET path` of the tenant's objects (label-filtered).
+async fn owned_list(lookup: &Lookup<'_>, path: &str, extra: &str) -> Result<Value, GatewayError> {
+    let q = query::scoped_filters(None, lookup.tenant.name(), None)?;
+    lookup.guest.get_json(&format!("{path}?{q}{extra}")).await
+}
+
+/// `GET /info` with the tenant's counts.
+async fn info(lookup: &Lookup<'_>) -> Result<Response<ResponseBody>, GatewayError> {
+    let mut info = lookup.guest.get_json("/info").await?;
+    let containers = owned_list(lookup, "/containers/json", "&all=1").await?;
+    let states: Vec<&str> = containers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["State"].as_str().unwrap_or_default())
+        .collect();
+    let count = |s: &str| states.iter().filter(|x| **x == s).count();
+    let images = lookup.guest.get_json("/images/json").await?;
+    let visible = images
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| lookup.image_visible(i))
+        .count();
+    info["Containers"] = states.len().into();
+    info["ContainersRunning"] = count("running").into();
+    info["ContainersPaused"] = count("paused").into();
+    info["ContainersStopped"] = (states.len() - count("running") - count("paused")).into();
+    info["Images"] = visible.into();
+    Ok(json_answer(&info))
+}
+
+/// `GET /system/df` of the tenant's objects.
+async fn system_df(lookup: &Lookup<'_>) -> Result<Response<ResponseBody>, GatewayError> {
+    let mut df = lookup.guest.get_json("/system/df").await?;
+    let tenant = lookup.tenant.name();
+    let owned = |v: &Value, labels: &str| {
+        v.pointer(labels)
+            .and_then(|l| l.get(OWNER_LABEL))
+            .and_then(Value::as_str)
+            == Some(tenant)
+    };
+    let containers = owned_list(lookup, "/containers/json", "&all=1&size=1").await?;
+    df["Containers"] = {
+        let mut c = containers;
+        map_out(tenant, Shape::ContainerList, &mut c);
+        c
+    };
+    if let Some(list) = df.get_mut("Volumes").and_then(Value::as_array_mut) {
+        list.retain(|v| owned(v, "/Labels"));
+        for v in list.iter_mut() {
+            if let Some(Value::String(n)) = v.get_mut("Name") {
+                *n = outward(tenant, n).to_owned();
+            }
+        }
+    }
+    if let Some(list) = df.get_mut("Images").and_then(Value::as_array_mut) {
+        list.retain(|i| lookup.image_visible(i));
+    }
+    df["BuildCache"] = Value::Array(Vec::new());
+    Ok(json_answer(&df))
+}
+
+fn json_answer(value: &Value) -> Response<ResponseBody> {
+    let body = Bytes::from(value.to_string());
+    let mut res = Response::new(Either::Right(Full::new(body)));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_refuses_what_it_does_not_name() {
+        let p = |m: Method, path: &str| format!("{:?}", plan(&m, path));
+        assert_eq!(
+            p(Method::GET, "/containers/web/json"),
+            "Container(\"web\", \"/json\")"
+        );
+        assert_eq!(
+            p(Method::GET, "/containers/web/attach/ws"),
+            "Container(\"web\", \"/attach/ws\")"
+        );
+        assert_eq!(
+            p(Method::DELETE, "/containers/web"),
+            "Container(\"web\", \"\")"
+        );
+        assert_eq!(p(Method::DELETE, "/containers/web/db"), "Refused");
+        assert_eq!(p(Method::POST, "/containers/web/update"), "Refused");
+        assert_eq!(
+            p(Method::POST, "/exec/abc/start"),
+            "Exec(\"abc\", \"/start\")"
+        );
+        assert_eq!(
+            p(Method::POST, "/networks/b/connect"),
+            "Network(\"b\", \"/connect\")"
+        );
+        assert_eq!(
+            p(Method::GET, "/images/busybox:latest/json"),
+            "Image(\"busybox:latest\", \"/json\")"
+        );
+        for (m, path) in [
+            (Method::POST, "/images/create"),
+            (Method::POST, "/build"),
+            (Method::POST, "/images/load"),
+            (Method::DELETE, "/images/busybox"),
+            (Method::POST, "/images/prune"),
+            (Method::POST, "/build/prune"),
+            (Method::POST, "/commit"),
+            (Method::GET, "/swarm"),
+            (Method::GET, "/plugins"),
+            (Method::POST, "/session"),
+            (Method::PUT, "/volumes/x"),
+            (Method::GET, "/containers/json/x"),
+            (Method::POST, "/exec/abc/other"),
+            (Method::GET, "/distribution/x/json"),
+        ] {
+            assert_eq!(p(m.clone(), path), "Refused", "{m} {path}");
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Query strings a tenant's request is scoped by: the tenant's label added to
+//! `filters` (lists, prunes, events), a name mapped into the tenant's namespace.
+//!
+//! dockerd reads the first value of a key (Go's `Form.Get`); berth drops every pair
+//! whose key decodes to one it sets (and pairs Go would skip) and appends its own, so
+//! the engine reads exactly berth's value.
+
+use serde_json::{Map, Value};
+
+use crate::error::GatewayError;
+use crate::merge::query::{pair_key, query_escape, query_value};
+
+/// The label that marks what a tenant owns.
+pub(crate) const OWNER_LABEL: &str = "berth.tenant";
+
+/// `query` with `key` set to `value` (every earlier spelling of `key` dropped).
+pub(crate) fn set(query: Option<&str>, key: &str, value: &str) -> String {
+    let mut out = String::new();
+    for pair in query.unwrap_or_default().split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        match pair_key(pair) {
+            Some(k) if k != key => {
+                out.push_str(pair);
+                out.push('&');
+            }
+            // Go skips it (or it is the key berth sets).
+            _ => {}
+        }
+    }
+    out.push_str(key);
+    out.push('=');
+    out.push_str(&query_escape(value));
+    out
+}
+
+/// The value dockerd reads for `key`.
+pub(crate) fn get(query: Option<&str>, key: &str) -> Option<String> {
+    query_value(query?, key)
+}
+
+/// `filters` as dockerd reads them, with `label=berth.tenant=NAME` added (label filters
+/// must all match) and, when `names` is given, every `name` filter value mapped by it.
+/// A `filters` value dockerd would refuse is refused here too.
+pub(crate) fn scoped_filters(
+    query: Option<&str>,
+    tenant: &str,
+    names: Option<&dyn Fn(&str) -> String>,
+) -> Result<String, GatewayError> {
+    let mut filters: Map<String, Value> = match get(query, "filters").filter(|f| !f.is_empty()) {
+        None => Map::new(),
+        Some(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => map,
+            _ => return Err(GatewayError::BadRequest(format!("invalid filter: {text}"))),
+        },
+    };
+    // Both of dockerd's spellings (`{"k":{"v":true}}` and the old `{"k":["v"]}`)
+    // become the map form.
+    for (key, value) in filters.iter_mut() {
+        let values: Map<String, Value> = match value {
+            Value::Object(m) => m.iter().map(|(v, on)| (v.clone(), on.clone())).collect(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(|s| (s.to_owned(), Value::Bool(true))))
+                .collect(),
+            _ => return Err(GatewayError::BadRequest(format!("invalid filter: {key}"))),
+        };
+        let values = match (key.as_str(), names) {
+            ("name", Some(map)) => values.into_iter().map(|(v, on)| (map(&v), on)).collect(),
+            _ => values,
+        };
+        *value = Value::Object(values);
+    }
+    filters
+        .entry("label")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .map(|labels| labels.insert(format!("{OWNER_LABEL}={tenant}"), Value::Bool(true)));
+    Ok(set(query, "filters", &Value::Object(filters).to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tenant_label_is_the_filter_dockerd_reads() {
+        let q = scoped_filters(
+            Some("all=1&filters=%7B%22label%22%3A%5B%22a%3Db%22%5D%7D&%66ilters=x&a;b=1"),
+            "ci",
+            None,
+        )
+        .unwrap();
+        assert!(q.starts_with("all=1&filters="), "{q}");
+        let f: Value = serde_json::from_str(&get(Some(&q), "filters").unwrap()).unwrap();
+        assert_eq!(
+            f,
+            serde_json::json!({"label": {"a=b": true, "berth.tenant=ci": true}})
+        );
+        assert_eq!(q.matches("filters").count(), 1, "{q}");
+        let map = |n: &str| format!("ci.{n}");
+        let q = scoped_filters(
+            Some("filters=%7B%22name%22%3A%7B%22app_default%22%3Atrue%7D%7D"),
+            "ci",
+            Some(&map),
+        )
+        .unwrap();
+        let f: Value = serde_json::from_str(&get(Some(&q), "filters").unwrap()).unwrap();
+        assert_eq!(
+            f,
+            serde_json::json!({"name": {"ci.app_default": true}, "label": {"berth.tenant=ci": true}})
+        );
+        assert!(scoped_filters(Some("filters=nope"), "ci", None).is_err());
+        assert_eq!(
+            set(Some("name=a&x=1&name=b"), "name", "ci.w"),
+            "x=1&name=ci.w"
+        );
+    }
+}

@@ -1,0 +1,292 @@
+//! Who is a tenant: the tenants berth knows now (changed at run time by `berth tenant
+//! add|rm`), the clients that belong to each, and what a client that belongs to none is.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use crate::conn::PeerIdentity;
+
+/// One tenant: a name and the clients that are it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    name: String,
+    clients: Vec<TenantClient>,
+    socket: Option<PathBuf>,
+}
+
+/// A client that belongs to a tenant (`uid:1001`, `gid:1001`, `tls:CN=ci`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TenantClient {
+    Uid(u32),
+    Gid(u32),
+    /// A TLS client whose certificate subject is this, or has it as one part (`CN=ci`).
+    TlsSubject(String),
+}
+
+impl TenantClient {
+    /// Parses `uid:N`, `gid:N` or `tls:SUBJECT` (the policy's spelling).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let number = |n: &str| {
+            n.parse::<u32>()
+                .map_err(|_| format!("client {s:?}: not a number"))
+        };
+        if let Some(n) = s.strip_prefix("uid:") {
+            Ok(Self::Uid(number(n)?))
+        } else if let Some(n) = s.strip_prefix("gid:") {
+            Ok(Self::Gid(number(n)?))
+        } else if let Some(subject) = s.strip_prefix("tls:").filter(|p| !p.is_empty()) {
+            Ok(Self::TlsSubject(subject.to_owned()))
+        } else {
+            Err(format!(
+                "client {s:?}: expected \"uid:N\", \"gid:N\" or \"tls:SUBJECT\""
+            ))
+        }
+    }
+
+    fn matches(&self, peer: &PeerIdentity) -> bool {
+        match (self, peer) {
+            (Self::Uid(want), PeerIdentity::Unix { uid, .. }) => want == uid,
+            (Self::Gid(want), PeerIdentity::Unix { gid, .. }) => want == gid,
+            (
+                Self::TlsSubject(want),
+                PeerIdentity::Tls {
+                    subject: Some(s), ..
+                },
+            ) => s == want || s.split(',').any(|part| part.trim() == want),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for TenantClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Uid(n) => write!(f, "uid:{n}"),
+            Self::Gid(n) => write!(f, "gid:{n}"),
+            Self::TlsSubject(s) => write!(f, "tls:{s}"),
+        }
+    }
+}
+
+impl Tenant {
+    /// A tenant named `name` (lower-case letters, digits, `-` and `_`, starting with a
+    /// letter or digit: it prefixes the engine names of its objects, up to a `.`).
+    pub fn new(
+        name: &str,
+        clients: Vec<TenantClient>,
+        socket: Option<PathBuf>,
+    ) -> Result<Self, String> {
+        let valid = name.len() <= 32
+            && name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(format!(
+                "tenant name {name:?}: use up to 32 lower-case letters, digits, '-' or '_', starting with a letter or digit"
+            ));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            clients,
+            socket,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn clients(&self) -> &[TenantClient] {
+        &self.clients
+    }
+
+    /// The tenant's own socket, if it has one (every client of it is the tenant).
+    pub fn socket(&self) -> Option<&Path> {
+        self.socket.as_deref()
+    }
+}
+
+/// What a client that belongs to no tenant is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Untenanted {
+    /// Sees and manages everything, tenants included (berth without tenants).
+    #[default]
+    Admin,
+    /// Refused (403).
+    Refused,
+}
+
+/// Who a client is, for the tenant stage.
+#[derive(Clone, Debug)]
+pub(crate) enum Who {
+    Admin,
+    Tenant(Arc<Tenant>),
+    Refused,
+}
+
+/// The tenants berth knows now, and the settings every tenant shares.
+#[derive(Debug)]
+pub struct TenantSet {
+    tenants: RwLock<Vec<Arc<Tenant>>>,
+    untenanted: Untenanted,
+    /// Images every tenant may use (`*`: all), as references (`busybox` is
+    /// `busybox:latest`).
+    shared_images: Vec<String>,
+    /// Host paths that are the Docker API (the engine's socket, berth's): a tenant's
+    /// container that bind-mounts one gets the tenant's own socket instead.
+    docker_sockets: Vec<PathBuf>,
+}
+
+impl TenantSet {
+    pub fn new(
+        tenants: Vec<Tenant>,
+        untenanted: Untenanted,
+        shared_images: Vec<String>,
+        docker_sockets: Vec<PathBuf>,
+    ) -> Self {
+        Self {
+            tenants: RwLock::new(tenants.into_iter().map(Arc::new).collect()),
+            untenanted,
+            shared_images: shared_images.iter().map(|r| normalize_image(r)).collect(),
+            docker_sockets,
+        }
+    }
+
+    /// The tenants now.
+    pub fn list(&self) -> Vec<Arc<Tenant>> {
+        self.read().clone()
+    }
+
+    /// The tenant named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Tenant>> {
+        self.read().iter().find(|t| t.name == name).cloned()
+    }
+
+    /// Adds a tenant; refused if its name, a client or its socket is already taken.
+    pub fn add(&self, tenant: Tenant) -> Result<Arc<Tenant>, String> {
+        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        for t in tenants.iter() {
+            if t.name == tenant.name {
+                return Err(format!("tenant {:?} exists", tenant.name));
+            }
+            if let Some(c) = tenant.clients.iter().find(|c| t.clients.contains(c)) {
+                return Err(format!("client {c} already belongs to tenant {:?}", t.name));
+            }
+            if tenant.socket.is_some() && t.socket == tenant.socket {
+                return Err(format!("that socket belongs to tenant {:?}", t.name));
+            }
+        }
+        let tenant = Arc::new(tenant);
+        tenants.push(Arc::clone(&tenant));
+        Ok(tenant)
+    }
+
+    /// Forgets tenant `name` (its clients are untenanted from now on; its socket's
+    /// clients are refused).
+    pub fn remove(&self, name: &str) -> Option<Arc<Tenant>> {
+        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        let i = tenants.iter().position(|t| t.name == name)?;
+        Some(tenants.remove(i))
+    }
+
+    pub(crate) fn who(&self, peer: &PeerIdentity) -> Who {
+        if let PeerIdentity::TenantSocket { tenant, .. } = peer {
+            // A tenant's socket whose tenant is gone serves nobody.
+            return self.get(tenant).map_or(Who::Refused, Who::Tenant);
+        }
+        let found = self
+            .read()
+            .iter()
+            .find(|t| t.clients.iter().any(|c| c.matches(peer)))
+            .cloned();
+        match (found, self.untenanted) {
+            (Some(t), _) => Who::Tenant(t),
+            (None, Untenanted::Admin) => Who::Admin,
+            (None, Untenanted::Refused) => Who::Refused,
+        }
+    }
+
+    /// Whether tenants share image `reference` (as listed in an image's `RepoTags`).
+    pub(crate) fn is_shared_image(&self, repo_tags: &[&str]) -> bool {
+        self.shared_images.iter().any(|want| {
+            want == "*"
+                || repo_tags
+                    .iter()
+                    .any(|have| normalize_image(have) == want.as_str())
+        })
+    }
+
+    pub(crate) fn docker_sockets(&self) -> &[PathBuf] {
+        &self.docker_sockets
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Tenant>>> {
+        self.tenants.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `busybox` → `busybox:latest`; `docker.io/library/x` → `x`: how dockerd names a
+/// reference in `RepoTags`.
+fn normalize_image(reference: &str) -> String {
+    let r = reference
+        .strip_prefix("docker.io/library/")
+        .or_else(|| reference.strip_prefix("docker.io/"))
+        .unwrap_or(reference);
+    if r == "*" || r.contains('@') {
+        return r.to_owned();
+    }
+    let last = r.rsplit('/').next().unwrap_or(r);
+    if last.contains(':') {
+        r.to_owned()
+    } else {
+        format!("{r}:latest")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unix(uid: u32, gid: u32) -> PeerIdentity {
+        PeerIdentity::Unix { uid, gid, pid: 1 }
+    }
+
+    #[test]
+    fn clients_sockets_and_the_untenanted() {
+        let set = TenantSet::new(
+            vec![Tenant::new("ci", vec![TenantClient::Uid(1001)], None).unwrap()],
+            Untenanted::Refused,
+            vec!["busybox".into()],
+            Vec::new(),
+        );
+        assert!(matches!(set.who(&unix(1001, 5)), Who::Tenant(t) if t.name() == "ci"));
+        assert!(matches!(set.who(&unix(0, 0)), Who::Refused));
+        let by_socket = PeerIdentity::TenantSocket {
+            tenant: "ci".into(),
+            uid: 0,
+            gid: 0,
+            pid: 1,
+        };
+        assert!(matches!(set.who(&by_socket), Who::Tenant(_)));
+        set.add(Tenant::new("b", vec![TenantClient::Gid(7)], None).unwrap())
+            .unwrap();
+        assert!(set
+            .add(Tenant::new("c", vec![TenantClient::Uid(1001)], None).unwrap())
+            .is_err());
+        assert!(matches!(set.who(&unix(3, 7)), Who::Tenant(t) if t.name() == "b"));
+        set.remove("ci");
+        assert!(matches!(set.who(&by_socket), Who::Refused));
+        assert!(set.is_shared_image(&["busybox:latest"]));
+        assert!(set.is_shared_image(&["docker.io/library/busybox"]));
+        assert!(!set.is_shared_image(&["busybox:1"]));
+        assert!(Tenant::new("A.b", Vec::new(), None).is_err());
+        assert_eq!(
+            TenantClient::parse("tls:CN=ci").unwrap(),
+            TenantClient::TlsSubject("CN=ci".into())
+        );
+    }
+}

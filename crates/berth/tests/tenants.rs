@@ -1,0 +1,400 @@
+//! End to end: tenants (issue 19) with the real docker CLI and docker-compose through
+//! berth to one real engine. Two tenants with sockets of their own and one by uid (the
+//! CLI run as that user) use the same names at the same time; each sees only its own;
+//! every cross-tenant attempt gets dockerd's not-found answer and changes nothing on
+//! the engine (asked directly); prune in one leaves the other's; the admin sees all;
+//! `berth tenant add|ls|rm` work without a restart and `rm` leaves nothing behind.
+//!
+//! One engine and one berth for the whole binary; tenants are named per test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use berth_test::{BerthProcess, CliOutput, DockerCli, TestEngine};
+
+const IMAGE: &str = "busybox:latest";
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+/// The uid (and gid) the "by uid" tenant's CLI runs as.
+const TENANT_UID: u32 = 4242;
+
+struct Setup {
+    engine: TestEngine,
+    berth: BerthProcess,
+    dir: PathBuf,
+}
+
+fn setup() -> &'static Setup {
+    static SETUP: OnceLock<Result<Setup, String>> = OnceLock::new();
+    berth_test::shared(&SETUP, || {
+        let engine = TestEngine::with_busybox(&format!("bt-ten-{}", std::process::id()), IMAGE)?;
+        let tag = DockerCli::new(engine.host()).run(&["tag", IMAGE, "bt-ten-private:1"]);
+        if !tag.success() {
+            return Err(format!("tagging: {tag}"));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("bt-ten-")
+            .tempdir()
+            .map_err(|e| e.to_string())?
+            .keep();
+        let config = format!(
+            r#"shared_images = ["{IMAGE}"]
+[[tenants]]
+name = "ta"
+socket = "{a}"
+[[tenants]]
+name = "tb"
+socket = "{b}"
+[[tenants]]
+name = "tu"
+clients = ["uid:{TENANT_UID}"]
+"#,
+            a = dir.join("ta.sock").display(),
+            b = dir.join("tb.sock").display(),
+        );
+        std::fs::write(dir.join("berth.toml"), config).map_err(|e| e.to_string())?;
+        let config = dir.join("berth.toml").display().to_string();
+        let state = dir.join("state").display().to_string();
+        let group = TENANT_UID.to_string();
+        let berth = BerthProcess::start(
+            Path::new(BERTH),
+            &engine.host(),
+            &["--config", &config, "--state-dir", &state, "-G", &group],
+        )
+        .map_err(|e| format!("starting berth: {e}"))?;
+        Ok(Setup { engine, berth, dir })
+    })
+}
+
+fn direct() -> DockerCli {
+    DockerCli::new(setup().engine.host())
+}
+
+fn admin() -> DockerCli {
+    DockerCli::new(setup().berth.host())
+}
+
+fn tenant(name: &str) -> DockerCli {
+    DockerCli::new(format!(
+        "unix://{}",
+        setup().dir.join(format!("{name}.sock")).display()
+    ))
+}
+
+fn berth_cmd(args: &[&str]) -> CliOutput {
+    let started = std::time::Instant::now();
+    let host = setup().berth.host();
+    let mut all = vec!["tenant", "-H", host.as_str()];
+    all.extend_from_slice(args);
+    let out = Command::new(BERTH)
+        .args(&all)
+        .output()
+        .expect("running berth");
+    CliOutput {
+        args: all.iter().map(|s| (*s).to_owned()).collect(),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        timed_out: false,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// `POST /containers/create` with `body` on `socket`: status and message.
+fn create(socket: &Path, body: &str) -> (u16, String) {
+    let res = berth_test::wire::request(
+        socket,
+        "POST",
+        "/v1.41/containers/create",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .expect("create");
+    let v: serde_json::Value = serde_json::from_slice(&res.body).unwrap_or_default();
+    (
+        res.status,
+        v["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+fn lines(out: &CliOutput) -> Vec<String> {
+    let mut v: Vec<String> = out.ok().lines().map(str::to_owned).collect();
+    v.sort();
+    v
+}
+
+/// `docker REF-OP` from `cli` on another tenant's object must fail as a missing one.
+#[track_caller]
+fn assert_missing(cli: &DockerCli, args: &[&str], message: &str) {
+    let out = cli.run(args);
+    assert!(!out.success(), "a cross-tenant attempt succeeded: {out}");
+    assert!(
+        out.stderr.contains(message),
+        "expected dockerd's not-found {message:?}: {out}"
+    );
+}
+
+#[test]
+fn two_tenants_use_the_same_names_and_never_see_each_other() {
+    let (a, b) = (tenant("ta"), tenant("tb"));
+    let mut ids = Vec::new();
+    for cli in [&a, &b] {
+        cli.run(&["volume", "create", "data"]).ok();
+        cli.run(&["network", "create", "backend"]).ok();
+        let id = cli
+            .run(&[
+                "run",
+                "-d",
+                "--name",
+                "web",
+                "--network",
+                "backend",
+                "-v",
+                "data:/data",
+                IMAGE,
+                "sh",
+                "-c",
+                "hostname > /data/who; sleep 300",
+            ])
+            .ok()
+            .to_owned();
+        cli.run(&["create", "--name", "idle", IMAGE, "true"]).ok();
+        ids.push(id);
+    }
+    let (id_a, id_b) = (&ids[0], &ids[1]);
+    for cli in [&a, &b] {
+        assert_eq!(
+            lines(&cli.run(&["ps", "-a", "--format", "{{.Names}}"])),
+            ["idle", "web"]
+        );
+        assert_eq!(
+            lines(&cli.run(&["volume", "ls", "--format", "{{.Name}}"])),
+            ["data"]
+        );
+        assert_eq!(
+            lines(&cli.run(&["network", "ls", "--format", "{{.Name}}"])),
+            ["backend", "bridge"]
+        );
+        // Shared images only: the engine's other tag is not there.
+        assert_eq!(
+            lines(&cli.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"])),
+            [IMAGE]
+        );
+        let inspect = cli.run(&[
+            "inspect",
+            "--format",
+            "{{.Name}} {{.HostConfig.NetworkMode}}",
+            "web",
+        ]);
+        assert_eq!(inspect.ok(), "/web backend");
+        assert!(cli.run(&["system", "df"]).success());
+        let info = cli.run(&["info", "--format", "{{.Containers}} {{.ContainersRunning}}"]);
+        assert_eq!(info.ok(), "2 1");
+    }
+    // Each container has its own volume: the volume name is the tenant's.
+    for (cli, id) in [(&a, id_a), (&b, id_b)] {
+        let who = cli.run(&["exec", "web", "cat", "/data/who"]);
+        assert_eq!(who.ok(), &id[..12]);
+    }
+    // The admin sees both worlds, under their engine names.
+    let all = lines(&admin().run(&["ps", "-a", "--format", "{{.Names}}"]));
+    for n in ["ta.web", "tb.web", "ta.idle", "tb.idle"] {
+        assert!(all.contains(&n.to_owned()), "admin sees {all:?}");
+    }
+
+    // Every cross-tenant attempt is dockerd's not-found, by ID, short ID and name.
+    for reference in [id_b.as_str(), &id_b[..12], "tb.web"] {
+        let no = format!("No such container: {reference}");
+        for args in [
+            vec!["container", "inspect", reference],
+            vec!["logs", reference],
+            vec!["exec", reference, "true"],
+            vec!["stop", reference],
+            vec!["rm", reference],
+            vec!["cp", &format!("{reference}:/etc/hostname"), "-"],
+            vec!["network", "connect", "backend", reference],
+        ] {
+            assert_missing(&a, &args, &no);
+        }
+        // A create that names it, compared on the API with dockerd's own answer for
+        // a missing container (the docker CLI turns a 404 into a pull).
+        for field in [
+            r#""VolumesFrom":["REF"]"#,
+            r#""PidMode":"container:REF""#,
+            r#""Links":["REF:alias"]"#,
+        ] {
+            let body = format!(r#"{{"Image":"{IMAGE}","HostConfig":{{{field}}}}}"#);
+            let ours = create(
+                &setup().dir.join("ta.sock"),
+                &body.replace("REF", reference),
+            );
+            let theirs = create(
+                setup().engine.socket(),
+                &body.replace("REF", "bt-ten-missing"),
+            );
+            assert_eq!(
+                ours.0, theirs.0,
+                "{body}: ours {ours:?}, dockerd {theirs:?}"
+            );
+            assert_eq!(ours.1, theirs.1.replace("bt-ten-missing", reference));
+        }
+        // dockerd defers a container network mode to start; berth refuses at create.
+        let body = format!(
+            r#"{{"Image":"{IMAGE}","HostConfig":{{"NetworkMode":"container:{reference}"}}}}"#
+        );
+        assert_eq!(
+            create(&setup().dir.join("ta.sock"), &body),
+            (404, no.clone())
+        );
+    }
+    let attach = a.run(&["attach", &id_b[..12]]);
+    assert!(
+        !attach.success() && attach.stderr.contains("No such container"),
+        "{attach}"
+    );
+    // Another tenant's network and volume by their engine names and IDs.
+    let net_b = direct()
+        .run(&["network", "inspect", "-f", "{{.Id}}", "tb.backend"])
+        .ok()
+        .to_owned();
+    assert_missing(&a, &["network", "inspect", &net_b], "not found");
+    assert_missing(&a, &["network", "rm", "tb.backend"], "not found");
+    assert_missing(&a, &["volume", "inspect", "tb.data"], "no such volume");
+    // An image that is not shared is missing (another tag of the same image included).
+    let ours = create(
+        &setup().dir.join("ta.sock"),
+        r#"{"Image":"bt-ten-private:1"}"#,
+    );
+    let theirs = create(setup().engine.socket(), r#"{"Image":"bt-ten-nope:1"}"#);
+    assert_eq!(
+        ours,
+        (theirs.0, theirs.1.replace("bt-ten-nope", "bt-ten-private"))
+    );
+    // Nothing of b changed.
+    let state = direct().run(&["inspect", "-f", "{{.State.Running}}", id_b]);
+    assert_eq!(state.ok(), "true");
+    // Host binds are not a tenant's; what is not in the table is refused by name.
+    let bind = a.run(&["run", "--rm", "-v", "/etc:/host", IMAGE, "true"]);
+    assert!(
+        !bind.success() && bind.stderr.contains("berth tenant \"ta\""),
+        "{bind}"
+    );
+    let build = a.run_stdin(&["build", "-q", "-"], b"FROM busybox\n");
+    assert!(
+        !build.success() && build.stderr.contains("berth tenant"),
+        "{build}"
+    );
+
+    // Prune in one leaves the other's.
+    a.run(&["rm", "-f", "web"]).ok();
+    a.run(&["container", "prune", "-f"]).ok();
+    a.run(&["network", "prune", "-f"]).ok();
+    a.run(&["volume", "prune", "-f"]).ok();
+    assert_eq!(a.run(&["volume", "ls", "-q"]).ok(), "");
+    assert_eq!(a.run(&["ps", "-aq"]).ok(), "");
+    assert_eq!(
+        lines(&b.run(&["ps", "-a", "--format", "{{.Names}}"])),
+        ["idle", "web"]
+    );
+    assert_eq!(lines(&b.run(&["volume", "ls", "-q"])), ["data"]);
+    assert!(direct().run(&["volume", "inspect", "tb.data"]).success());
+}
+
+#[test]
+fn a_tenant_by_uid_is_the_cli_run_as_that_user() {
+    let home = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(home.path(), Some(TENANT_UID), Some(TENANT_UID)).unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = admin().command(args);
+        cmd.env("DOCKER_CONFIG", home.path());
+        std::os::unix::process::CommandExt::uid(&mut cmd, TENANT_UID);
+        std::os::unix::process::CommandExt::gid(&mut cmd, TENANT_UID);
+        let out = cmd.output().expect("docker as the tenant's user");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(&["run", "-d", "--name", "web", IMAGE, "sleep", "300"]);
+    assert!(ok, "{err}");
+    let (ok, ps, err) = run(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(ok, "{err}");
+    assert_eq!(ps.trim(), "web");
+    assert!(direct().run(&["inspect", "tu.web"]).success());
+    // root on the same socket is the admin.
+    assert!(admin().run(&["inspect", "tu.web"]).success());
+    let out = berth_cmd(&["rm", "tu"]);
+    assert!(out.success(), "{out}");
+    assert!(!direct().run(&["inspect", "tu.web"]).success());
+}
+
+#[test]
+fn compose_projects_of_the_same_name_in_two_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        format!(
+            "version: '3'\nservices:\n  web:\n    image: {IMAGE}\n    command: sleep 300\n    volumes: [data:/data]\n  db:\n    image: {IMAGE}\n    command: sleep 300\nvolumes:\n  data: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let compose = |t: &str, args: &[&str]| {
+        let out = Command::new("docker-compose")
+            .current_dir(dir.path())
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", setup().dir.join(format!("{t}.sock")).display()),
+            )
+            .args(["-p", "app"])
+            .args(args)
+            .output()
+            .expect("docker-compose");
+        assert!(
+            out.status.success(),
+            "compose {args:?} in {t}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Fresh tenants for this test.
+    for t in ["tc", "td"] {
+        let sock = setup().dir.join(format!("{t}.sock"));
+        let out = berth_cmd(&["add", t, "--socket", &sock.display().to_string()]);
+        assert!(out.success(), "{out}");
+    }
+    let (tc, td) = (tenant("tc"), tenant("td"));
+    std::thread::scope(|s| {
+        s.spawn(|| compose("tc", &["up", "-d"]));
+        s.spawn(|| compose("td", &["up", "-d"]));
+    });
+    for cli in [&tc, &td] {
+        assert_eq!(
+            lines(&cli.run(&["ps", "--format", "{{.Names}}"])),
+            ["app_db_1", "app_web_1"]
+        );
+        // Containers reach each other by name on their project network.
+        let ping = cli.run(&["exec", "app_web_1", "ping", "-c", "1", "-W", "2", "db"]);
+        assert!(ping.success(), "{ping}");
+    }
+    let ls = berth_cmd(&["ls", "--format", "{name} {containers} {running} {volumes}"]);
+    assert!(ls.ok().contains("tc 2 2 1"), "{ls}");
+    compose("tc", &["down", "-v"]);
+    assert_eq!(tc.run(&["ps", "-aq"]).ok(), "");
+    assert_eq!(
+        lines(&td.run(&["ps", "--format", "{{.Names}}"])),
+        ["app_db_1", "app_web_1"]
+    );
+    // `berth tenant rm` leaves nothing of the tenant on the engine, and closes its socket.
+    let rm = berth_cmd(&["rm", "td"]);
+    assert!(rm.success(), "{rm}");
+    for what in [
+        vec!["ps", "-aq", "--filter", "label=berth.tenant=td"],
+        vec!["network", "ls", "-q", "--filter", "label=berth.tenant=td"],
+        vec!["volume", "ls", "-q", "--filter", "label=berth.tenant=td"],
+    ] {
+        assert_eq!(direct().run(&what).ok(), "", "{what:?}");
+    }
+    assert!(!td.run(&["ps"]).success());
+    berth_cmd(&["rm", "tc"]);
+}
