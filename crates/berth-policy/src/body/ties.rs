@@ -71,8 +71,12 @@ fn create_ties(b: &CreateBody<'_>) -> Ties {
     let host = b.effective();
     let mut ties = Ties {
         image: b.image.clone().filter(|i| !i.is_empty()),
-        // A body that decoded has well-typed Labels (dockerd refuses others anyway).
-        project: project_label(&b.rest).ok().flatten(),
+        project: b
+            .labels
+            .iter()
+            .flatten()
+            .find(|(k, v)| k == COMPOSE_PROJECT_LABEL && !v.is_empty())
+            .map(|(_, v)| v.clone()),
         ..Ties::default()
     };
     let network_mode = host.modes[Namespace::Network as usize].as_deref();
@@ -105,12 +109,7 @@ fn create_ties(b: &CreateBody<'_>) -> Ties {
             }
         }
     }
-    // Without a HostConfig, dockerd <= 27 reads it among the top-level members.
-    let members = match &b.host_config {
-        Some(hc) => &hc.rest,
-        None => &b.rest,
-    };
-    for from in volumes_from(members) {
+    for from in host.volumes_from.iter().flatten() {
         let name = match from.rsplit_once(':') {
             Some((name, "ro" | "rw")) => name,
             _ => from.as_str(),
@@ -118,18 +117,6 @@ fn create_ties(b: &CreateBody<'_>) -> Ties {
         push(&mut ties.containers, name);
     }
     ties
-}
-
-/// `VolumesFrom`, which berth reads nowhere else (it stays among the unread members).
-fn volumes_from(members: &Members<'_>) -> Vec<String> {
-    let mut from = None;
-    for (key, raw) in members {
-        if json::key_is(key, "VolumesFrom") {
-            // Well-typed in any body dockerd accepts; a bad one is refused by dockerd.
-            let _ = json::strings(raw, &mut from, "VolumesFrom");
-        }
-    }
-    from.unwrap_or_default()
 }
 
 fn is_predefined_network(name: &str) -> bool {
