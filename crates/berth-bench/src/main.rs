@@ -19,6 +19,7 @@ mod forwarders;
 mod policy;
 mod ports;
 mod procfs;
+mod remote;
 mod report;
 mod scenarios;
 mod stats;
@@ -121,6 +122,12 @@ struct Args {
     /// and reading a shared directory.
     #[arg(long, conflicts_with_all = ["only", "from_samples", "engines", "policy_create", "ports", "cold_start"])]
     vm: bool,
+    /// Instead of the rows above: remote machines (issue "remote engines"): `docker ps`
+    /// through berth's SSH machine vs `docker -H ssh://`, `GET /containers/json` and an
+    /// exec hijack through it vs the engine's TLS port, and placed creates among three
+    /// machines vs `platform=`.
+    #[arg(long, conflicts_with_all = ["only", "from_samples", "engines", "policy_create", "ports", "cold_start", "vm"])]
+    remote: bool,
     /// Run nothing: print the report of samples written by --samples.
     #[arg(long, conflicts_with_all = ["samples", "only", "build", "quick"])]
     from_samples: Option<PathBuf>,
@@ -148,6 +155,21 @@ fn run(args: &Args) -> Result<()> {
                 .unwrap_or(if args.quick { 128 } else { 1024 }),
         };
         let report = vm::run(&berth_binary(args)?, &params)?;
+        println!("{report}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
+        }
+        return Ok(());
+    }
+    if args.remote {
+        let params = remote::RemoteParams {
+            rounds: args.rounds.unwrap_or(if args.quick { 3 } else { 5 }),
+            ps_runs: 20,
+            requests: if args.quick { 200 } else { 1000 },
+            hijack_bytes: args.hijack_mib.unwrap_or(if args.quick { 64 } else { 512 }) << 20,
+            creates: if args.quick { 50 } else { 200 },
+        };
+        let report = remote::run(&berth_binary(args)?, &params)?;
         println!("{report}");
         if let Some(out) = &args.out {
             std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;

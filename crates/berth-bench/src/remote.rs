@@ -1,0 +1,401 @@
+//! `--remote`: remote machines (issue "remote engines"). One dockerd serves mutual TLS on
+//! a namespace address and is also reachable through a real sshd there; berth fronts it
+//! as an SSH machine. Interleaved per round:
+//!
+//! - `docker ps` wall time: the CLI through berth's SSH machine against the CLI's own
+//!   `docker -H ssh://…` to the same sshd and engine (a new SSH connection, login and
+//!   remote `docker system dial-stdio` per run). Target: berth ≥ 10× faster.
+//! - `GET /containers/json` p50 on a kept-alive connection, and a 512 MiB exec hijack
+//!   (`head -c` of /dev/zero, read to EOF), through berth's SSH machine against straight
+//!   to the engine's TLS port. Target: 0.8× to 1.3×.
+//! - Placement: `POST /containers/create` (the CLI's body) naming no platform, through a
+//!   berth with three machines (local, TLS, SSH; the image on all three, so placement asks
+//!   every machine and keeps the default), against the same create naming the default
+//!   machine's platform (no placement). Target ≤ 1.1×.
+
+use std::path::Path;
+use std::pin::Pin;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use berth_test::{link_addresses, BerthProcess, TestCerts, TestEngine, TestSshd};
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{Method, Request};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::client;
+use crate::stats::{median, percentile};
+
+const IMAGE: &str = "bb-busybox:latest";
+
+/// A create body as docker CLI 28 sends it (as `--policy-create` uses).
+const CREATE_BODY: &str = r#"{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":true,"AttachStderr":true,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,"Cmd":["true"],"Image":"bb-busybox:latest","Volumes":{},"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":{"bench":"placement"},"HostConfig":{"Binds":null,"ContainerIDFile":"","LogConfig":{"Type":"","Config":{}},"NetworkMode":"default","PortBindings":{},"RestartPolicy":{"Name":"no","MaximumRetryCount":0},"AutoRemove":false,"VolumeDriver":"","VolumesFrom":null,"ConsoleSize":[0,0],"CapAdd":null,"CapDrop":null,"CgroupnsMode":"","Dns":[],"DnsOptions":[],"DnsSearch":[],"ExtraHosts":null,"GroupAdd":null,"IpcMode":"","Cgroup":"","Links":null,"OomScoreAdj":0,"PidMode":"","Privileged":false,"PublishAllPorts":false,"ReadonlyRootfs":false,"SecurityOpt":null,"UTSMode":"","UsernsMode":"","ShmSize":0,"Isolation":"","CpuShares":0,"Memory":0,"NanoCpus":0,"CgroupParent":"","BlkioWeight":0,"Devices":[],"MemoryReservation":0,"MemorySwap":0,"MemorySwappiness":-1,"OomKillDisable":false,"PidsLimit":0,"Ulimits":[],"Mounts":null},"NetworkingConfig":{"EndpointsConfig":{}}}"#;
+
+/// What the scenario measures.
+#[derive(Debug)]
+pub(crate) struct RemoteParams {
+    pub(crate) rounds: usize,
+    /// `docker ps` runs per side and round.
+    pub(crate) ps_runs: usize,
+    /// `GET /containers/json` per side and round.
+    pub(crate) requests: usize,
+    /// Bytes through the exec hijack.
+    pub(crate) hijack_bytes: u64,
+    /// Creates per side and round.
+    pub(crate) creates: usize,
+}
+
+/// Runs the scenario and returns its Markdown report.
+pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
+    let pid = std::process::id();
+    let local = TestEngine::start(&format!("bb-rl{pid}")).context("local engine")?;
+    local.import_busybox(IMAGE)?;
+    let tls_name = format!("bb-rt{pid}");
+    let tls_certs = TestCerts::make(&local.dir().join("tls-certs"), link_addresses(&tls_name).1)?;
+    let tls = TestEngine::start_with(&tls_name, &tls_certs.dockerd_args()).context("TLS engine")?;
+    tls.import_busybox(IMAGE)?;
+    tls.link_to_host()?;
+    let far_name = format!("bb-rs{pid}");
+    let far_certs = TestCerts::make(&local.dir().join("far-certs"), link_addresses(&far_name).1)?;
+    let far = TestEngine::start_with(&far_name, &far_certs.dockerd_args()).context("far engine")?;
+    far.import_busybox(IMAGE)?;
+    let far_addr = far.link_to_host()?;
+    let sshd = TestSshd::start(&far, far_addr)?;
+
+    let dir = local.dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let ssh_table = format!(
+        "[[machines]]\nname = \"far\"\nkind = \"external\"\nendpoint = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\nremote_socket = \"{}\"\n",
+        sshd.endpoint(),
+        sshd.identity_file().display(),
+        sshd.known_hosts().display(),
+        far.socket().display()
+    );
+    let berth_ssh = start_berth(berth_bin, &dir, "ssh", std::slice::from_ref(&ssh_table))?;
+    let berth_three = start_berth(
+        berth_bin,
+        &dir,
+        "three",
+        &[
+            format!(
+                "[[machines]]\nname = \"local\"\nkind = \"external\"\nendpoint = \"{}\"\ndefault = true\nplatforms = [\"linux/amd64\"]\n",
+                local.host()
+            ),
+            format!(
+                "[[machines]]\nname = \"tls\"\nkind = \"external\"\nendpoint = \"tcp://{}:2376\"\ntlsverify = true\ntls = \"{}\"\n",
+                tls.link_address(),
+                tls_certs.dir().display()
+            ),
+            ssh_table,
+        ],
+    )?;
+    // The CLI's own ssh:// with the same key and known_hosts: an `ssh` first on PATH
+    // that adds them (the CLI runs `ssh` from PATH).
+    let wrapper_dir = dir.join("bin");
+    std::fs::create_dir_all(&wrapper_dir)?;
+    let wrapper = wrapper_dir.join("ssh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec /usr/bin/ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o IdentitiesOnly=yes -i {} \"$@\"\n",
+            sshd.known_hosts().display(),
+            sshd.identity_file().display()
+        ),
+    )?;
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let path_env = format!(
+        "{}:{}",
+        wrapper_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let tls_client = Arc::new(tls_config(&far_certs)?);
+    let far_tls = format!("{far_addr}:2376");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        // A running container for the exec rows, on the far engine.
+        let created = client::api_ok(
+            far.socket(),
+            Method::POST,
+            "/v1.41/containers/create?name=bb-remote-exec",
+            Some(serde_json::json!({"Image": IMAGE, "Cmd": ["sleep", "3600"]})),
+        )
+        .await?;
+        let exec_box = created["Id"].as_str().context("no Id")?.to_owned();
+        client::api_ok(
+            far.socket(),
+            Method::POST,
+            &format!("/v1.41/containers/{exec_box}/start"),
+            None,
+        )
+        .await?;
+
+        let mut ps = (Vec::new(), Vec::new());
+        let mut json = (Vec::new(), Vec::new());
+        let mut hijack = (Vec::new(), Vec::new());
+        let mut create = (Vec::new(), Vec::new());
+        for round in 0..p.rounds {
+            let flip = round % 2 == 1;
+            // docker ps: berth's SSH machine vs the CLI's ssh://.
+            for side in order(flip) {
+                let host = if side == 0 {
+                    berth_ssh.host()
+                } else {
+                    format!("ssh://root@{far_addr}")
+                };
+                let mut times = Vec::with_capacity(p.ps_runs);
+                for _ in 0..p.ps_runs {
+                    let t = Instant::now();
+                    let out = Command::new("docker")
+                        .args(["-H", &host, "ps"])
+                        .env("PATH", &path_env)
+                        .output()?;
+                    times.push(t.elapsed().as_secs_f64() * 1e3);
+                    if !out.status.success() {
+                        bail!("docker -H {host} ps: {}", String::from_utf8_lossy(&out.stderr));
+                    }
+                }
+                let m = median(&times);
+                eprintln!("[{}/{}] docker ps {} median {m:.1} ms", round + 1, p.rounds, ["berth ssh", "docker ssh://"][side]);
+                [&mut ps.0, &mut ps.1][side].push(m);
+            }
+            // GET /containers/json and the exec hijack: berth's SSH machine vs TLS.
+            for side in order(flip) {
+                let conn = || async {
+                    if side == 0 {
+                        Ok::<_, anyhow::Error>(Box::new(client::connect(berth_ssh.socket()).await?) as Box<dyn Io>)
+                    } else {
+                        Ok(Box::new(connect_tls(&tls_client, &far_tls, far_addr).await?) as Box<dyn Io>)
+                    }
+                };
+                let p50 = list_p50(conn().await?, p.requests).await?;
+                let secs = exec_hijack(conn().await?, conn().await?, &exec_box, p.hijack_bytes).await?;
+                eprintln!(
+                    "[{}/{}] {}: json p50 {p50:.0} µs, hijack {:.0} MiB/s",
+                    round + 1,
+                    p.rounds,
+                    ["berth ssh", "TLS direct"][side],
+                    p.hijack_bytes as f64 / (1 << 20) as f64 / secs
+                );
+                [&mut json.0, &mut json.1][side].push(p50);
+                [&mut hijack.0, &mut hijack.1][side].push(secs);
+            }
+            // Placement vs an explicit platform, same berth and machines.
+            for side in order(flip) {
+                let query = if side == 0 { "" } else { "?platform=linux%2Famd64" };
+                let p50 = create_p50(berth_three.socket(), query, p.creates).await?;
+                eprintln!("[{}/{}] create {} p50 {p50:.0} µs", round + 1, p.rounds, ["placed", "platform"][side]);
+                [&mut create.0, &mut create.1][side].push(p50);
+            }
+        }
+        let ratio = |a: &[f64], b: &[f64]| median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>());
+        let ps_speedup = ratio(&ps.1, &ps.0);
+        let json_ratio = ratio(&json.0, &json.1);
+        let hijack_ratio = ratio(&hijack.0, &hijack.1);
+        let create_ratio = ratio(&create.0, &create.1);
+        let within = |r: f64| if (0.8..=1.3).contains(&r) { "pass" } else { "FAIL" };
+        let mib = p.hijack_bytes >> 20;
+        Ok(format!(
+            "| row | berth | other side | ratio | target | verdict |\n|---|---|---|---|---|---|\n\
+             | `docker ps` wall time, median of {runs} runs (ms): berth's SSH machine vs `docker -H ssh://` | {:.1} | {:.1} | berth {ps_speedup:.1}× faster | ≥ 10× faster | {} |\n\
+             | `GET /containers/json` p50 µs: berth's SSH machine vs the engine's TLS port | {:.0} | {:.0} | {json_ratio:.2}× | 0.8× to 1.3× | {} |\n\
+             | {mib} MiB exec hijack (s): berth's SSH machine vs the engine's TLS port | {:.2} | {:.2} | {hijack_ratio:.2}× | 0.8× to 1.3× | {} |\n\
+             | `POST /containers/create` p50 µs: placed among three machines vs `platform=` | {:.0} | {:.0} | {create_ratio:.3}× | ≤ 1.1× | {} |\n\n\
+             Median over {rounds} rounds of the per-round ratio ({runs} `docker ps` per side, {req} GETs on one kept-alive connection, {creates} creates per side and round, each removed after it is timed).\n",
+            median(&ps.0), median(&ps.1), if ps_speedup >= 10.0 { "pass" } else { "FAIL" },
+            median(&json.0), median(&json.1), within(json_ratio),
+            median(&hijack.0), median(&hijack.1), within(hijack_ratio),
+            median(&create.0), median(&create.1), if create_ratio <= 1.1 { "pass" } else { "FAIL" },
+            runs = p.ps_runs, rounds = p.rounds, req = p.requests, creates = p.creates,
+        ))
+    })
+}
+
+/// The side order of a round (0 = berth), alternating.
+fn order(flip: bool) -> [usize; 2] {
+    if flip {
+        [1, 0]
+    } else {
+        [0, 1]
+    }
+}
+
+fn start_berth(bin: &Path, dir: &Path, tag: &str, machines: &[String]) -> Result<BerthProcess> {
+    let socket = dir.join(format!("{tag}.sock"));
+    let config = dir.join(format!("{tag}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "hosts = [\"unix://{}\"]\nstate_dir = \"{}\"\n\n{}",
+            socket.display(),
+            dir.join(format!("state-{tag}")).display(),
+            machines.join("\n")
+        ),
+    )?;
+    Ok(BerthProcess::start_args(
+        bin,
+        &["serve", "--config", config.to_str().context("path")?],
+        &socket,
+    )?)
+}
+
+/// A byte stream to either side.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+fn tls_config(certs: &TestCerts) -> Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(certs.file("ca.pem"))? {
+        roots.add(cert?)?;
+    }
+    let chain =
+        CertificateDer::pem_file_iter(certs.file("cert.pem"))?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(certs.file("key.pem"))?;
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)?)
+}
+
+async fn connect_tls(
+    config: &Arc<rustls::ClientConfig>,
+    addr: &str,
+    ip: std::net::Ipv4Addr,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::V4(ip).into());
+    Ok(tokio_rustls::TlsConnector::from(Arc::clone(config))
+        .connect(name, tcp)
+        .await?)
+}
+
+/// p50 (µs) of `n` `GET /containers/json` on one kept-alive connection.
+async fn list_p50(io: Box<dyn Io>, n: usize) -> Result<f64> {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let uri: http::Uri = "/v1.41/containers/json".parse()?;
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        sender.ready().await?;
+        let mut req = Request::new(Empty::<Bytes>::new());
+        *req.uri_mut() = uri.clone();
+        req.headers_mut().insert(HOST, client::HOST_VALUE);
+        let res = sender.send_request(req).await?;
+        if !res.status().is_success() {
+            bail!("GET /containers/json: {}", res.status());
+        }
+        res.into_body().collect().await?;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(percentile(&mut times, 50.0))
+}
+
+/// Seconds for `bytes` of an exec's stdout through a hijacked `exec start` on `io`
+/// (the exec is created on `setup`).
+async fn exec_hijack(
+    setup: Box<dyn Io>,
+    io: Box<dyn Io>,
+    container: &str,
+    bytes: u64,
+) -> Result<f64> {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(setup)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let body = serde_json::json!({"AttachStdout": true, "AttachStderr": true, "Cmd": ["head", "-c", bytes.to_string(), "/dev/zero"]}).to_string();
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/v1.41/containers/{container}/exec"))
+        .header(HOST, client::HOST_VALUE)
+        .header(CONTENT_TYPE, "application/json")
+        .header(CONTENT_LENGTH, body.len())
+        .body(Full::new(Bytes::from(body)))?;
+    let (status, answer) = client::send(&mut sender, req).await?;
+    if !status.is_success() {
+        bail!(
+            "exec create: {status}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let id = serde_json::from_slice::<serde_json::Value>(&answer)?["Id"]
+        .as_str()
+        .context("no exec Id")?
+        .to_owned();
+    let mut io: Pin<Box<dyn Io>> = Box::into_pin(io);
+    let start = r#"{"Detach":false,"Tty":false}"#;
+    let head = format!(
+        "POST /v1.41/exec/{id}/start HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {}\r\n\r\n{start}",
+        start.len()
+    );
+    let t = Instant::now();
+    io.write_all(head.as_bytes()).await?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = io.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    // Stream headers (8 bytes per frame) and the response head come on top.
+    if total < bytes {
+        bail!("exec hijack: {total} bytes of {bytes}");
+    }
+    Ok(secs)
+}
+
+/// p50 (µs) of `n` creates with `query` on one keep-alive connection; each removed
+/// (untimed) on another.
+async fn create_p50(socket: &Path, query: &str, n: usize) -> Result<f64> {
+    let (mut sender, _conn) = client::http::<Full<Bytes>>(socket).await?;
+    let body = Bytes::from_static(CREATE_BODY.as_bytes());
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/v1.41/containers/create{query}"))
+            .header(HOST, client::HOST_VALUE)
+            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_LENGTH, body.len())
+            .body(Full::new(body.clone()))?;
+        let t = Instant::now();
+        let (status, answer) = client::send(&mut sender, req).await?;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        if !status.is_success() {
+            bail!("create: {status}: {}", String::from_utf8_lossy(&answer));
+        }
+        let id = serde_json::from_slice::<serde_json::Value>(&answer)?["Id"]
+            .as_str()
+            .context("create answered no Id")?
+            .to_owned();
+        client::api_ok(
+            socket,
+            Method::DELETE,
+            &format!("/v1.41/containers/{id}?force=1"),
+            None,
+        )
+        .await?;
+    }
+    Ok(percentile(&mut times, 50.0))
+}
