@@ -177,7 +177,13 @@ impl EngineRouter {
             // The image ties only when one machine has it (a pull would go to the
             // default machine and the retried create follow it there).
             if let Some(image) = &needs.image {
-                let on = owners(&self.guests, &format!("/images/{}/json", encode_ref(image))).await;
+                let path = format!("/images/{}/json", encode_ref(image));
+                // With `default`, an untied create the default machine can serve stays
+                // there whether or not others have the image too: one local question.
+                if self.placement == PlacementPolicy::Default && has(&self.guests[0], &path).await {
+                    return Ok(ties);
+                }
+                let on = owners(&self.guests, &path).await;
                 if on.len() == 1 {
                     ties.push(Tie {
                         what: format!("image {image:?}"),
@@ -281,6 +287,15 @@ impl EngineRouter {
 async fn list_json(guest: &Arc<Guest>, path: &str) -> Result<serde_json::Value, GatewayError> {
     guest.ready_unless_down().await?;
     guest.get_json(path).await
+}
+
+/// Whether `guest` answers 2xx to `GET path`.
+async fn has(guest: &Arc<Guest>, path: &str) -> bool {
+    guest.ready_unless_down().await.is_ok()
+        && guest
+            .request(Method::GET, path)
+            .await
+            .is_ok_and(|(status, _)| status.is_success())
 }
 
 /// The engines that answer 2xx to `GET path`; engines that cannot be asked are not.
