@@ -61,7 +61,7 @@ pub(crate) enum Command {
     /// berth.socket, enable and start them.
     Install(InstallArgs),
     /// Stop and disable the systemd service and remove its units (machine data is kept).
-    Uninstall(InstallArgs),
+    Uninstall(UninstallArgs),
     /// Manage the daemon's tenants: clients that each see and touch only their own world.
     Tenant {
         #[command(subcommand)]
@@ -250,6 +250,14 @@ pub(crate) struct InstallArgs {
     /// Print the units instead of installing them.
     #[arg(long)]
     pub(crate) print: bool,
+}
+
+/// `berth uninstall`.
+#[derive(Debug, Args)]
+pub(crate) struct UninstallArgs {
+    /// Where the unit files are [default: /etc/systemd/system].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) unit_dir: Option<PathBuf>,
 }
 
 /// Options every command takes.

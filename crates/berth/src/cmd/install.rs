@@ -15,7 +15,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use super::UsageError;
-use crate::cli::InstallArgs;
+use crate::cli::{InstallArgs, UninstallArgs};
 use crate::config::{self, FileConfig, HostAddr};
 use crate::service;
 
@@ -65,7 +65,7 @@ pub(crate) fn install(args: &InstallArgs) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn uninstall(args: &InstallArgs) -> Result<()> {
+pub(crate) fn uninstall(args: &UninstallArgs) -> Result<()> {
     let systemd = service::systemd_running();
     if systemd {
         systemctl(&["disable", "--now", SERVICE, SOCKET])?;
