@@ -72,7 +72,7 @@ pub use listen::{tls::TlsSettings, BoundSocket, Listener, TcpEndpoint};
 pub use metrics::GatewayMetrics;
 pub use paths::PathTranslator;
 pub use route::EngineRouter;
-pub use tenant::{Tenant, TenantClient, TenantSet, Untenanted};
+pub use tenant::{Quotas, Tenant, TenantClient, TenantSet, Untenanted};
 
 use drain::{stopped, DrainControl};
 use serve::Shared;

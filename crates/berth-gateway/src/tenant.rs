@@ -30,7 +30,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 pub(crate) use set::Who;
-pub use set::{Tenant, TenantClient, TenantSet, Untenanted};
+pub use set::{Quotas, Tenant, TenantClient, TenantSet, Untenanted};
 
 use crate::body::{discard_unread, HeldBody, ResponseBody};
 use crate::error::GatewayError;
@@ -63,6 +63,8 @@ enum AnswerKind {
     Pass,
     Names(Shape),
     Images(Arc<Tenant>, Arc<TenantSet>),
+    /// A container was created: its limits are held to the tenant's quotas.
+    Created(Arc<Tenant>, Arc<Guest>),
 }
 
 /// `filters=…` (URL-encoded) selecting what tenant `name` owns: for the daemon's own
@@ -320,7 +322,22 @@ async fn scope_inner(
         Plan::Info => Err(Early::Answer(Box::new(info(&lookup).await?))),
         Plan::SystemDf => Err(Early::Answer(Box::new(system_df(&lookup).await?))),
         Plan::Container(reference, op) => {
-            let id = lookup.container_id(reference).await?;
+            let found = lookup.container(reference).await?;
+            let id = found["Id"].as_str().unwrap_or_default().to_owned();
+            let starts = matches!(op, "/start" | "/restart" | "/unpause");
+            if let (true, Some(max)) = (starts, tenant.quotas().max_running) {
+                if found.pointer("/State/Running") != Some(&Value::Bool(true)) {
+                    let running = owned_list(&lookup, "/containers/json", "").await?;
+                    let running = running.as_array().map_or(0, Vec::len) as u64;
+                    if running >= max {
+                        return Err(refused(
+                            tenant,
+                            &format!("quota max_running = {max} reached ({running} running)"),
+                        )
+                        .into());
+                    }
+                }
+            }
             let q = if op == "/rename" {
                 let new = query::get(query, "name").unwrap_or_default();
                 Some(query::set(
@@ -416,6 +433,17 @@ async fn scope_inner(
             forward(None, shape.map_or(AnswerKind::Pass, AnswerKind::Names))
         }
         Plan::ContainerCreate => {
+            if let Some(max) = tenant.quotas().max_containers {
+                let all = owned_list(&lookup, "/containers/json", "&all=1").await?;
+                let have = all.as_array().map_or(0, Vec::len) as u64;
+                if have >= max {
+                    return Err(refused(
+                        tenant,
+                        &format!("quota max_containers = {max} reached ({have} containers)"),
+                    )
+                    .into());
+                }
+            }
             let body = read_body(req).await?;
             let mut model = parse(BodyKind::ContainerCreate, &body)?;
             scope_create(&lookup, &mut model).await?;
@@ -428,7 +456,10 @@ async fn scope_inner(
                 local.to_owned()
             };
             let q = query::set(query, "name", &inward(name, &local));
-            forward(Some(uri(&path, Some(&q))?), AnswerKind::Pass)
+            forward(
+                Some(uri(&path, Some(&q))?),
+                AnswerKind::Created(Arc::clone(tenant), Arc::clone(guest)),
+            )
         }
     }
 }
@@ -575,6 +606,10 @@ impl AnswerMap {
         };
         match &self.kind {
             AnswerKind::Pass => {}
+            AnswerKind::Created(tenant, guest) => {
+                let id = value["Id"].as_str().unwrap_or_default();
+                hold_to_quotas(tenant, guest, id).await?;
+            }
             AnswerKind::Names(shape) => map_out(&self.tenant, *shape, &mut value),
             AnswerKind::Images(tenant, set) => {
                 if let Value::Array(images) = &mut value {
@@ -589,6 +624,80 @@ impl AnswerMap {
             .insert(http::header::CONTENT_LENGTH, out.len().into());
         Ok(Response::from_parts(parts, Either::Right(Full::new(out))))
     }
+}
+
+/// Holds a container just created to the tenant's memory and CPU quotas, on what dockerd
+/// read (its inspect), not on what berth thinks the body said: a limit it lacks is set
+/// (the default, else the maximum); one above the maximum removes the container and
+/// refuses the create.
+async fn hold_to_quotas(tenant: &Tenant, guest: &Guest, id: &str) -> Result<(), GatewayError> {
+    let q = tenant.quotas();
+    if q.default_memory.is_none()
+        && q.max_memory.is_none()
+        && q.default_nano_cpus.is_none()
+        && q.max_nano_cpus.is_none()
+    {
+        return Ok(());
+    }
+    let inspect = guest.get_json(&format!("/containers/{id}/json")).await?;
+    let read = |key: &str| {
+        inspect
+            .pointer(&format!("/HostConfig/{key}"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    let (memory, cpus) = (read("Memory"), read("NanoCpus"));
+    let over = match (q.max_memory, q.max_nano_cpus) {
+        (Some(max), _) if memory > max => {
+            Some(format!("quota max_memory = {max} bytes (asked {memory})"))
+        }
+        (_, Some(max)) if cpus > max => Some(format!(
+            "quota max_cpus = {} (asked {})",
+            max as f64 / 1e9,
+            cpus as f64 / 1e9
+        )),
+        _ => None,
+    };
+    if let Some(over) = over {
+        let _ = guest
+            .request(Method::DELETE, &format!("/containers/{id}?force=1&v=1"))
+            .await;
+        return Err(refused(tenant, &over));
+    }
+    let mut update = serde_json::Map::new();
+    if let (0, Some(m)) = (memory, q.default_memory.or(q.max_memory)) {
+        update.insert("Memory".into(), m.into());
+        // Without a swap limit dockerd allows twice the memory, as for `docker run -m`.
+        update.insert("MemorySwap".into(), (m * 2).into());
+    }
+    if let (0, Some(c)) = (cpus, q.default_nano_cpus.or(q.max_nano_cpus)) {
+        if read("CpuQuota") == 0 && read("CpuPeriod") == 0 {
+            update.insert("NanoCpus".into(), c.into());
+        }
+    }
+    if update.is_empty() {
+        return Ok(());
+    }
+    let (status, body) = guest
+        .request_with(
+            Method::POST,
+            &format!("/containers/{id}/update"),
+            Some(Bytes::from(Value::Object(update).to_string())),
+        )
+        .await?;
+    if !status.is_success() {
+        let _ = guest
+            .request(Method::DELETE, &format!("/containers/{id}?force=1&v=1"))
+            .await;
+        return Err(refused(
+            tenant,
+            &format!(
+                "the tenant's default limits could not be set: {}",
+                String::from_utf8_lossy(&body).trim()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a list entry is the tenant's or shared; a shared one keeps only its shared

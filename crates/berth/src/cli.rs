@@ -106,6 +106,8 @@ pub(crate) enum MachineCommand {
     Logs { name: String },
 }
 
+// Parsed once per run: the size of `Add` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum TenantCommand {
     /// Add a tenant to the running daemon (no restart).
@@ -124,6 +126,9 @@ pub(crate) enum TenantCommand {
         /// TLS clients with this certificate subject (or subject part, `CN=ci`) are the tenant.
         #[arg(long = "tls-subject", value_name = "SUBJECT")]
         tls: Vec<String>,
+        /// Quotas, as the `[[tenants]]` keys of the same names.
+        #[command(flatten)]
+        quotas: TenantQuotaArgs,
     },
     /// List tenants with their objects on the engine.
     Ls {
@@ -133,6 +138,29 @@ pub(crate) enum TenantCommand {
     },
     /// Remove every container, network, volume and image of a tenant, then the tenant.
     Rm { name: String },
+}
+
+/// `berth tenant add` quota flags (docs/config.md, `[[tenants]]`).
+#[derive(Debug, Args, serde::Serialize)]
+pub(crate) struct TenantQuotaArgs {
+    /// Containers the tenant may have, whatever their state.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_containers: Option<u64>,
+    /// Containers the tenant may have running.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_running: Option<u64>,
+    /// Memory limit of a container that asks for none (`512m`).
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) default_memory: Option<String>,
+    /// The largest memory limit a container may have.
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) max_memory: Option<String>,
+    /// CPUs of a container that asks for none.
+    #[arg(long, value_name = "CPUS")]
+    pub(crate) default_cpus: Option<f64>,
+    /// The most CPUs a container may have.
+    #[arg(long, value_name = "CPUS")]
+    pub(crate) max_cpus: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -134,6 +134,49 @@ pub(crate) struct TenantEntry {
     pub(crate) clients: Vec<String>,
     /// A socket of the tenant's own: every client of it is the tenant.
     pub(crate) socket: Option<PathBuf>,
+    /// Containers the tenant may have, whatever their state.
+    pub(crate) max_containers: Option<u64>,
+    /// Containers the tenant may have running.
+    pub(crate) max_running: Option<u64>,
+    /// Memory limit of a container that asks for none (`"512m"`, or bytes).
+    pub(crate) default_memory: Option<MemorySize>,
+    /// The largest memory limit a container may have.
+    pub(crate) max_memory: Option<MemorySize>,
+    /// CPUs of a container that asks for none (`1.5`).
+    pub(crate) default_cpus: Option<f64>,
+    /// The most CPUs a container may have.
+    pub(crate) max_cpus: Option<f64>,
+}
+
+/// A memory size as docker writes it (`512m`, `2g`, binary units) or a number of bytes.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub(crate) enum MemorySize {
+    Bytes(i64),
+    Text(String),
+}
+
+impl MemorySize {
+    pub(crate) fn bytes(&self) -> std::result::Result<i64, String> {
+        let text = match self {
+            Self::Bytes(n) if *n > 0 => return Ok(*n),
+            Self::Bytes(n) => return Err(format!("{n} is not a memory size")),
+            Self::Text(t) => t.trim().to_ascii_lowercase(),
+        };
+        let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit = &text[digits.len()..];
+        let scale: i64 = match unit {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
+            _ => return Err(format!("{text:?}: unknown unit (b, k, m, g)")),
+        };
+        match digits.trim().parse::<f64>() {
+            Ok(n) if n > 0.0 => Ok((n * scale as f64) as i64),
+            _ => Err(format!("{text:?} is not a memory size")),
+        }
+    }
 }
 
 impl TenantEntry {
@@ -153,7 +196,29 @@ impl TenantEntry {
         if self.socket.as_ref().is_some_and(|s| !s.is_absolute()) {
             return Err("socket: must be an absolute path".into());
         }
-        berth_gateway::Tenant::new(&self.name, clients, self.socket.clone())
+        let memory = |m: &Option<MemorySize>, key: &str| {
+            m.as_ref()
+                .map(MemorySize::bytes)
+                .transpose()
+                .map_err(|e| format!("{key}: {e}"))
+        };
+        let cpus = |c: Option<f64>, key: &str| match c {
+            Some(c) if c.is_finite() && c > 0.0 => Ok(Some((c * 1e9) as i64)),
+            Some(c) => Err(format!("{key}: {c} is not a number of CPUs")),
+            None => Ok(None),
+        };
+        let quotas = berth_gateway::Quotas {
+            max_containers: self.max_containers,
+            max_running: self.max_running,
+            default_memory: memory(&self.default_memory, "default_memory")?,
+            max_memory: memory(&self.max_memory, "max_memory")?,
+            default_nano_cpus: cpus(self.default_cpus, "default_cpus")?,
+            max_nano_cpus: cpus(self.max_cpus, "max_cpus")?,
+        };
+        Ok(
+            berth_gateway::Tenant::new(&self.name, clients, self.socket.clone())?
+                .with_quotas(quotas),
+        )
     }
 }
 

@@ -398,3 +398,107 @@ fn compose_projects_of_the_same_name_in_two_tenants() {
     assert!(!td.run(&["ps"]).success());
     berth_cmd(&["rm", "tc"]);
 }
+
+#[test]
+fn quotas_refuse_and_name_the_limit() {
+    let sock = setup().dir.join("tq.sock");
+    let add = berth_cmd(&[
+        "add",
+        "tq",
+        "--socket",
+        &sock.display().to_string(),
+        "--max-containers",
+        "2",
+        "--max-running",
+        "1",
+        "--default-memory",
+        "64m",
+        "--max-memory",
+        "128m",
+        "--max-cpus",
+        "1",
+    ]);
+    assert!(add.success(), "{add}");
+    let q = tenant("tq");
+    let refused = |out: &CliOutput, limit: &str| {
+        assert!(!out.success(), "expected a refusal: {out}");
+        assert!(
+            out.stderr
+                .contains(&format!("berth tenant \"tq\": quota {limit}")),
+            "expected the quota {limit} named: {out}"
+        );
+    };
+    refused(
+        &q.run(&["create", "--name", "big", "-m", "256m", IMAGE, "true"]),
+        "max_memory = 134217728",
+    );
+    assert!(
+        !direct().run(&["inspect", "tq.big"]).success(),
+        "a refused create stays on the engine"
+    );
+    refused(
+        &q.run(&["create", "--name", "fast", "--cpus", "2", IMAGE, "true"]),
+        "max_cpus = 1",
+    );
+    q.run(&["run", "-d", "--name", "a1", IMAGE, "sleep", "300"])
+        .ok();
+    let limits = direct().run(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+        "tq.a1",
+    ]);
+    assert_eq!(limits.ok(), "67108864 1000000000");
+    refused(
+        &q.run(&["run", "-d", "--name", "a2", IMAGE, "sleep", "300"]),
+        "max_running = 1",
+    );
+    refused(
+        &q.run(&["create", "--name", "a3", IMAGE, "true"]),
+        "max_containers = 2",
+    );
+    assert!(berth_cmd(&["rm", "tq"]).success());
+    assert_eq!(
+        direct()
+            .run(&["ps", "-aq", "--filter", "label=berth.tenant=tq"])
+            .ok(),
+        ""
+    );
+}
+
+#[test]
+fn untenanted_clients_can_be_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    let tenant_sock = dir.path().join("t.sock");
+    std::fs::write(
+        &config,
+        format!(
+            "untenanted = \"refuse\"\nshared_images = [\"*\"]\n[[tenants]]\nname = \"tr\"\nsocket = \"{}\"\n",
+            tenant_sock.display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let berth = BerthProcess::start(
+        Path::new(BERTH),
+        &setup().engine.host(),
+        &[
+            "--config",
+            &config.display().to_string(),
+            "--state-dir",
+            &state.display().to_string(),
+        ],
+    )
+    .unwrap();
+    let out = DockerCli::new(berth.host()).run(&["ps"]);
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("belongs to no tenant"), "{out}");
+    // The tenant itself is served; `*` shares every image.
+    let t = DockerCli::new(format!("unix://{}", tenant_sock.display()));
+    assert_eq!(
+        lines(&t.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"])),
+        lines(&direct().run(&["images", "--format", "{{.Repository}}:{{.Tag}}"]))
+    );
+    assert_eq!(t.run(&["ps", "-aq"]).ok(), "");
+}

@@ -12,6 +12,25 @@ pub struct Tenant {
     name: String,
     clients: Vec<TenantClient>,
     socket: Option<PathBuf>,
+    quotas: Quotas,
+}
+
+/// What a tenant may use (`None`: no limit).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Quotas {
+    /// Containers, whatever their state.
+    pub max_containers: Option<u64>,
+    /// Running containers.
+    pub max_running: Option<u64>,
+    /// Memory limit of a container that asks for none (bytes).
+    pub default_memory: Option<i64>,
+    /// The largest memory limit a container may have (bytes); a container that asks
+    /// for none gets it when there is no default.
+    pub max_memory: Option<i64>,
+    /// CPUs of a container that asks for none (in billionths, as `NanoCpus`).
+    pub default_nano_cpus: Option<i64>,
+    /// The most CPUs a container may have (billionths).
+    pub max_nano_cpus: Option<i64>,
 }
 
 /// A client that belongs to a tenant (`uid:1001`, `gid:1001`, `tls:CN=ci`).
@@ -93,7 +112,18 @@ impl Tenant {
             name: name.to_owned(),
             clients,
             socket,
+            quotas: Quotas::default(),
         })
+    }
+
+    /// The tenant with these quotas.
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
     }
 
     pub fn name(&self) -> &str {

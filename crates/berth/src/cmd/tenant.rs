@@ -32,6 +32,7 @@ pub(crate) fn run(common: &CommonArgs, command: &TenantCommand) -> Result<()> {
             uid,
             gid,
             tls,
+            quotas,
         } => {
             let clients: Vec<String> = uid
                 .iter()
@@ -40,7 +41,13 @@ pub(crate) fn run(common: &CommonArgs, command: &TenantCommand) -> Result<()> {
                 .chain(tls.iter().map(|s| format!("tls:{s}")))
                 .collect();
             let socket = socket.as_ref().map(std::path::absolute).transpose()?;
-            let entry = serde_json::json!({ "name": name, "clients": clients, "socket": socket });
+            let mut entry =
+                serde_json::json!({ "name": name, "clients": clients, "socket": socket });
+            if let (Value::Object(entry), Value::Object(quotas)) =
+                (&mut entry, serde_json::to_value(quotas)?)
+            {
+                entry.extend(quotas.into_iter().filter(|(_, v)| !v.is_null()));
+            }
             rt.block_on(control::request_with(
                 &control,
                 Method::POST,
