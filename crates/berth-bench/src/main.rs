@@ -23,6 +23,7 @@ mod remote;
 mod report;
 mod scenarios;
 mod stats;
+mod tenants;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -128,6 +129,11 @@ struct Args {
     /// machines vs `platform=`.
     #[arg(long, conflicts_with_all = ["only", "from_samples", "engines", "policy_create", "ports", "cold_start", "vm"])]
     remote: bool,
+    /// Instead of the rows above: tenants (issue "tenants"): one tenant's container list
+    /// (100 of 1000) against the same 100 on an engine alone, and a create through a
+    /// tenant's socket against the admin's.
+    #[arg(long, conflicts_with_all = ["only", "from_samples", "engines", "policy_create", "ports", "cold_start", "vm", "remote"])]
+    tenants: bool,
     /// Run nothing: print the report of samples written by --samples.
     #[arg(long, conflicts_with_all = ["samples", "only", "build", "quick"])]
     from_samples: Option<PathBuf>,
@@ -197,6 +203,16 @@ fn run(args: &Args) -> Result<()> {
             connections,
         };
         let report = ports::run(&berth_binary(args)?, &params)?;
+        println!("{report}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
+        }
+        return Ok(());
+    }
+    if args.tenants {
+        let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 5 });
+        let requests = if args.quick { 30 } else { 100 };
+        let report = tenants::run(&berth_binary(args)?, rounds, requests)?;
         println!("{report}");
         if let Some(out) = &args.out {
             std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
