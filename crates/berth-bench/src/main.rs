@@ -40,11 +40,23 @@ use crate::report::Samples;
 use crate::scenarios::{Params, Probe, Scenario, Target};
 
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-pub(crate) const TARGETS: [&str; 5] = ["direct", "berth", "socat", "haproxy", "berth-metrics"];
+pub(crate) const TARGETS: [&str; 6] = [
+    "direct",
+    "berth",
+    "socat",
+    "haproxy",
+    "berth-metrics",
+    "berth-hyper",
+];
 
-/// What makes the `berth-metrics` target: the same berth recording Prometheus metrics
-/// (its cost on the hot path is this column against `berth`'s).
-const METRICS_ARGS: [&str; 2] = ["--metrics-addr", "127.0.0.1:0"];
+/// The targets that are the same berth started with more arguments: `berth-metrics`
+/// records Prometheus metrics (its cost on the hot path is that column against
+/// `berth`'s); `berth-hyper` passes every exchange through hyper instead of its own
+/// framing (an interleaved A/B of the framed pass-through).
+const VARIANTS: [(&str, &[&str]); 2] = [
+    ("berth-metrics", &["--metrics-addr", "127.0.0.1:0"]),
+    ("berth-hyper", &["--hyper-pass-through"]),
+];
 
 /// Measures berth against a direct connection to the same dockerd, socat and HAProxy.
 ///
@@ -65,7 +77,8 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Targets, comma-separated, in column order (`berth-metrics`: berth with
-    /// `--metrics-addr`, for the cost of recording metrics).
+    /// `--metrics-addr`, for the cost of recording metrics; `berth-hyper`: berth with
+    /// `--hyper-pass-through`, for the framed pass-through's A/B).
     #[arg(
         long,
         value_delimiter = ',',
@@ -293,7 +306,7 @@ fn run(args: &Args) -> Result<()> {
     if want("haproxy") {
         forwarders::which("haproxy", "haproxy")?;
     }
-    let berth_bin = if want("berth") || want("berth-metrics") {
+    let berth_bin = if want("berth") || VARIANTS.iter().any(|(name, _)| want(name)) {
         Some(berth_binary(args)?)
     } else {
         None
@@ -414,7 +427,8 @@ fn render(mut md: String, samples: &Samples, targets: &[&'static str], idle_n: u
 #[derive(Debug)]
 struct Forwarders {
     berth: Option<BerthProcess>,
-    berth_metrics: Option<BerthProcess>,
+    /// The [`VARIANTS`] started, by target name.
+    variants: Vec<(&'static str, BerthProcess)>,
     socat: Option<Forwarder>,
     haproxy: Option<Forwarder>,
 }
@@ -433,16 +447,15 @@ impl Forwarders {
             ),
             _ => None,
         };
-        let berth_metrics = match berth_bin {
-            Some(bin) if targets.contains(&"berth-metrics") => {
-                let args: Vec<&str> = berth_args.iter().copied().chain(METRICS_ARGS).collect();
-                Some(
-                    BerthProcess::start(bin, &engine.host(), &args)
-                        .context("starting berth with metrics")?,
-                )
+        let mut variants = Vec::new();
+        for (name, extra) in VARIANTS {
+            if let Some(bin) = berth_bin.filter(|_| targets.contains(&name)) {
+                let args: Vec<&str> = berth_args.iter().chain(extra).copied().collect();
+                let berth = BerthProcess::start(bin, &engine.host(), &args)
+                    .with_context(|| format!("starting {name}"))?;
+                variants.push((name, berth));
             }
-            _ => None,
-        };
+        }
         let socat = if targets.contains(&"socat") {
             Some(Forwarder::socat(dir, engine.socket())?)
         } else {
@@ -455,7 +468,7 @@ impl Forwarders {
         };
         Ok(Self {
             berth,
-            berth_metrics,
+            variants,
             socat,
             haproxy,
         })
@@ -468,11 +481,12 @@ impl Forwarders {
                 let b = self.berth.as_ref().expect("berth started");
                 (b.socket().to_owned(), Probe::Process(b.pid()))
             }
-            "berth-metrics" => {
-                let b = self
-                    .berth_metrics
-                    .as_ref()
-                    .expect("berth with metrics started");
+            "berth-metrics" | "berth-hyper" => {
+                let (_, b) = self
+                    .variants
+                    .iter()
+                    .find(|(name, _)| *name == target)
+                    .expect("variant started");
                 (b.socket().to_owned(), Probe::Process(b.pid()))
             }
             "socat" => {

@@ -92,7 +92,7 @@ pub struct Config {
     pub metrics: Option<Arc<GatewayMetrics>>,
     /// Plain pass-through exchanges are framed by berth itself (`httparse` heads, bodies
     /// relayed by their framing) instead of hyper; `false` keeps hyper for all of them
-    /// (`BERTH_PASS_THROUGH=hyper`, for A/B measurements).
+    /// (`berth serve --hyper-pass-through`, for A/B measurements).
     pub framed_pass_through: bool,
     /// Tenants, if any (`None`: every client is the admin).
     pub tenants: Option<Arc<TenantSet>>,

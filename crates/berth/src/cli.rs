@@ -255,6 +255,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics_addr: Option<String>,
 
+    /// Pass every exchange through hyper instead of berth's own HTTP/1 framing (hidden:
+    /// for A/B measurements, docs/benchmarks.md).
+    #[arg(long, hide = true)]
+    pub(crate) hyper_pass_through: bool,
+
     /// Parse and validate the configuration, then exit.
     #[arg(long)]
     pub(crate) check_config: bool,

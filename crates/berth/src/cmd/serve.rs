@@ -54,6 +54,8 @@ struct Settings {
     insecure: bool,
     /// Where Prometheus metrics are served.
     metrics_addr: Option<String>,
+    /// Plain pass-through exchanges are framed by berth (else hyper's).
+    framed_pass_through: bool,
     machines: Vec<MachineEntry>,
     timeouts: GuestTimeouts,
     drain_timeout: Duration,
@@ -198,6 +200,7 @@ impl Settings {
             audit,
             insecure,
             metrics_addr: args.metrics_addr.or(file.metrics_addr),
+            framed_pass_through: !args.hyper_pass_through,
             machines,
             timeouts,
             drain_timeout,
@@ -354,8 +357,7 @@ async fn serve(settings: Settings, mut handover: Handover) -> Result<()> {
         audit,
         policy,
         metrics: gateway_metrics,
-        // hyper for every exchange, for A/B measurements (docs/benchmarks.md).
-        framed_pass_through: std::env::var_os("BERTH_PASS_THROUGH").is_none_or(|v| v != "hyper"),
+        framed_pass_through: settings.framed_pass_through,
         tenants: Some(Arc::clone(&tenant_set)),
         ..Config::default()
     };
