@@ -77,6 +77,8 @@ pub enum Endpoint {
     ImageSave,
     /// `POST /commit`
     Commit,
+    /// `POST /volumes/create`
+    VolumeCreate,
     /// Any other path; passed through untouched.
     Other,
 }
@@ -315,6 +317,7 @@ fn endpoint_of(method: &Method, path: &str) -> (Endpoint, Option<Range<usize>>) 
         "/images/load" if post => return (E::ImageLoad, None),
         "/images/get" if get => return (E::ImageSave, None),
         "/commit" if post => return (E::Commit, None),
+        "/volumes/create" if post => return (E::VolumeCreate, None),
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/containers/") {

@@ -6,9 +6,10 @@
 //!   answer, so a client connecting right after `docker start` returns never finds the
 //!   port closed. If a host port is taken, the container is stopped again and the client
 //!   gets dockerd's own 500 "port is already allocated" shape.
-//! - `POST /containers/create` on an engine with path mappings: host paths are
-//!   translated on the body model (`paths.rs`, `host/create.rs`) and the model is
-//!   forwarded; an unmapped host path, or a body the model cannot read, is a 400.
+//! - `POST /containers/create` and `POST /volumes/create` on an engine with path
+//!   mappings: host paths (bind sources, a local volume's bind `device`) are translated
+//!   on the body model (`paths.rs`, `host/create.rs`) and the model is forwarded; an
+//!   unmapped host path, or a body the model cannot read, is a 400.
 //! - With several engines, what the registry learns from an answer (a container or
 //!   exec created, a container removed: [`Bookkeeping`]) is recorded before the client
 //!   gets it, so that the client's next request finds its owner.
@@ -21,7 +22,7 @@ mod create;
 
 use std::sync::Arc;
 
-use berth_policy::{BodyKind, DockerBody};
+use berth_policy::{BodyKind, DockerBody, HostPathKind};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -50,8 +51,8 @@ pub(crate) struct HostWork {
 enum Task {
     /// Bind the container's published ports once it started.
     PublishPorts { container: String },
-    /// Translate bind-mount sources in the create body.
-    TranslateBinds,
+    /// Translate the host paths in a create body of this kind (container or volume).
+    TranslateHostPaths(BodyKind),
 }
 
 /// What host-side work `classified` needs on `guest` (engine `record.0` when there are
@@ -74,19 +75,19 @@ pub(crate) fn plan(
                     container: container.to_owned(),
                 })
         }
-        Endpoint::ContainerCreate if guest.paths().is_some() => Some(Task::TranslateBinds),
+        Endpoint::ContainerCreate if guest.paths().is_some() => {
+            Some(Task::TranslateHostPaths(BodyKind::ContainerCreate))
+        }
+        Endpoint::VolumeCreate if guest.paths().is_some() => {
+            Some(Task::TranslateHostPaths(BodyKind::VolumeCreate))
+        }
         _ => None,
     };
     (task.is_some() || record.is_some()).then_some(HostWork { task, record })
 }
 
 impl HostWork {
-    /// Whether [`Self::prepare`] edits the request.
-    pub(crate) fn edits_request(&self) -> bool {
-        matches!(self.task, Some(Task::TranslateBinds))
-    }
-
-    /// Edits the request before it is forwarded: a create body whose bind sources are
+    /// Edits the request before it is forwarded: a create body whose host paths are
     /// translated is read whole (or taken from the held one) and held, rewritten.
     pub(crate) async fn prepare(
         &self,
@@ -94,9 +95,9 @@ impl HostWork {
         req: Request<Incoming>,
     ) -> Result<Request<Incoming>, GatewayError> {
         use http_body_util::{BodyExt, Limited};
-        if !self.edits_request() {
+        let Some(Task::TranslateHostPaths(kind)) = self.task else {
             return Ok(req);
-        }
+        };
         let (mut parts, mut client_body) = req.into_parts();
         let body = match parts.extensions.remove::<HeldBody>() {
             Some(HeldBody(held)) => held,
@@ -106,7 +107,7 @@ impl HostWork {
                 .map_err(|e| GatewayError::BadRequest(format!("reading request body: {e}")))?
                 .to_bytes(),
         };
-        let body = translate_binds(guest, &body)?.unwrap_or(body);
+        let body = translate_host_paths(guest, kind, &body)?.unwrap_or(body);
         parts.extensions.insert(HeldBody(body));
         Ok(Request::from_parts(parts, client_body))
     }
@@ -132,9 +133,13 @@ impl HostWork {
     }
 }
 
-/// A create body with its bind sources translated for `guest`; `None` when it needs
-/// no change.
-fn translate_binds(guest: &Guest, body: &[u8]) -> Result<Option<Bytes>, GatewayError> {
+/// A `kind` create body with its host paths translated for `guest`; `None` when it
+/// needs no change.
+fn translate_host_paths(
+    guest: &Guest,
+    kind: BodyKind,
+    body: &[u8],
+) -> Result<Option<Bytes>, GatewayError> {
     let Some(paths) = guest.paths() else {
         return Ok(None);
     };
@@ -142,11 +147,15 @@ fn translate_binds(guest: &Guest, body: &[u8]) -> Result<Option<Bytes>, GatewayE
         // dockerd answers an empty create body itself.
         return Ok(None);
     }
-    let mut model = DockerBody::parse(BodyKind::ContainerCreate, body)
+    let mut model = DockerBody::parse(kind, body)
         .map_err(|e| GatewayError::BadRequest(format!("berth: unreadable create body: {e}")))?;
-    create::translate_binds(&mut model, paths).map_err(|p| {
+    create::translate_host_paths(&mut model, paths).map_err(|(at, p)| {
+        let what = match at {
+            HostPathKind::VolumeDevice => "volume device",
+            _ => "bind mount source",
+        };
         GatewayError::BadRequest(format!(
-            "berth: bind mount source {p:?} is not shared with engine {:?}: no path_mappings entry (a vm machine: no shares entry) covers it",
+            "berth: {what} {p:?} is not shared with engine {:?}: no path_mappings entry (a vm machine: no shares entry) covers it",
             guest.name()
         ))
     })?;

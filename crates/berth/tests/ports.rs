@@ -272,6 +272,63 @@ fn published_ports_follow_the_container_and_bind_mounts_follow_mappings() {
     let refused = mapped(&["run", "--rm", "-v", "/etc:/w", "bt-web:1", "true"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no path_mappings entry"));
+
+    // A local volume that binds a host directory: its device is translated like a bind
+    // source (the engine holds the engine-side path), an unmapped one is refused and
+    // nothing is created.
+    let on_engine = |args: &[&str]| {
+        Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", engine_sock.display()))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let bind_volume = |device: &str, name: &str| {
+        mapped(&[
+            "volume",
+            "create",
+            "--driver",
+            "local",
+            "--opt",
+            "type=none",
+            "--opt",
+            "o=bind",
+            "--opt",
+            &format!("device={device}"),
+            name,
+        ])
+    };
+    ok(&bind_volume("/host-view/sub", "bt-mapped-vol"));
+    let device = ok(&on_engine(&[
+        "volume",
+        "inspect",
+        "-f",
+        "{{.Options.device}}",
+        "bt-mapped-vol",
+    ]));
+    assert_eq!(device, shared.join("sub").display().to_string());
+    let seen = ok(&mapped(&[
+        "run",
+        "--rm",
+        "-v",
+        "bt-mapped-vol:/w:ro",
+        "bt-web:1",
+        "cat",
+        "/w/f.txt",
+    ]));
+    assert_eq!(seen, "mapped");
+    let refused = bind_volume("/etc", "bt-unmapped-vol");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("volume device \"/etc\"") && stderr.contains("no path_mappings entry"),
+        "{stderr}"
+    );
+    assert!(!on_engine(&["volume", "inspect", "bt-unmapped-vol"])
+        .status
+        .success());
+    ok(&on_engine(&["volume", "rm", "bt-mapped-vol"]));
     drop(m);
     drop(d);
 }

@@ -72,6 +72,14 @@ fn endpoint_table() {
         ),
         (
             "POST",
+            "/volumes/create",
+            &[],
+            E::VolumeCreate,
+            X::Ordinary,
+            None,
+        ),
+        (
+            "POST",
             "/containers/abc/start",
             &[],
             E::ContainerStart,

@@ -1,22 +1,23 @@
-//! Rewriting `POST /containers/create` bodies for an engine with path mappings: every
-//! host path the engine would mount (`Binds` sources, `Mounts[]` of type bind, local
-//! volumes that bind a `device`) translated from the host's view to the engine's, on
-//! the one body model ([`berth_policy::DockerBody`]), so every spelling dockerd reads is
+//! Rewriting `POST /containers/create` and `POST /volumes/create` bodies for an engine
+//! with path mappings: every host path the engine would mount (`Binds` sources,
+//! `Mounts[]` of type bind, local volumes that bind a `device`, in a mount or a volume
+//! create's `DriverOpts`) translated from the host's view to the engine's, on the one
+//! body model ([`berth_policy::DockerBody`]), so every spelling dockerd reads is
 //! translated and the body forwarded is the model encoded again.
 
-use berth_policy::DockerBody;
+use berth_policy::{DockerBody, HostPathKind};
 
 use crate::paths::PathTranslator;
 
 /// Translates every host path in `body` with `paths`; the error is a host path that no
-/// mapping covers.
-pub(crate) fn translate_binds(
+/// mapping covers, and where it sits.
+pub(crate) fn translate_host_paths(
     body: &mut DockerBody<'_>,
     paths: &PathTranslator,
-) -> Result<(), String> {
-    body.rewrite_host_paths(|_, host| match paths.to_guest(host) {
+) -> Result<(), (HostPathKind, String)> {
+    body.rewrite_host_paths(|at, host| match paths.to_guest(host) {
         Some(guest) => Ok(Some(guest)),
-        None => Err(host.to_owned()),
+        None => Err((at, host.to_owned())),
     })
 }
 
@@ -30,10 +31,14 @@ mod tests {
         PathTranslator::new([("/home".into(), "/mnt/home".into())])
     }
 
-    fn translate(body: &str) -> Result<String, String> {
-        let mut model = DockerBody::parse(BodyKind::ContainerCreate, body.as_bytes()).unwrap();
-        translate_binds(&mut model, &paths())?;
+    fn translate_as(kind: BodyKind, body: &str) -> Result<String, (HostPathKind, String)> {
+        let mut model = DockerBody::parse(kind, body.as_bytes()).unwrap();
+        translate_host_paths(&mut model, &paths())?;
         Ok(String::from_utf8(model.encode()).unwrap())
+    }
+
+    fn translate(body: &str) -> Result<String, (HostPathKind, String)> {
+        translate_as(BodyKind::ContainerCreate, body)
     }
 
     #[test]
@@ -64,5 +69,27 @@ mod tests {
         ] {
             assert!(translate(body).is_err(), "{body}");
         }
+    }
+
+    #[test]
+    fn a_volume_create_bind_device_is_translated_or_refused() {
+        assert_eq!(
+            translate_as(
+                BodyKind::VolumeCreate,
+                r#"{"Name":"v","Driver":"local","DriverOpts":{"type":"none","o":"bind","device":"/home/a/../b"}}"#,
+            )
+            .unwrap(),
+            r#"{"DriverOpts":{"type":"none","o":"bind","device":"/mnt/home/b"},"Name":"v","Driver":"local"}"#
+        );
+        // Not a bind: the device is not a host path berth maps.
+        let tmpfs = r#"{"DriverOpts":{"type":"tmpfs","device":"tmpfs"},"Name":"t"}"#;
+        assert_eq!(translate_as(BodyKind::VolumeCreate, tmpfs).unwrap(), tmpfs);
+        assert_eq!(
+            translate_as(
+                BodyKind::VolumeCreate,
+                r#"{"Name":"v","DriverOpts":{"o":"bind","device":"/etc"}}"#,
+            ),
+            Err((HostPathKind::VolumeDevice, "/etc".to_owned()))
+        );
     }
 }
