@@ -359,7 +359,7 @@ impl Shared {
                 work.finish(guest, None, res).await?
             }
         };
-        Ok(answer.finish(res).await?.map(Either::Left))
+        answer.finish(res).await
     }
 
     /// route → ready → host work around forward (or a merged view) for an admitted

@@ -32,7 +32,7 @@ use serde_json::Value;
 pub(crate) use set::Who;
 pub use set::{Quotas, Tenant, TenantClient, TenantSet, Untenanted};
 
-use crate::body::{discard_unread, HeldBody, ResponseBody};
+use crate::body::{discard_unread, ClientBody, HeldBody, ResponseBody};
 use crate::error::GatewayError;
 use crate::guest::Guest;
 use crate::normalize::RequestMeta;
@@ -65,6 +65,8 @@ enum AnswerKind {
     Images(Arc<Tenant>, Arc<TenantSet>),
     /// A container was created: its limits are held to the tenant's quotas.
     Created(Arc<Tenant>, Arc<Guest>),
+    /// The event stream: names mapped line by line as events arrive.
+    Events,
 }
 
 /// `filters=…` (URL-encoded) selecting what tenant `name` owns: for the daemon's own
@@ -313,7 +315,7 @@ async fn scope_inner(
         }
         Plan::Events => {
             let q = query::scoped_filters(query, name, None)?;
-            forward(Some(uri(&path, Some(&q))?), AnswerKind::Pass)
+            forward(Some(uri(&path, Some(&q))?), AnswerKind::Events)
         }
         Plan::ImageList => forward(
             None,
@@ -586,11 +588,14 @@ impl AnswerMap {
     pub(crate) async fn finish(
         self,
         res: Response<ResponseBody>,
-    ) -> Result<Response<ResponseBody>, GatewayError> {
+    ) -> Result<Response<ClientBody>, GatewayError> {
         if matches!(self.kind, AnswerKind::Pass)
             || res.status() != StatusCode::OK && res.status() != StatusCode::CREATED
         {
-            return Ok(res);
+            return Ok(res.map(Either::Left));
+        }
+        if matches!(self.kind, AnswerKind::Events) {
+            return Ok(map_events(self.tenant, res));
         }
         let (mut parts, body) = res.into_parts();
         let bytes = body
@@ -602,10 +607,13 @@ impl AnswerMap {
             })?
             .to_bytes();
         let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
-            return Ok(Response::from_parts(parts, Either::Right(Full::new(bytes))));
+            return Ok(Response::from_parts(
+                parts,
+                Either::Left(Either::Right(Full::new(bytes))),
+            ));
         };
         match &self.kind {
-            AnswerKind::Pass => {}
+            AnswerKind::Pass | AnswerKind::Events => {}
             AnswerKind::Created(tenant, guest) => {
                 let id = value["Id"].as_str().unwrap_or_default();
                 hold_to_quotas(tenant, guest, id).await?;
@@ -617,13 +625,61 @@ impl AnswerMap {
                 }
             }
         }
-        let out = Bytes::from(value.to_string());
+        // dockerd's encoder ends every document with a newline.
+        let out = Bytes::from(format!("{value}\n"));
         parts.headers.remove(http::header::TRANSFER_ENCODING);
         parts
             .headers
             .insert(http::header::CONTENT_LENGTH, out.len().into());
-        Ok(Response::from_parts(parts, Either::Right(Full::new(out))))
+        Ok(Response::from_parts(
+            parts,
+            Either::Left(Either::Right(Full::new(out))),
+        ))
     }
+}
+
+/// The event stream with the tenant's names (`Actor.Attributes.name`), one JSON line at
+/// a time, as the engine sends them.
+fn map_events(tenant: String, res: Response<ResponseBody>) -> Response<ClientBody> {
+    use http_body::Frame;
+    let (mut parts, body) = res.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let state = Some((body, bytes::BytesMut::new(), tenant));
+    let lines = futures_util::stream::unfold(state, |state| async move {
+        let (mut body, mut buf, tenant) = state?;
+        loop {
+            if let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                let line = buf.split_to(end + 1);
+                let out = map_event(&tenant, &line);
+                return Some((Ok(Frame::data(out)), Some((body, buf, tenant))));
+            }
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        buf.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => return Some((Err(std::io::Error::other(e)), None)),
+                None if buf.is_empty() => return None,
+                None => return Some((Ok(Frame::data(buf.split().freeze())), None)),
+            }
+        }
+    });
+    let body = http_body_util::StreamBody::new(lines).boxed_unsync();
+    Response::from_parts(parts, Either::Right(body))
+}
+
+/// One event line with the tenant's names (unchanged if it is not an event).
+fn map_event(tenant: &str, line: &[u8]) -> Bytes {
+    let Ok(mut event) = serde_json::from_slice::<Value>(line) else {
+        return Bytes::copy_from_slice(line);
+    };
+    for key in ["/Actor/Attributes/name", "/Actor/Attributes/container"] {
+        if let Some(Value::String(n)) = event.pointer_mut(key) {
+            *n = outward(tenant, n).to_owned();
+        }
+    }
+    Bytes::from(format!("{event}\n"))
 }
 
 /// Holds a container just created to the tenant's memory and CPU quotas, on what dockerd

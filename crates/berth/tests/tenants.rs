@@ -100,6 +100,13 @@ fn berth_cmd(args: &[&str]) -> CliOutput {
     }
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 /// `POST /containers/create` with `body` on `socket`: status and message.
 fn create(socket: &Path, body: &str) -> (u16, String) {
     let res = berth_test::wire::request(
@@ -137,6 +144,7 @@ fn assert_missing(cli: &DockerCli, args: &[&str], message: &str) {
 #[test]
 fn two_tenants_use_the_same_names_and_never_see_each_other() {
     let (a, b) = (tenant("ta"), tenant("tb"));
+    let since = unix_now().to_string();
     let mut ids = Vec::new();
     for cli in [&a, &b] {
         cli.run(&["volume", "create", "data"]).ok();
@@ -190,6 +198,27 @@ fn two_tenants_use_the_same_names_and_never_see_each_other() {
         assert!(cli.run(&["system", "df"]).success());
         let info = cli.run(&["info", "--format", "{{.Containers}} {{.ContainersRunning}}"]);
         assert_eq!(info.ok(), "2 1");
+    }
+    // Events: the tenant's own, in its names.
+    let until = (unix_now() + 1).to_string();
+    for cli in [&a, &b] {
+        let events = cli.run(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "type=container",
+            "--format",
+            "{{.Actor.Attributes.name}}",
+        ]);
+        let names: std::collections::BTreeSet<String> = lines(&events).into_iter().collect();
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["idle", "web"],
+            "{events}"
+        );
     }
     // Each container has its own volume: the volume name is the tenant's.
     for (cli, id) in [(&a, id_a), (&b, id_b)] {
