@@ -331,7 +331,7 @@ fn remote_connector(
 }
 
 /// How long a VM machine may take from QEMU's start to dockerd's `/_ping`.
-const VM_START_TIMEOUT: Duration = Duration::from_secs(180);
+const VM_START_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A `kind = "vm"` entry's VM: sizes parsed, the guest image under the state dir.
 fn vm_config(entry: &MachineEntry, state_dir: &std::path::Path) -> Result<VmConfig> {

@@ -12,7 +12,7 @@ mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o mode=755 tmpfs /run
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
-echo "berth-init: started"
+echo "berth-init: started ($(cut -d' ' -f1 /proc/uptime) s since boot)"
 for m in virtio_net overlay bridge br_netfilter veth nf_tables nft_compat nft_chain_nat \
     xt_conntrack xt_MASQUERADE xt_addrtype xt_nat nf_nat 9pnet_virtio 9p; do
   modprobe "$m" || echo "berth-init: modprobe $m failed"
@@ -50,7 +50,7 @@ done
 # without TLS (this one is reachable from the namespace berth owns only).
 dockerd --tls=false --host "tcp://${ADDR%/*}:$PORT" --host unix:///run/docker.sock &
 DOCKERD=$!
-echo "berth-init: dockerd started (pid $DOCKERD)"
+echo "berth-init: dockerd started (pid $DOCKERD, $(cut -d' ' -f1 /proc/uptime) s since boot)"
 
 shutdown() {
   echo "berth-init: $1: stopping dockerd"
