@@ -262,7 +262,7 @@ fn docker_cp(b: &ManagedBerth, file: &Path, mib: u64) -> Result<f64> {
 }
 
 /// MiB/s of `dd` reading `<share>/big.bin` in a container that bind-mounts the share,
-/// timed by dd itself (container start excluded).
+/// timed inside the container (its start excluded).
 fn read_shared(b: &ManagedBerth, share: &str, mib: u64) -> Result<f64> {
     // The host's page cache holds the file either way; drop it so both sides read
     // the same way (the VM reads through QEMU's 9p server).
@@ -277,14 +277,21 @@ fn read_shared(b: &ManagedBerth, share: &str, mib: u64) -> Result<f64> {
         IMAGE,
         "sh",
         "-c",
-        "s=$(date +%s%N); dd if=/share/big.bin of=/dev/null bs=1M 2>/dev/null; e=$(date +%s%N); echo $((e - s))",
+        "cut -d' ' -f1 /proc/uptime; dd if=/share/big.bin of=/dev/null bs=1M 2>/dev/null; cut -d' ' -f1 /proc/uptime",
     ]);
     if !out.status.success() {
         bail!("shared read: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let nanos: f64 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .context("dd timing")?;
-    Ok(mib as f64 / (nanos / 1e9))
+    // The kernel's uptime before and after (10 ms resolution; Debian's busybox dd
+    // prints no timing and its date has no %N).
+    let text = String::from_utf8_lossy(&out.stdout);
+    let marks: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [before, after] = marks[..] else {
+        bail!("shared read timing: {text:?}");
+    };
+    let seconds = (after - before).max(0.01);
+    Ok(mib as f64 / seconds)
 }
