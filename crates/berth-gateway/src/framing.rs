@@ -15,6 +15,7 @@
 //! checks it against hyper's own server: what this accepts, hyper accepts with the
 //! same body; what hyper accepts and this refuses is one of the refusals above.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Header lines per head, as hyper's default.
@@ -81,6 +82,8 @@ pub struct Head {
     pub expect_continue: bool,
     /// An `Upgrade` header (or `CONNECT`).
     pub upgrade: bool,
+    /// A `Connection` header (which may name more lines to drop when forwarding).
+    pub connection: bool,
 }
 
 /// Why a head or body is refused.
@@ -112,9 +115,12 @@ pub enum FramingError {
 /// Parses a request head at the start of `buf` into `head`: `Ok(false)` when the head
 /// is not complete yet.
 pub fn parse_request(buf: &[u8], head: &mut Head) -> Result<bool, FramingError> {
-    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut lines);
-    let len = match httparse::ParserConfig::default().parse_request(&mut req, buf) {
+    // Uninitialised: zeroing 100 header slots cost more than parsing a `/_ping` head.
+    let mut lines = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, buf, &mut lines)
+    {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(false),
         Err(httparse::Error::TooManyHeaders) => return Err(FramingError::TooManyHeaders),
@@ -159,9 +165,11 @@ pub fn parse_response(
     head_request: bool,
     head: &mut Head,
 ) -> Result<bool, FramingError> {
-    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut lines);
-    let len = match httparse::ParserConfig::default().parse_response(&mut res, buf) {
+    let mut lines = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, buf, &mut lines)
+    {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(false),
         Err(httparse::Error::TooManyHeaders) => return Err(FramingError::TooManyHeaders),
@@ -235,6 +243,7 @@ impl Framing {
 /// Records `headers` (slices of `buf`) as ranges, and whether the sender closes.
 fn record_lines(buf: &[u8], headers: &[httparse::Header<'_>], head: &mut Head) {
     head.headers.clear();
+    head.connection = false;
     let mut close = false;
     let mut keep_alive = false;
     for h in headers {
@@ -247,6 +256,7 @@ fn record_lines(buf: &[u8], headers: &[httparse::Header<'_>], head: &mut Head) {
             .position(|&b| b == b'\n')
             .map_or(buf.len(), |i| value.end + i + 1);
         if h.name.eq_ignore_ascii_case("connection") {
+            head.connection = true;
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 close |= token.eq_ignore_ascii_case(b"close");

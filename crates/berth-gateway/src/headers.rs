@@ -55,11 +55,20 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, is_request: bool) {
 /// describe the framing the relayed body keeps, and `Upgrade` (upgrades are not
 /// framed by berth).
 pub(crate) fn drops_when_framed(name: &[u8]) -> bool {
-    HOP_BY_HOP
+    // By length first: this runs on every line of every framed head.
+    let hop: &[&str] = match name.len() {
+        2 => &["te"],
+        7 => &["upgrade"],
+        10 => &["connection", "keep-alive"],
+        16 => &["proxy-connection"],
+        18 => &["proxy-authenticate"],
+        19 => &["proxy-authorization"],
+        _ => return false,
+    };
+    debug_assert!(hop
         .iter()
-        .chain(&["upgrade"])
-        .filter(|h| !matches!(**h, "transfer-encoding" | "trailer"))
-        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+        .all(|h| *h == "upgrade" || HOP_BY_HOP.contains(h)));
+    hop.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
 }
 
 /// Whether a `Connection` header may name `name` to have it dropped: never one that
@@ -122,5 +131,29 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    #[test]
+    fn a_framed_head_drops_the_hop_by_hop_lines_but_its_framing() {
+        for name in HOP_BY_HOP.iter().chain(&["upgrade"]) {
+            let framing = matches!(*name, "transfer-encoding" | "trailer");
+            assert_eq!(drops_when_framed(name.as_bytes()), !framing, "{name}");
+            assert_eq!(
+                drops_when_framed(name.to_ascii_uppercase().as_bytes()),
+                !framing,
+                "{name}"
+            );
+        }
+        for kept in [
+            "content-length",
+            "host",
+            "x-registry-auth",
+            "tE-x",
+            "expect",
+        ] {
+            assert!(!drops_when_framed(kept.as_bytes()), "{kept}");
+        }
+        assert!(!connection_may_drop(b"Content-Length"));
+        assert!(connection_may_drop(b"x-private"));
     }
 }

@@ -527,7 +527,8 @@ fn write_response_head(
 /// by its `Connection` header.
 fn dropped(buf: &[u8], head: &Head, name: &[u8]) -> bool {
     drops_when_framed(name)
-        || (connection_may_drop(name)
+        || (head.connection
+            && connection_may_drop(name)
             && head
                 .headers
                 .iter()
