@@ -209,6 +209,47 @@ impl Demux {
     }
 }
 
+/// p50 (µs) of `n` container creates (`body`, `query` appended to the path) on one
+/// keep-alive connection to `socket`; each container is removed, untimed, through `remover`
+/// (the same socket, or one that may remove what `socket` made).
+pub(crate) async fn create_p50(
+    socket: &Path,
+    remover: &Path,
+    query: &str,
+    body: &Bytes,
+    n: usize,
+) -> Result<f64> {
+    let (mut sender, _conn) = http::<Full<Bytes>>(socket).await?;
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/v1.41/containers/create{query}"))
+            .header(HOST, HOST_VALUE)
+            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_LENGTH, body.len())
+            .body(Full::new(body.clone()))?;
+        let t = Instant::now();
+        let (status, answer) = send(&mut sender, req).await?;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        if !status.is_success() {
+            bail!("create: {status}: {}", String::from_utf8_lossy(&answer));
+        }
+        let id = serde_json::from_slice::<serde_json::Value>(&answer)?["Id"]
+            .as_str()
+            .context("create answered no Id")?
+            .to_owned();
+        api_ok(
+            remover,
+            Method::DELETE,
+            &format!("/v1.41/containers/{id}?force=1"),
+            None,
+        )
+        .await?;
+    }
+    Ok(crate::stats::percentile(&mut times, 50.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

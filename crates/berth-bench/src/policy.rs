@@ -4,17 +4,13 @@
 //! create is removed again so the engine's state stays the same. Target ≤ 1.05×.
 
 use std::path::Path;
-use std::time::Instant;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::Result;
 use berth_test::{BerthProcess, TestEngine};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use http::{Method, Request};
-use http_body_util::Full;
 
 use crate::client;
-use crate::stats::{median, percentile};
+use crate::stats::median;
 
 const POLICY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -58,7 +54,7 @@ pub(crate) fn run(berth_bin: &Path, rounds: usize, requests: usize) -> Result<St
                 [("50 rules", judged.socket()), ("no policy", plain.socket())]
             };
             for (which, socket) in order {
-                let p50 = measure(socket, &body, requests).await?;
+                let p50 = client::create_p50(socket, socket, "", &body, requests).await?;
                 eprintln!("[{}/{rounds}] {which:9} create p50 {p50:.0} µs", round + 1);
                 if which == "no policy" {
                     plain_p50.push(p50);
@@ -80,38 +76,4 @@ pub(crate) fn run(berth_bin: &Path, rounds: usize, requests: usize) -> Result<St
             median(&judged_p50),
         ))
     })
-}
-
-/// p50 (µs) of `n` creates on one keep-alive connection; each container is removed
-/// (untimed) on a second connection.
-async fn measure(socket: &Path, body: &Bytes, n: usize) -> Result<f64> {
-    let (mut sender, _conn) = client::http::<Full<Bytes>>(socket).await?;
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri("/v1.41/containers/create")
-            .header(HOST, client::HOST_VALUE)
-            .header(CONTENT_TYPE, "application/json")
-            .header(CONTENT_LENGTH, body.len())
-            .body(Full::new(body.clone()))?;
-        let t = Instant::now();
-        let (status, answer) = client::send(&mut sender, req).await?;
-        times.push(t.elapsed().as_secs_f64() * 1e6);
-        if !status.is_success() {
-            bail!("create: {status}: {}", String::from_utf8_lossy(&answer));
-        }
-        let id = serde_json::from_slice::<serde_json::Value>(&answer)?["Id"]
-            .as_str()
-            .context("create answered no Id")?
-            .to_owned();
-        client::api_ok(
-            socket,
-            Method::DELETE,
-            &format!("/v1.41/containers/{id}?force=1"),
-            None,
-        )
-        .await?;
-    }
-    Ok(percentile(&mut times, 50.0))
 }

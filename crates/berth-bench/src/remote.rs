@@ -192,9 +192,10 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
                 [&mut hijack.0, &mut hijack.1][side].push(secs);
             }
             // Placement vs an explicit platform, same berth and machines.
+            let create_body = Bytes::from_static(CREATE_BODY.as_bytes());
             for side in order(flip) {
                 let query = if side == 0 { "" } else { "?platform=linux%2Famd64" };
-                let p50 = create_p50(berth_three.socket(), query, p.creates).await?;
+                let p50 = client::create_p50(berth_three.socket(), berth_three.socket(), query, &create_body, p.creates).await?;
                 eprintln!("[{}/{}] create {} p50 {p50:.0} µs", round + 1, p.rounds, ["placed", "platform"][side]);
                 [&mut create.0, &mut create.1][side].push(p50);
             }
@@ -363,39 +364,4 @@ async fn exec_hijack(
         bail!("exec hijack: {total} bytes of {bytes}");
     }
     Ok(secs)
-}
-
-/// p50 (µs) of `n` creates with `query` on one keep-alive connection; each removed
-/// (untimed) on another.
-async fn create_p50(socket: &Path, query: &str, n: usize) -> Result<f64> {
-    let (mut sender, _conn) = client::http::<Full<Bytes>>(socket).await?;
-    let body = Bytes::from_static(CREATE_BODY.as_bytes());
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("/v1.41/containers/create{query}"))
-            .header(HOST, client::HOST_VALUE)
-            .header(CONTENT_TYPE, "application/json")
-            .header(CONTENT_LENGTH, body.len())
-            .body(Full::new(body.clone()))?;
-        let t = Instant::now();
-        let (status, answer) = client::send(&mut sender, req).await?;
-        times.push(t.elapsed().as_secs_f64() * 1e6);
-        if !status.is_success() {
-            bail!("create: {status}: {}", String::from_utf8_lossy(&answer));
-        }
-        let id = serde_json::from_slice::<serde_json::Value>(&answer)?["Id"]
-            .as_str()
-            .context("create answered no Id")?
-            .to_owned();
-        client::api_ok(
-            socket,
-            Method::DELETE,
-            &format!("/v1.41/containers/{id}?force=1"),
-            None,
-        )
-        .await?;
-    }
-    Ok(percentile(&mut times, 50.0))
 }

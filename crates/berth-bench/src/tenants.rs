@@ -7,12 +7,11 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use berth_test::{BerthProcess, TestEngine};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use http::{Method, Request, Uri};
-use http_body_util::{Empty, Full};
+use http::{Method, Uri};
+use http_body_util::Empty;
 
 use crate::client;
 use crate::stats::{median, percentile};
@@ -75,7 +74,7 @@ pub(crate) fn run(berth_bin: &Path, rounds: usize, requests: usize) -> Result<St
         }
         let body = Bytes::from(format!(r#"{{"Image":"{IMAGE}","Cmd":["true"]}}"#));
         // The tenant's first create makes its default network: not timed.
-        create_p50(&tenant0, berth.socket(), &body, 1).await?;
+        client::create_p50(&tenant0, berth.socket(), "", &body, 1).await?;
         let mut tenanted = Vec::new();
         let mut plain = Vec::new();
         for round in 0..rounds {
@@ -85,7 +84,7 @@ pub(crate) fn run(berth_bin: &Path, rounds: usize, requests: usize) -> Result<St
                 } else {
                     ("admin", berth.socket())
                 };
-                let p50 = create_p50(socket, berth.socket(), &body, requests).await?;
+                let p50 = client::create_p50(socket, berth.socket(), "", &body, requests).await?;
                 eprintln!("[{}/{rounds}] create {which:6} p50 {p50:.0} µs", round + 1);
                 if first { &mut tenanted } else { &mut plain }.push(p50);
             }
@@ -146,40 +145,6 @@ async fn list_p50(socket: &Path, uri: &Uri, n: usize) -> Result<f64> {
         if len < 1000 {
             bail!("a list of {len} bytes: not the containers");
         }
-    }
-    Ok(percentile(&mut times, 50.0))
-}
-
-/// p50 (µs) of `n` creates on one keep-alive connection to `socket`; each container is
-/// removed (untimed) through `admin`.
-async fn create_p50(socket: &Path, admin: &Path, body: &Bytes, n: usize) -> Result<f64> {
-    let (mut sender, _conn) = client::http::<Full<Bytes>>(socket).await?;
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri("/v1.41/containers/create")
-            .header(HOST, client::HOST_VALUE)
-            .header(CONTENT_TYPE, "application/json")
-            .header(CONTENT_LENGTH, body.len())
-            .body(Full::new(body.clone()))?;
-        let t = Instant::now();
-        let (status, answer) = client::send(&mut sender, req).await?;
-        times.push(t.elapsed().as_secs_f64() * 1e6);
-        if !status.is_success() {
-            bail!("create: {status}: {}", String::from_utf8_lossy(&answer));
-        }
-        let id = serde_json::from_slice::<serde_json::Value>(&answer)?["Id"]
-            .as_str()
-            .context("create answered no Id")?
-            .to_owned();
-        client::api_ok(
-            admin,
-            Method::DELETE,
-            &format!("/v1.41/containers/{id}?force=1"),
-            None,
-        )
-        .await?;
     }
     Ok(percentile(&mut times, 50.0))
 }
