@@ -36,7 +36,7 @@ use crate::body::{discard_unread, ClientBody, HeldBody, ResponseBody};
 use crate::error::GatewayError;
 use crate::guest::Guest;
 use crate::normalize::RequestMeta;
-use lookup::{enc, Lookup};
+use lookup::{enc, id_of, Lookup};
 use names::{inward, map_out, outward, Shape};
 use query::OWNER_LABEL;
 
@@ -367,11 +367,20 @@ async fn scope_inner(
                 let body = read_body(req).await?;
                 let mut model = parse(BodyKind::NetworkConnect, &body)?;
                 let mut resolved = HashMap::new();
+                let mut local = None;
                 for r in model.references() {
-                    let found = lookup.container_id(&r.name).await?;
-                    resolved.insert(r.name, found);
+                    let found = lookup.container(&r.name).await?;
+                    let engine = found["Name"].as_str().unwrap_or_default();
+                    local = Some(outward(name, engine.trim_start_matches('/')).to_owned());
+                    resolved.insert(r.name, id_of(guest, &found)?);
                 }
                 model.rewrite_references(|_, n| resolved.get(n).cloned());
+                if op == "/connect" {
+                    // Peers reach it by the tenant's name, not the engine's.
+                    if let Some(local) = local {
+                        model.add_alias(&local);
+                    }
+                }
                 hold(req, model.encode());
             }
             let shape = (op.is_empty() && method == Method::GET).then_some(Shape::Network);
@@ -446,10 +455,6 @@ async fn scope_inner(
                     .into());
                 }
             }
-            let body = read_body(req).await?;
-            let mut model = parse(BodyKind::ContainerCreate, &body)?;
-            scope_create(&lookup, &mut model).await?;
-            hold(req, model.encode());
             let local = query::get(query, "name").unwrap_or_default();
             let local = local.trim_start_matches('/');
             let local = if local.is_empty() {
@@ -457,6 +462,13 @@ async fn scope_inner(
             } else {
                 local.to_owned()
             };
+            let body = read_body(req).await?;
+            let mut model = parse(BodyKind::ContainerCreate, &body)?;
+            scope_create(&lookup, &mut model).await?;
+            // Peers on its networks reach it by the tenant's name (the engine's
+            // is `<tenant>.<name>`).
+            model.add_alias(&local);
+            hold(req, model.encode());
             let q = query::set(query, "name", &inward(name, &local));
             forward(
                 Some(uri(&path, Some(&q))?),

@@ -531,3 +531,58 @@ fn untenanted_clients_can_be_refused() {
     );
     assert_eq!(t.run(&["ps", "-aq"]).ok(), "");
 }
+
+#[test]
+fn containers_reach_each_other_by_the_tenants_names() {
+    let sock = setup().dir.join("tn.sock");
+    let add = berth_cmd(&["add", "tn", "--socket", &sock.display().to_string()]);
+    assert!(add.success(), "{add}");
+    let t = tenant("tn");
+    t.run(&["network", "create", "backend"]).ok();
+    t.run(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "backend",
+        IMAGE,
+        "sleep",
+        "300",
+    ])
+    .ok();
+    // On the tenant's default network too (its own bridge, not the engine's).
+    t.run(&["run", "-d", "--name", "srv", IMAGE, "sleep", "300"])
+        .ok();
+    let ping = |args: &[&str]| {
+        let out = t.run(args);
+        assert!(out.success(), "{out}");
+    };
+    let pinger = [
+        "run",
+        "--rm",
+        "--network",
+        "backend",
+        IMAGE,
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "web",
+    ];
+    ping(&pinger);
+    ping(&["run", "--rm", IMAGE, "ping", "-c", "1", "-W", "2", "srv"]);
+    // Connected later: reachable on the new network by its name.
+    t.run(&["network", "connect", "backend", "srv"]).ok();
+    ping(&["exec", "web", "ping", "-c", "1", "-W", "2", "srv"]);
+    // The engine's DNS name stays too; the alias is the tenant's name only.
+    let aliases = direct().run(&[
+        "inspect",
+        "-f",
+        "{{json .NetworkSettings.Networks}}",
+        "tn.web",
+    ]);
+    assert!(aliases.ok().contains(r#""Aliases":["web""#), "{aliases}");
+    assert!(berth_cmd(&["rm", "tn"]).success());
+}

@@ -236,7 +236,7 @@ impl Lookup<'_> {
     }
 }
 
-fn id_of(guest: &Guest, found: &Value) -> Result<String, GatewayError> {
+pub(crate) fn id_of(guest: &Guest, found: &Value) -> Result<String, GatewayError> {
     found["Id"]
         .as_str()
         .or_else(|| found["ID"].as_str())

@@ -197,29 +197,6 @@ pub(crate) fn string_map(
     Ok(())
 }
 
-/// `map[string]*T` whose values berth does not read: entries added or replaced, each
-/// value decoded afresh (Go does not merge map values); `null` makes it nil.
-pub(crate) fn raw_map<'a>(
-    raw: Raw<'a>,
-    slot: &mut Option<Members<'a>>,
-    field: &str,
-) -> Result<(), String> {
-    match value(raw)? {
-        Value::Object(members) => {
-            let map = slot.get_or_insert_with(Vec::new);
-            for (k, v) in members {
-                match map.iter_mut().find(|(have, _)| *have == k) {
-                    Some(entry) => entry.1 = v,
-                    None => map.push((k, v)),
-                }
-            }
-        }
-        Value::Null => *slot = None,
-        other => return Err(wrong(field, "an object", &other)),
-    }
-    Ok(())
-}
-
 /// A Go struct berth reads some fields of; the others are kept as sent.
 pub(crate) trait GoStruct<'a>: Default {
     /// Decodes one member; `false` when the key selects no field berth reads.
@@ -378,14 +355,6 @@ impl<'o> ObjectWriter<'o> {
             for (k, v) in v {
                 put_str(map.key(k), v);
             }
-            map.end();
-        }
-    }
-
-    pub(crate) fn raw_map(&mut self, key: &str, v: Option<&Members<'_>>) {
-        if let Some(v) = v {
-            let mut map = ObjectWriter::new(self.key(key));
-            map.rest(v);
             map.end();
         }
     }

@@ -66,10 +66,7 @@ impl<'a> CreateBody<'a> {
             None => self.top.encode_members(&mut w),
         }
         if let Some(n) = &self.networking {
-            let mut nw = ObjectWriter::new(w.key("NetworkingConfig"));
-            nw.raw_map("EndpointsConfig", n.endpoints.as_ref());
-            nw.rest(&n.rest);
-            nw.end();
+            n.encode(w.key("NetworkingConfig"));
         }
         w.string_map("Labels", self.labels.as_ref());
         w.rest(&self.rest);
@@ -77,10 +74,11 @@ impl<'a> CreateBody<'a> {
     }
 }
 
-/// `NetworkingConfig`: only the names of `EndpointsConfig` matter.
+/// `NetworkingConfig`: the networks of `EndpointsConfig` and their aliases.
 #[derive(Debug, Default)]
 pub(crate) struct Networking<'a> {
-    pub(crate) endpoints: Option<Members<'a>>,
+    /// `map[string]*EndpointSettings`: a `null` value is a nil pointer.
+    pub(crate) endpoints: Option<Vec<(String, Option<Endpoint<'a>>)>>,
     pub(crate) rest: Members<'a>,
 }
 
@@ -89,12 +87,86 @@ impl<'a> GoStruct<'a> for Networking<'a> {
         if json::field_of(key, &["EndpointsConfig"])?.is_none() {
             return Ok(false);
         }
-        json::raw_map(raw, &mut self.endpoints, "NetworkingConfig.EndpointsConfig")?;
+        let field = "NetworkingConfig.EndpointsConfig";
+        match json::value(raw)? {
+            Value::Object(members) => {
+                let map = self.endpoints.get_or_insert_with(Vec::new);
+                for (k, v) in members {
+                    // Go decodes each map value afresh: a repeated key replaces.
+                    let mut endpoint = None;
+                    json::pointer(v, &mut endpoint, field)?;
+                    match map.iter_mut().find(|(have, _)| *have == k) {
+                        Some(entry) => entry.1 = endpoint,
+                        None => map.push((k, endpoint)),
+                    }
+                }
+            }
+            Value::Null => self.endpoints = None,
+            other => return Err(format!("{field} is {}, not an object", other.kind())),
+        }
         Ok(true)
     }
 
     fn rest(&mut self) -> &mut Members<'a> {
         &mut self.rest
+    }
+}
+
+impl Networking<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = ObjectWriter::new(out);
+        if let Some(endpoints) = &self.endpoints {
+            let mut map = ObjectWriter::new(w.key("EndpointsConfig"));
+            for (name, endpoint) in endpoints {
+                let out = map.key(name);
+                match endpoint {
+                    Some(e) => e.encode(out),
+                    None => out.extend_from_slice(b"null"),
+                }
+            }
+            map.end();
+        }
+        w.rest(&self.rest);
+        w.end();
+    }
+}
+
+/// `EndpointSettings` (of a create's `EndpointsConfig` or a connect's
+/// `EndpointConfig`): its `Aliases`, the names it answers to on its network.
+#[derive(Debug, Default)]
+pub(crate) struct Endpoint<'a> {
+    pub(crate) aliases: Option<Vec<String>>,
+    pub(crate) rest: Members<'a>,
+}
+
+impl<'a> GoStruct<'a> for Endpoint<'a> {
+    fn field(&mut self, key: &str, raw: Raw<'a>) -> Result<bool, String> {
+        if json::field_of(key, &["Aliases"])?.is_none() {
+            return Ok(false);
+        }
+        json::strings(raw, &mut self.aliases, "Aliases")?;
+        Ok(true)
+    }
+
+    fn rest(&mut self) -> &mut Members<'a> {
+        &mut self.rest
+    }
+}
+
+impl Endpoint<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = ObjectWriter::new(out);
+        w.strings("Aliases", self.aliases.as_ref());
+        w.rest(&self.rest);
+        w.end();
+    }
+
+    /// Adds `alias` (once).
+    pub(crate) fn add_alias(&mut self, alias: &str) {
+        let aliases = self.aliases.get_or_insert_with(Vec::new);
+        if !aliases.iter().any(|a| a == alias) {
+            aliases.push(alias.to_owned());
+        }
     }
 }
 
@@ -517,15 +589,18 @@ impl NetworkBody<'_> {
 #[derive(Debug, Default)]
 pub(crate) struct ConnectBody<'a> {
     pub(crate) container: Option<String>,
+    /// `EndpointConfig` (`*EndpointSettings`: a second one merges into the first).
+    pub(crate) endpoint: Option<Endpoint<'a>>,
     pub(crate) rest: Members<'a>,
 }
 
 impl<'a> GoStruct<'a> for ConnectBody<'a> {
     fn field(&mut self, key: &str, raw: Raw<'a>) -> Result<bool, String> {
-        if json::field_of(key, &["Container"])?.is_none() {
-            return Ok(false);
+        match json::field_of(key, &["Container", "EndpointConfig"])? {
+            Some("Container") => json::string(raw, &mut self.container, "Container")?,
+            Some(_) => json::pointer(raw, &mut self.endpoint, "EndpointConfig")?,
+            None => return Ok(false),
         }
-        json::string(raw, &mut self.container, "Container")?;
         Ok(true)
     }
 
@@ -538,6 +613,9 @@ impl ConnectBody<'_> {
     fn encode(&self, out: &mut Vec<u8>) {
         let mut w = ObjectWriter::new(out);
         w.str("Container", self.container.as_ref());
+        if let Some(e) = &self.endpoint {
+            e.encode(w.key("EndpointConfig"));
+        }
         w.rest(&self.rest);
         w.end();
     }

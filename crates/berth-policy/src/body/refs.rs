@@ -3,7 +3,8 @@
 //! scopes the engine's objects per client (tenants), reading and editing the same
 //! model the policy judges, in the HostConfig dockerd uses.
 
-use super::model::{CreateBody, Model};
+use super::model::{CreateBody, Endpoint, Model};
+use super::ties::is_predefined_network;
 use super::DockerBody;
 
 /// The kind of engine object a body names.
@@ -108,6 +109,36 @@ impl DockerBody<'_> {
         match &mut self.model {
             Model::Volume(b) => b.name = Some(name),
             Model::Network(b) => b.name = Some(name),
+            _ => {}
+        }
+    }
+
+    /// Adds `alias` to the names the container answers to on its networks: every
+    /// endpoint of a create's `EndpointsConfig` (a create without one gets an endpoint
+    /// on its `NetworkMode` when that is a user-defined network), a connect's
+    /// `EndpointConfig`.
+    pub fn add_alias(&mut self, alias: &str) {
+        match &mut self.model {
+            Model::Create(b) => {
+                let mode = b.effective().modes[0].clone();
+                let networking = b.networking.get_or_insert_with(Default::default);
+                let endpoints = networking.endpoints.get_or_insert_with(Vec::new);
+                if endpoints.is_empty() {
+                    match mode.filter(|m| !is_predefined_network(m)) {
+                        Some(network) => endpoints.push((network, None)),
+                        None => return,
+                    }
+                }
+                for (_, endpoint) in endpoints.iter_mut() {
+                    endpoint
+                        .get_or_insert_with(Endpoint::default)
+                        .add_alias(alias);
+                }
+            }
+            Model::Connect(b) => b
+                .endpoint
+                .get_or_insert_with(Endpoint::default)
+                .add_alias(alias),
             _ => {}
         }
     }
@@ -282,6 +313,45 @@ mod tests {
         assert_eq!(
             out,
             r#"{"Image":"busybox","HostConfig":{"Binds":["t.data:/d:ro","/srv:/s","/anon"],"Mounts":[{"Type":"volume","Source":"t.cache","Target":"/c"}],"NetworkMode":"t.backend","PidMode":"container:t.web","VolumesFrom":["t.data1:ro"],"Links":["t.db:d"]},"NetworkingConfig":{"EndpointsConfig":{"t.backend":{"Aliases":["x"]}}},"Labels":{"a":"1","berth.tenant":"t"}}"#
+        );
+    }
+
+    #[test]
+    fn aliases_go_to_every_endpoint_the_container_gets() {
+        let alias = |kind, body: &[u8]| {
+            let mut model = DockerBody::parse(kind, body).unwrap();
+            model.add_alias("web");
+            String::from_utf8(model.encode()).unwrap()
+        };
+        assert_eq!(
+            alias(
+                BodyKind::ContainerCreate,
+                br#"{"HostConfig":{"NetworkMode":"t.b"}}"#
+            ),
+            r#"{"HostConfig":{"NetworkMode":"t.b"},"NetworkingConfig":{"EndpointsConfig":{"t.b":{"Aliases":["web"]}}}}"#
+        );
+        // Go decodes a map value afresh: the second `a` replaces the first.
+        assert_eq!(
+            alias(
+                BodyKind::ContainerCreate,
+                br#"{"NetworkingConfig":{"EndpointsConfig":{"a":{"aliases":["x"],"IPAMConfig":null},"b":null,"a":{"Links":[]}}}}"#
+            ),
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"a":{"Aliases":["web"],"Links":[]},"b":{"Aliases":["web"]}}}}"#
+        );
+        for mode in ["host", "none", "bridge", "container:x"] {
+            let body = format!(r#"{{"HostConfig":{{"NetworkMode":"{mode}"}}}}"#);
+            assert!(!alias(BodyKind::ContainerCreate, body.as_bytes()).contains("web"));
+        }
+        assert_eq!(
+            alias(
+                BodyKind::NetworkConnect,
+                br#"{"Container":"c","EndpointConfig":{"Aliases":["web","x"]}}"#
+            ),
+            r#"{"Container":"c","EndpointConfig":{"Aliases":["web","x"]}}"#
+        );
+        assert_eq!(
+            alias(BodyKind::NetworkConnect, br#"{"container":"c"}"#),
+            r#"{"Container":"c","EndpointConfig":{"Aliases":["web"]}}"#
         );
     }
 

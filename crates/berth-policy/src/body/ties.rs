@@ -119,7 +119,7 @@ fn create_ties(b: &CreateBody<'_>) -> Ties {
     ties
 }
 
-fn is_predefined_network(name: &str) -> bool {
+pub(super) fn is_predefined_network(name: &str) -> bool {
     matches!(name, "" | "default" | "bridge" | "host" | "none") || name.starts_with("container:")
 }
 
