@@ -139,12 +139,13 @@ pub(crate) async fn admit(
     req: Request<Incoming>,
     classified: &Classified,
     peer: &PeerIdentity,
+    tenant: Option<&str>,
 ) -> Result<Request<Incoming>, GatewayError> {
     let Some(gate) = gate else {
         return Ok(req);
     };
     // Boxed (docs/conventions.md, "Futures"): only runs with a policy.
-    Box::pin(judge(gate, req, classified, peer)).await
+    Box::pin(judge(gate, req, classified, peer, tenant)).await
 }
 
 async fn judge(
@@ -152,12 +153,16 @@ async fn judge(
     req: Request<Incoming>,
     classified: &Classified,
     peer: &PeerIdentity,
+    tenant: Option<&str>,
 ) -> Result<Request<Incoming>, GatewayError> {
     let policy = gate.current();
     let client = client_identity(peer);
     let (mut parts, mut body) = req.into_parts();
     let held = {
         let mut facts = RequestFacts::new(parts.method.as_str(), parts.uri.path(), &client);
+        if let Some(t) = tenant {
+            facts = facts.with_tenant(t);
+        }
         if let Some(q) = parts.uri.query() {
             facts = facts.with_query(q);
         }
@@ -203,6 +208,7 @@ async fn judge(
             query: facts.query.map(str::to_owned),
             content_type: facts.content_type.map(str::to_owned),
             client: client.clone(),
+            tenant: tenant.map(str::to_owned),
             needs_body: matches!(decision, Decision::NeedsBody { .. }),
             bound,
             socket: socket.cloned(),
@@ -242,6 +248,7 @@ struct BodyJudgement {
     query: Option<String>,
     content_type: Option<String>,
     client: ClientIdentity,
+    tenant: Option<String>,
     /// The policy answered `NeedsBody`.
     needs_body: bool,
     bound: usize,
@@ -253,6 +260,7 @@ impl BodyJudgement {
     /// The body to forward, or the refusal (with the rule that refused).
     fn run(self, bytes: Bytes) -> Result<Bytes, GatewayError> {
         let mut facts = RequestFacts::new(&self.method, &self.path, &self.client);
+        facts.tenant = self.tenant.as_deref();
         facts.query = self.query.as_deref();
         facts.content_type = self.content_type.as_deref();
         let parsed = BodyKind::of(&self.method, &self.path).map(|k| DockerBody::parse(k, &bytes));

@@ -261,7 +261,17 @@ impl Shared {
                 Box::pin(discard_unread(req.body_mut())).await;
                 Err(tenant::untenanted())
             }
-            _ => admit::admit(self.policy.as_deref(), req, &classified, peer).await,
+            Some((_, Who::Tenant(t))) => {
+                admit::admit(
+                    self.policy.as_deref(),
+                    req,
+                    &classified,
+                    peer,
+                    Some(t.name()),
+                )
+                .await
+            }
+            _ => admit::admit(self.policy.as_deref(), req, &classified, peer, None).await,
         };
         if self.policy.is_some() {
             count_decision(self.metrics.as_deref(), admitted.as_ref().err());

@@ -60,10 +60,12 @@ pub(crate) enum ClientSelector {
     Internal,
     /// `anonymous`.
     Anonymous,
+    /// `tenant:NAME`: every client of berth's tenant `NAME` (its clients and socket).
+    Tenant(String),
 }
 
 pub(crate) const SELECTOR_HELP: &str = "expected \"*\", \"unix\", \"uid:N\", \"gid:N\", \"tls\", \
-     \"tls:SUBJECT\", \"internal\" or \"anonymous\"";
+     \"tls:SUBJECT\", \"internal\", \"anonymous\" or \"tenant:NAME\"";
 
 impl ClientSelector {
     pub(crate) fn parse(s: &str) -> Result<Self, String> {
@@ -87,6 +89,11 @@ impl ClientSelector {
                         return Err(format!("client {s:?}: empty subject; use \"tls\" for any"));
                     }
                     Self::TlsSubject(Glob::new(p, None).map_err(|e| format!("client {s:?}: {e}"))?)
+                } else if let Some(name) = s.strip_prefix("tenant:") {
+                    if name.is_empty() {
+                        return Err(format!("client {s:?}: empty tenant name"));
+                    }
+                    Self::Tenant(name.to_owned())
                 } else {
                     return Err(format!("unknown client {s:?}; {SELECTOR_HELP}"));
                 }
@@ -94,10 +101,12 @@ impl ClientSelector {
         })
     }
 
-    pub(crate) fn matches(&self, client: &ClientIdentity) -> bool {
+    /// Whether this selects `client`, a client of tenant `tenant` (if any).
+    pub(crate) fn matches(&self, client: &ClientIdentity, tenant: Option<&str>) -> bool {
         use ClientIdentity as C;
         match (self, client) {
             (Self::Any, _) => true,
+            (Self::Tenant(want), _) => tenant == Some(want.as_str()),
             (Self::Unix, C::Unix { .. }) => true,
             (Self::Uid(want), C::Unix { uid, .. }) => want == uid,
             (Self::Gid(want), C::Unix { gid, .. }) => want == gid,
@@ -129,11 +138,11 @@ pub(crate) struct ClientSet {
 }
 
 impl ClientSet {
-    pub(crate) fn contains(&self, client: &ClientIdentity) -> bool {
+    pub(crate) fn contains(&self, client: &ClientIdentity, tenant: Option<&str>) -> bool {
         let included = match &self.only {
             None => true,
-            Some(list) => list.iter().any(|s| s.matches(client)),
+            Some(list) => list.iter().any(|s| s.matches(client, tenant)),
         };
-        included && !self.except.iter().any(|s| s.matches(client))
+        included && !self.except.iter().any(|s| s.matches(client, tenant))
     }
 }

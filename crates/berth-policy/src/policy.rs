@@ -63,7 +63,7 @@ impl Rule {
     fn matches(&self, req: &RequestFacts<'_>, c: &Classified<'_>) -> bool {
         self.methods.is_none_or(|m| m & method_bit(req.method) != 0)
             && self.sections.is_none_or(|s| s & c.section.bit() != 0)
-            && self.clients.contains(req.client)
+            && self.clients.contains(req.client, req.tenant)
             && self
                 .paths
                 .as_ref()
@@ -219,7 +219,7 @@ impl AccessPolicy {
     ) -> impl Iterator<Item = &'s Limit> + 's {
         self.limits
             .iter()
-            .filter(move |l| l.judges(op) && l.clients.contains(req.client))
+            .filter(move |l| l.judges(op) && l.clients.contains(req.client, req.tenant))
     }
 }
 

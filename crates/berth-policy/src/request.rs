@@ -17,6 +17,8 @@ pub struct RequestFacts<'a> {
     pub content_type: Option<&'a str>,
     /// Who is asking.
     pub client: &'a ClientIdentity,
+    /// The gateway's tenant the client belongs to, if any (`tenant:NAME` selects it).
+    pub tenant: Option<&'a str>,
 }
 
 impl<'a> RequestFacts<'a> {
@@ -28,6 +30,15 @@ impl<'a> RequestFacts<'a> {
             query: None,
             content_type: None,
             client,
+            tenant: None,
+        }
+    }
+
+    /// The same request from a client of tenant `name`.
+    pub fn with_tenant(self, name: &'a str) -> Self {
+        Self {
+            tenant: Some(name),
+            ..self
         }
     }
 

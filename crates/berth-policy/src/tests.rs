@@ -892,3 +892,59 @@ fn fifty_rule_policies_decide_without_reading_bodies_they_do_not_need() {
     let list = RequestFacts::new("GET", "/v1.41/containers/json", &c);
     assert_eq!(p.check_request(&list), Decision::Allow);
 }
+
+#[test]
+fn tenant_selectors_pick_the_clients_of_a_gateway_tenant() {
+    let p = policy(
+        r#"
+default = "allow"
+
+[[rule]]
+name = "ci-reads-only"
+action = "deny"
+clients = ["tenant:ci"]
+methods = ["POST", "DELETE"]
+sections = ["volumes"]
+
+[[limit]]
+name = "ci-small-images"
+clients = ["tenant:ci"]
+except = ["uid:0"]
+images = ["busybox*"]
+"#,
+    );
+    let client = unix(1000);
+    let ask = |tenant: Option<&str>, method, path, body: &str| {
+        let mut req = RequestFacts::new(method, path, &client);
+        if let Some(t) = tenant {
+            req = req.with_tenant(t);
+        }
+        match p.check_request(&req) {
+            Decision::NeedsBody { .. } => p.check_body(&req, body.as_bytes()),
+            d => d,
+        }
+    };
+    let create = r#"{"Image":"alpine"}"#;
+    let rows: &[(Option<&str>, &str, &str, Option<&str>)] = &[
+        (Some("ci"), "POST", "/volumes/create", Some("ci-reads-only")),
+        (Some("ci"), "GET", "/volumes", None),
+        (Some("cd"), "POST", "/volumes/create", None),
+        (None, "POST", "/volumes/create", None),
+        (
+            Some("ci"),
+            "POST",
+            "/containers/create",
+            Some("ci-small-images"),
+        ),
+        (Some("cix"), "POST", "/containers/create", None),
+        (None, "POST", "/containers/create", None),
+    ];
+    for (tenant, method, path, want) in rows {
+        let d = ask(*tenant, method, path, create);
+        assert_eq!(rule_of(&d), *want, "{tenant:?} {method} {path} → {d:?}");
+    }
+    let bad = AccessPolicy::from_toml(
+        "[[rule]]\nname = \"x\"\naction = \"deny\"\nclients = [\"tenant:\"]\n",
+    );
+    assert!(bad.unwrap_err().to_string().contains("empty tenant name"));
+}

@@ -500,11 +500,30 @@ fn untenanted_clients_can_be_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("berth.toml");
     let tenant_sock = dir.path().join("t.sock");
+    let other_sock = dir.path().join("s.sock");
+    // A tenant's own policy rule: `tenant:NAME` as the rule's client.
     std::fs::write(
         &config,
         format!(
-            "untenanted = \"refuse\"\nshared_images = [\"*\"]\n[[tenants]]\nname = \"tr\"\nsocket = \"{}\"\n",
-            tenant_sock.display()
+            r#"untenanted = "refuse"
+shared_images = ["*"]
+[[tenants]]
+name = "tr"
+socket = "{}"
+[[tenants]]
+name = "ts"
+socket = "{}"
+[policy]
+default = "allow"
+[[policy.rule]]
+name = "tr-makes-no-volumes"
+action = "deny"
+clients = ["tenant:tr"]
+sections = ["volumes"]
+methods = ["POST"]
+"#,
+            tenant_sock.display(),
+            other_sock.display()
         ),
     )
     .unwrap();
@@ -530,6 +549,14 @@ fn untenanted_clients_can_be_refused() {
         lines(&direct().run(&["images", "--format", "{{.Repository}}:{{.Tag}}"]))
     );
     assert_eq!(t.run(&["ps", "-aq"]).ok(), "");
+    let refused = t.run(&["volume", "create", "v"]);
+    assert!(
+        !refused.success() && refused.stderr.contains("rule \"tr-makes-no-volumes\""),
+        "{refused}"
+    );
+    let s = DockerCli::new(format!("unix://{}", other_sock.display()));
+    assert_eq!(s.run(&["volume", "create", "v"]).ok(), "v");
+    s.run(&["volume", "rm", "v"]).ok();
 }
 
 #[test]
