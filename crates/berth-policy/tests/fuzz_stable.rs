@@ -4,22 +4,7 @@
 //! reproduces; `BERTH_FUZZ_ITERATIONS` raises the count for a longer run.
 
 use berth_policy::fuzzing;
-
-/// xorshift64*: small, deterministic, good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use berth_test::mutate::{iterations, Mutator, Rng};
 
 const SEEDS: &[&str] = &[
     r#"{"Image":"busybox","HostConfig":{"Privileged":true,"CapAdd":["NET_ADMIN"]}}"#,
@@ -56,39 +41,10 @@ const TOKENS: &[&str] = &[
     "\"\\ud800\"",
 ];
 
-fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
-    let mut out = input.to_vec();
-    for _ in 0..=rng.below(4) {
-        let at = rng.below(out.len() + 1);
-        match rng.below(5) {
-            0 if !out.is_empty() => {
-                let i = rng.below(out.len());
-                out[i] ^= 1 << rng.below(8);
-            }
-            1 if !out.is_empty() => {
-                let end = (at + rng.below(8)).min(out.len());
-                out.drain(at.min(end)..end);
-            }
-            2 => {
-                let t = TOKENS[rng.below(TOKENS.len())];
-                out.splice(at..at, t.bytes());
-            }
-            3 if !out.is_empty() => {
-                let i = rng.below(out.len());
-                out[i] = out[i].to_ascii_lowercase();
-            }
-            _ => out.insert(at, rng.next() as u8),
-        }
-    }
-    out
-}
-
-fn iterations() -> usize {
-    std::env::var("BERTH_FUZZ_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000)
-}
+const MUTATOR: Mutator<'static> = Mutator {
+    tokens: TOKENS,
+    lower_case: true,
+};
 
 /// The differential corpus (`tests/create-bodies/`, `tests/exec-bodies/`, sent to a real dockerd by
 /// `crates/berth/tests/body_corpus.rs`), as seeds: every body as it is, then mutated.
@@ -113,12 +69,12 @@ fn create_bodies_never_panic() {
     for seed in &seeds {
         fuzzing::create_body(seed);
     }
-    for i in 0..iterations() {
+    for i in 0..iterations(20_000) {
         let seed = seeds[i % seeds.len()];
         let body = if i % 7 == 0 {
-            (0..rng.below(200)).map(|_| rng.next() as u8).collect()
+            (0..rng.below(200)).map(|_| rng.next_u64() as u8).collect()
         } else {
-            mutate(&mut rng, seed)
+            MUTATOR.mutate(&mut rng, seed)
         };
         fuzzing::create_body(&body);
     }
@@ -135,8 +91,8 @@ fn request_paths_never_panic() {
         "POST /build?networkmode=host",
         "DELETE /v9999999999999.1/volumes/x",
     ];
-    for i in 0..iterations() {
-        let line = mutate(&mut rng, seeds[i % seeds.len()].as_bytes());
+    for i in 0..iterations(20_000) {
+        let line = MUTATOR.mutate(&mut rng, seeds[i % seeds.len()].as_bytes());
         fuzzing::request_path(&line);
     }
 }
@@ -149,8 +105,8 @@ fn policy_files_never_panic() {
         include_str!("../examples/policy-readonly.toml"),
         "[[rule]]\nname = \"a\"\naction = \"deny\"\nclients = [\"tls:CN=*\"]\npaths = [\"/**\"]\n",
     ];
-    for i in 0..iterations() / 4 {
-        let text = mutate(&mut rng, seeds[i % seeds.len()].as_bytes());
+    for i in 0..iterations(20_000) / 4 {
+        let text = MUTATOR.mutate(&mut rng, seeds[i % seeds.len()].as_bytes());
         fuzzing::policy_toml(&text);
     }
 }

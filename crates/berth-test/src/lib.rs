@@ -15,6 +15,7 @@
 //!   namespace address, or only an sshd there), after [`TestEngine::link_to_host`].
 //! - [`DockerCli`]: the real docker CLI against one socket, with a timeout.
 //! - [`wire`]: raw HTTP/1.1 over a Unix socket, for wire-level checks.
+//! - [`mutate`]: the mutation loop of the stable fuzz stand-ins.
 //! - [`assert_eventually!`]: for state that settles asynchronously.
 //!
 //! Every process is watched by a small shell *watchdog* that cleans up (kills the
@@ -33,6 +34,7 @@ mod engine;
 pub mod gateway;
 mod images;
 mod managed;
+pub mod mutate;
 pub mod procfs;
 mod remote;
 mod watchdog;
