@@ -14,6 +14,8 @@
 //!   objects a create names are the tenant's, its default network is its own, a host
 //!   bind is refused except the Docker socket, which becomes the tenant's socket.
 
+mod archive;
+mod images;
 mod lookup;
 mod names;
 mod query;
@@ -29,6 +31,7 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
+pub use images::{owned_images, remove_images};
 pub(crate) use set::Who;
 pub use set::{Quotas, Tenant, TenantClient, TenantSet, Untenanted};
 
@@ -42,6 +45,9 @@ use query::OWNER_LABEL;
 
 /// Request bodies berth edits for a tenant are read whole up to this size.
 const MAX_EDITED_BODY: usize = 16 << 20;
+/// Archives berth edits for a tenant (an image archive, a build context) are read
+/// whole up to this size.
+const MAX_EDITED_ARCHIVE: usize = 1 << 30;
 
 /// What the tenant stage made of a request.
 pub(crate) enum Scoped {
@@ -63,6 +69,15 @@ enum AnswerKind {
     Pass,
     Names(Shape),
     Images(Arc<Tenant>, Arc<TenantSet>),
+    /// One image's inspect, or its history.
+    Image(Arc<Tenant>, Arc<TenantSet>),
+    History(Arc<Tenant>, Arc<TenantSet>),
+    /// An image remove: names mapped back, what is gone forgotten.
+    Deleted(Arc<TenantSet>),
+    /// A build, load, import or commit: what it made is the tenant's (the answer
+    /// streamed line by line, names mapped back). `true`: a quiet build, whose only
+    /// `stream` is the ID it made.
+    Made(Arc<TenantSet>, bool),
     /// A container was created: its limits are held to the tenant's quotas.
     Created(Arc<Tenant>, Arc<Guest>),
     /// The event stream: names mapped line by line as events arrive.
@@ -114,7 +129,15 @@ enum Plan<'p> {
     /// An operation on a network: its reference and the rest (`""`, `/connect`, …).
     Network(&'p str, &'p str),
     Volume(&'p str),
+    /// An image: its reference and the operation (`/json`, `/history`, `/tag`, `""`
+    /// for remove).
     Image(&'p str, &'p str),
+    ImagePrune,
+    ImageLoad,
+    /// `POST /images/create`: an import (a pull is refused).
+    ImageCreate,
+    Build,
+    Commit,
     Refused,
 }
 
@@ -159,6 +182,11 @@ fn plan<'p>(method: &Method, path: &'p str) -> Plan<'p> {
         "/networks/create" if post => return Plan::NetworkCreate,
         "/volumes/create" if post => return Plan::VolumeCreate,
         "/containers/prune" | "/networks/prune" | "/volumes/prune" if post => return Plan::Prune,
+        "/images/prune" if post => return Plan::ImagePrune,
+        "/images/load" if post => return Plan::ImageLoad,
+        "/images/create" if post => return Plan::ImageCreate,
+        "/build" if post => return Plan::Build,
+        "/commit" if post => return Plan::Commit,
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/containers/") {
@@ -207,9 +235,12 @@ fn plan<'p>(method: &Method, path: &'p str) -> Plan<'p> {
         return Plan::Refused;
     }
     if let Some(rest) = path.strip_prefix("/images/") {
-        for op in ["/json", "/history"] {
+        if method == Method::DELETE && !rest.is_empty() {
+            return Plan::Image(rest, "");
+        }
+        for (op, allowed) in [("/json", get), ("/history", get), ("/tag", post)] {
             if let Some(name) = rest.strip_suffix(op).filter(|n| !n.is_empty()) {
-                if get {
+                if allowed {
                     return Plan::Image(name, op);
                 }
             }
@@ -398,11 +429,106 @@ async fn scope_inner(
             )
         }
         Plan::Image(reference, op) => {
-            let found = lookup.image(reference).await?;
-            let id = found["Id"].as_str().unwrap_or(reference).to_owned();
+            let found = images::find(guest, tenant, set, reference).await?;
+            let id = found.inspect["Id"].as_str().unwrap_or(reference).to_owned();
+            let (target, q, kind) = match op {
+                "/tag" => {
+                    let repo = query::get(query, "repo").unwrap_or_default();
+                    let q = if repo.is_empty() {
+                        query.map(str::to_owned)
+                    } else {
+                        Some(query::set(query, "repo", &image_name(tenant, &repo)?))
+                    };
+                    (format!("/images/{}/tag", enc(&id)), q, AnswerKind::Pass)
+                }
+                "" => match found.how {
+                    images::How::Own => (
+                        format!("/images/{}", enc(&found.engine)),
+                        query.map(str::to_owned),
+                        AnswerKind::Deleted(Arc::clone(set)),
+                    ),
+                    images::How::Id => {
+                        let answer = images::remove_by_id(&lookup, &found.inspect, query).await?;
+                        return Err(Early::Answer(Box::new(answer)));
+                    }
+                    images::How::Shared => {
+                        return Err(refused(
+                            tenant,
+                            &format!("image {reference} is shared: not a tenant's to remove"),
+                        )
+                        .into())
+                    }
+                },
+                "/history" => (
+                    format!("/images/{}/history", enc(&id)),
+                    query.map(str::to_owned),
+                    AnswerKind::History(Arc::clone(tenant), Arc::clone(set)),
+                ),
+                _ => (
+                    format!("/images/{}{op}", enc(&id)),
+                    query.map(str::to_owned),
+                    AnswerKind::Image(Arc::clone(tenant), Arc::clone(set)),
+                ),
+            };
+            forward(Some(uri(&target, q.as_deref())?), kind)
+        }
+        Plan::ImagePrune => Err(Early::Answer(Box::new(
+            images::prune(&lookup, query).await?,
+        ))),
+        Plan::ImageLoad => {
+            let body = read_archive(req).await?;
+            let map = |r: &str| images::inward(name, r);
+            let names = ["manifest.json", "repositories", "index.json"];
+            let edited =
+                archive::edit_tar(&body, &names, |n, c| archive::rename_in_archive(n, c, &map))
+                    .map_err(|e| GatewayError::BadRequest(format!("berth tenant {name:?}: {e}")))?;
+            hold(req, edited);
+            forward(None, AnswerKind::Made(Arc::clone(set), false))
+        }
+        Plan::ImageCreate => {
+            if query::get(query, "fromImage").is_some_and(|f| !f.is_empty()) {
+                return Err(refused(
+                    tenant,
+                    "pulling is not available to tenants (a pull names the image on the engine for everyone); import, load or build it",
+                )
+                .into());
+            }
+            let repo = query::get(query, "repo").unwrap_or_default();
+            let q = if repo.is_empty() {
+                query.map(str::to_owned)
+            } else {
+                Some(query::set(query, "repo", &image_name(tenant, &repo)?))
+            };
             forward(
-                Some(uri(&format!("/images/{}{op}", enc(&id)), query)?),
-                AnswerKind::Pass,
+                Some(uri(&path, q.as_deref())?),
+                AnswerKind::Made(Arc::clone(set), false),
+            )
+        }
+        Plan::Commit => {
+            let container = query::get(query, "container").unwrap_or_default();
+            let id = lookup.container_id(&container).await?;
+            let mut q = query::set(query, "container", &id);
+            let repo = query::get(query, "repo").unwrap_or_default();
+            if !repo.is_empty() {
+                q = query::set(Some(&q), "repo", &image_name(tenant, &repo)?);
+            }
+            forward(
+                Some(uri(&path, Some(&q))?),
+                AnswerKind::Made(Arc::clone(set), false),
+            )
+        }
+        Plan::Build => {
+            let q = scope_build(&lookup, req, query).await?;
+            // dockerd's `BoolValue`.
+            let quiet = query::get(query, "q").is_some_and(|v| {
+                !matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "" | "0" | "no" | "false" | "none"
+                )
+            });
+            forward(
+                Some(uri(&path, Some(&q))?),
+                AnswerKind::Made(Arc::clone(set), quiet),
             )
         }
         Plan::NetworkCreate | Plan::VolumeCreate => {
@@ -499,7 +625,9 @@ async fn scope_create(lookup: &Lookup<'_>, model: &mut DockerBody<'_>) -> Result
             continue;
         }
         let found = match r.kind {
-            ObjectKind::Image => lookup.image(&r.name).await.map(|_| None),
+            ObjectKind::Image => images::find(lookup.guest, tenant, lookup.set, &r.name)
+                .await
+                .map(|found| Some(found.engine)),
             ObjectKind::Container => lookup.container_id(&r.name).await.map(Some),
             ObjectKind::Network => lookup.network_to_join(&r.name).await.map(Some),
             ObjectKind::Volume => lookup.volume(&r.name, true).await.map(Some),
@@ -508,6 +636,14 @@ async fn scope_create(lookup: &Lookup<'_>, model: &mut DockerBody<'_>) -> Result
             Some(found) => resolved.insert(k, found),
             None => continue,
         };
+    }
+    if let Some(image) = model
+        .references()
+        .iter()
+        .find(|r| r.kind == ObjectKind::Image)
+        .and_then(|r| resolved.get(&key(ObjectKind::Image, &r.name)))
+    {
+        model.set_image(image.clone());
     }
     model.rewrite_references(|kind, name| resolved.get(&key(kind, name)).cloned());
     if model.network_mode().is_none() {
@@ -582,6 +718,135 @@ fn hold(req: &mut Request<Incoming>, body: Vec<u8>) {
     req.extensions_mut().insert(HeldBody(Bytes::from(body)));
 }
 
+/// An archive body (image archive, build context), whole.
+async fn read_archive(req: &mut Request<Incoming>) -> Result<Bytes, GatewayError> {
+    Limited::new(req.body_mut(), MAX_EDITED_ARCHIVE)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| GatewayError::BadRequest(format!("reading the archive: {e}")))
+}
+
+/// The engine name of an image name the tenant gives (a tag, a commit's or import's
+/// repository).
+fn image_name(tenant: &Tenant, reference: &str) -> Result<String, GatewayError> {
+    images::inward(tenant.name(), reference).ok_or_else(|| {
+        GatewayError::BadRequest(format!(
+            "berth tenant {:?}: {reference:?} cannot be an image name of a tenant",
+            tenant.name()
+        ))
+    })
+}
+
+/// A build (the classic builder's: the context comes in the body) made the tenant's:
+/// its tags and cache sources in its repository, its Dockerfile's images the ones it
+/// may use, its build containers on its network and removed. The scoped query.
+async fn scope_build(
+    lookup: &Lookup<'_>,
+    req: &mut Request<Incoming>,
+    query: Option<&str>,
+) -> Result<String, GatewayError> {
+    let tenant = lookup.tenant;
+    let name = tenant.name();
+    if query::get(query, "version").as_deref() == Some("2") {
+        return Err(refused(
+            tenant,
+            "BuildKit builds are not available to tenants (use the classic builder: DOCKER_BUILDKIT=0)",
+        ));
+    }
+    if query::get(query, "remote").is_some_and(|r| !r.is_empty()) {
+        return Err(refused(
+            tenant,
+            "builds of a remote context are not available to tenants",
+        ));
+    }
+    let tags = query::get_all(query, "t")
+        .iter()
+        .map(|t| image_name(tenant, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut q = query::set_all(query, "t", &tags);
+    if let Some(cache) = query::get(Some(&q), "cachefrom").filter(|c| !c.is_empty()) {
+        let refs: Vec<String> = serde_json::from_str(&cache)
+            .map_err(|e| GatewayError::BadRequest(format!("invalid cachefrom: {e}")))?;
+        let mut mapped = Vec::new();
+        for r in refs {
+            mapped.push(
+                images::find(lookup.guest, tenant, lookup.set, &r)
+                    .await?
+                    .engine,
+            );
+        }
+        q = query::set(Some(&q), "cachefrom", &Value::from(mapped).to_string());
+    }
+    let network = query::get(Some(&q), "networkmode").unwrap_or_default();
+    let network = match network.as_str() {
+        "" | "default" | "bridge" => lookup.default_network().await?,
+        "none" => network,
+        other if other.starts_with("container:") => {
+            return Err(refused(
+                tenant,
+                "a build in another container's network is not available to tenants",
+            ))
+        }
+        other => lookup.network_to_join(other).await?,
+    };
+    q = query::set(Some(&q), "networkmode", &network);
+    // Build containers are removed, failed or not: nothing is left unowned.
+    q = query::set(Some(&q), "rm", "1");
+    q = query::set(Some(&q), "forcerm", "1");
+    let dockerfile = query::get(Some(&q), "dockerfile").unwrap_or_default();
+    let names: Vec<String> = if dockerfile.is_empty() {
+        // dockerd falls back to `dockerfile` when `Dockerfile` is missing.
+        vec!["Dockerfile".into(), "dockerfile".into()]
+    } else {
+        vec![archive::clean(&dockerfile)]
+    };
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let body = read_archive(req).await?;
+    let bad = |e: String| GatewayError::BadRequest(format!("berth tenant {name:?}: {e}"));
+    // What the Dockerfile names, found as the tenant's (async), then written in.
+    let mut named = Vec::new();
+    archive::edit_tar(&body, &names, |_, text| {
+        let text = String::from_utf8_lossy(text);
+        archive::rewrite_dockerfile(&text, &mut |image| {
+            named.push(image.to_owned());
+            Ok(None)
+        })?;
+        Ok(Vec::new())
+    })
+    .map_err(bad)?;
+    let mut resolved = HashMap::new();
+    for image in named {
+        let engine = match images::find(lookup.guest, tenant, lookup.set, &image).await {
+            Ok(found) => {
+                // A base's ONBUILD triggers run in this build: one naming an image
+                // would read it unscoped.
+                let triggers = found.inspect.pointer("/Config/OnBuild").cloned();
+                if triggers.is_some_and(|t| t.to_string().to_ascii_lowercase().contains("from")) {
+                    return Err(refused(
+                        tenant,
+                        &format!("image {image} has ONBUILD triggers that name images"),
+                    ));
+                }
+                found.engine
+            }
+            // Not the tenant's: named in its repository, where the builder finds
+            // nothing (and pulls nothing: no registry answers to that name).
+            Err(_) => image_name(tenant, &image)?,
+        };
+        resolved.insert(image, engine);
+    }
+    let edited = archive::edit_tar(&body, &names, |_, text| {
+        let text = String::from_utf8_lossy(text);
+        let out =
+            archive::rewrite_dockerfile(&text, &mut |image| Ok(resolved.get(image).cloned()))?;
+        Ok(out.into_bytes())
+    })
+    .map_err(bad)?;
+    hold(req, edited);
+    Ok(q)
+}
+
 /// A name for an object the tenant did not name (it must be in the namespace).
 fn generated_name() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -609,6 +874,9 @@ impl AnswerMap {
         if matches!(self.kind, AnswerKind::Events) {
             return Ok(map_events(self.tenant, res));
         }
+        if let AnswerKind::Made(set, quiet) = self.kind {
+            return Ok(map_made(self.tenant, set, quiet, res));
+        }
         let (mut parts, body) = res.into_parts();
         let bytes = body
             .collect()
@@ -625,17 +893,22 @@ impl AnswerMap {
             ));
         };
         match &self.kind {
-            AnswerKind::Pass | AnswerKind::Events => {}
+            AnswerKind::Pass | AnswerKind::Events | AnswerKind::Made(..) => {}
             AnswerKind::Created(tenant, guest) => {
                 let id = value["Id"].as_str().unwrap_or_default();
                 hold_to_quotas(tenant, guest, id).await?;
             }
             AnswerKind::Names(shape) => map_out(&self.tenant, *shape, &mut value),
             AnswerKind::Images(tenant, set) => {
-                if let Value::Array(images) = &mut value {
-                    images.retain_mut(|i| image_visible(tenant, set, i));
+                if let Value::Array(list) = &mut value {
+                    list.retain_mut(|i| images::view(tenant, set, i));
                 }
             }
+            AnswerKind::Image(tenant, set) => {
+                images::view(tenant, set, &mut value);
+            }
+            AnswerKind::History(tenant, set) => images::view_history(tenant, set, &mut value),
+            AnswerKind::Deleted(set) => images::map_deleted(&self.tenant, set, &mut value),
         }
         // dockerd's encoder ends every document with a newline.
         let out = Bytes::from(format!("{value}\n"));
@@ -674,6 +947,54 @@ fn map_events(tenant: String, res: Response<ResponseBody>) -> Response<ClientBod
                 Some(Err(e)) => return Some((Err(std::io::Error::other(e)), None)),
                 None if buf.is_empty() => return None,
                 None => return Some((Ok(Frame::data(buf.split().freeze())), None)),
+            }
+        }
+    });
+    let body = http_body_util::StreamBody::new(lines).boxed_unsync();
+    Response::from_parts(parts, Either::Right(body))
+}
+
+/// The progress of a build, load, import or commit, one JSON line at a time: names
+/// in the tenant's spelling, and every image it made the tenant's.
+fn map_made(
+    tenant: String,
+    set: Arc<TenantSet>,
+    quiet: bool,
+    res: Response<ResponseBody>,
+) -> Response<ClientBody> {
+    use http_body::Frame;
+    let (mut parts, body) = res.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let line = move |tenant: &str, line: &[u8]| -> Bytes {
+        if let Ok(v) = serde_json::from_slice::<Value>(line) {
+            for id in images::made_ids(&v, quiet) {
+                set.own_image(tenant, &id);
+            }
+        }
+        let text = String::from_utf8_lossy(line);
+        Bytes::from(images::outward_text(tenant, &text))
+    };
+    let state = Some((body, bytes::BytesMut::new(), tenant, line));
+    let lines = futures_util::stream::unfold(state, |state| async move {
+        let (mut body, mut buf, tenant, line) = state?;
+        loop {
+            if let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                let chunk = buf.split_to(end + 1);
+                let out = line(&tenant, &chunk);
+                return Some((Ok(Frame::data(out)), Some((body, buf, tenant, line))));
+            }
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        buf.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => return Some((Err(std::io::Error::other(e)), None)),
+                None if buf.is_empty() => return None,
+                None => {
+                    let out = line(&tenant, &buf.split());
+                    return Some((Ok(Frame::data(out)), None));
+                }
             }
         }
     });
@@ -768,24 +1089,6 @@ async fn hold_to_quotas(tenant: &Tenant, guest: &Guest, id: &str) -> Result<(), 
     Ok(())
 }
 
-/// Whether a list entry is the tenant's or shared; a shared one keeps only its shared
-/// tags (another tag of the same image is not shared).
-fn image_visible(tenant: &Tenant, set: &TenantSet, image: &mut Value) -> bool {
-    let owned = image
-        .pointer("/Labels")
-        .and_then(|l| l.get(OWNER_LABEL))
-        .and_then(Value::as_str)
-        == Some(tenant.name());
-    if owned {
-        return true;
-    }
-    let Some(tags) = image.get_mut("RepoTags").and_then(Value::as_array_mut) else {
-        return false;
-    };
-    tags.retain(|t| t.as_str().is_some_and(|t| set.is_shared_image(&[t])));
-    !tags.is_empty()
-}
-
 /// `GET path` of the tenant's objects (label-filtered).
 async fn owned_list(lookup: &Lookup<'_>, path: &str, extra: &str) -> Result<Value, GatewayError> {
     let q = query::scoped_filters(None, lookup.tenant.name(), None)?;
@@ -808,7 +1111,7 @@ async fn info(lookup: &Lookup<'_>) -> Result<Response<ResponseBody>, GatewayErro
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|i| lookup.image_visible(i))
+        .filter(|i| images::sees(lookup.tenant, lookup.set, i))
         .count();
     info["Containers"] = states.len().into();
     info["ContainersRunning"] = count("running").into();
@@ -843,7 +1146,7 @@ async fn system_df(lookup: &Lookup<'_>) -> Result<Response<ResponseBody>, Gatewa
         }
     }
     if let Some(list) = df.get_mut("Images").and_then(Value::as_array_mut) {
-        list.retain(|i| lookup.image_visible(i));
+        list.retain_mut(|i| images::view(lookup.tenant, lookup.set, i));
     }
     df["BuildCache"] = Value::Array(Vec::new());
     Ok(json_answer(&df))
@@ -892,14 +1195,24 @@ mod tests {
             p(Method::GET, "/images/busybox:latest/json"),
             "Image(\"busybox:latest\", \"/json\")"
         );
+        assert_eq!(
+            p(Method::DELETE, "/images/me/app:1"),
+            "Image(\"me/app:1\", \"\")"
+        );
+        assert_eq!(
+            p(Method::POST, "/images/app/tag"),
+            "Image(\"app\", \"/tag\")"
+        );
+        assert_eq!(p(Method::POST, "/build"), "Build");
+        assert_eq!(p(Method::POST, "/images/load"), "ImageLoad");
         for (m, path) in [
-            (Method::POST, "/images/create"),
-            (Method::POST, "/build"),
-            (Method::POST, "/images/load"),
-            (Method::DELETE, "/images/busybox"),
-            (Method::POST, "/images/prune"),
             (Method::POST, "/build/prune"),
-            (Method::POST, "/commit"),
+            (Method::POST, "/build/cancel"),
+            (Method::POST, "/images/app/push"),
+            (Method::GET, "/images/app/get"),
+            (Method::GET, "/images/get"),
+            (Method::GET, "/images/search"),
+            (Method::POST, "/grpc"),
             (Method::GET, "/swarm"),
             (Method::GET, "/plugins"),
             (Method::POST, "/session"),

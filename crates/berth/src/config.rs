@@ -124,8 +124,8 @@ pub(crate) enum UntenantedSetting {
     Refuse,
 }
 
-/// One `[[tenants]]` table.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// One `[[tenants]]` table (also a tenant added at run time, as berth keeps it).
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TenantEntry {
     pub(crate) name: String,

@@ -22,6 +22,10 @@ pub(crate) struct TenantControl {
     guest: Arc<Guest>,
     group: Option<u32>,
     sockets: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// Tenants added at run time, and the state file they are kept in (they outlive a
+    /// restart; `berth tenant rm` forgets them).
+    added: Mutex<Vec<TenantEntry>>,
+    added_file: PathBuf,
 }
 
 /// One line of `berth tenant ls`.
@@ -43,6 +47,7 @@ impl TenantControl {
         spawner: ListenerSpawner,
         guest: Arc<Guest>,
         group: Option<u32>,
+        added_file: PathBuf,
     ) -> Self {
         Self {
             set,
@@ -50,7 +55,44 @@ impl TenantControl {
             guest,
             group,
             sockets: Mutex::new(HashMap::new()),
+            added: Mutex::new(Vec::new()),
+            added_file,
         }
+    }
+
+    /// Adds again the tenants added at run time before a restart (one that no longer
+    /// fits, e.g. its name is now in the configuration, is skipped with a warning).
+    pub(crate) fn restore(&self) -> Result<()> {
+        let entries: Vec<TenantEntry> = match std::fs::read(&self.added_file) {
+            Ok(text) => serde_json::from_slice(&text)
+                .with_context(|| format!("reading {}", self.added_file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).context(format!("reading {}", self.added_file.display())),
+        };
+        let mut added = self.added_lock();
+        for entry in entries {
+            match entry.tenant().and_then(|t| self.set.add(t)) {
+                Ok(_) => added.push(entry),
+                Err(e) => {
+                    tracing::warn!(tenant = %entry.name, error = %e, "berth did not restore a tenant added at run time")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn save_added(&self, added: &[TenantEntry]) -> Result<()> {
+        if let Some(dir) = self.added_file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = self.added_file.with_extension("json.new");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(added)?)?;
+        std::fs::rename(&tmp, &self.added_file)
+            .with_context(|| format!("writing {}", self.added_file.display()))
+    }
+
+    fn added_lock(&self) -> std::sync::MutexGuard<'_, Vec<TenantEntry>> {
+        self.added.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Binds and serves the socket of every tenant that has one.
@@ -84,6 +126,16 @@ impl TenantControl {
             self.set.remove(tenant.name());
             return Err(e);
         }
+        let mut added = self.added_lock();
+        added.push(entry);
+        if let Err(e) = self.save_added(&added) {
+            added.pop();
+            self.set.remove(tenant.name());
+            if let Some(task) = self.lock().remove(tenant.name()) {
+                task.abort();
+            }
+            return Err(e);
+        }
         Ok(tenant.name().to_owned())
     }
 
@@ -96,6 +148,13 @@ impl TenantControl {
         if let Some(task) = self.lock().remove(name) {
             task.abort();
         }
+        {
+            let mut added = self.added_lock();
+            if let Some(i) = added.iter().position(|e| e.name == name) {
+                added.remove(i);
+                self.save_added(&added)?;
+            }
+        }
         let filter = berth_gateway::tenant::owned_filter(name);
         let mut removed = Vec::new();
         for (kind, list, id_key, delete) in [
@@ -107,7 +166,6 @@ impl TenantControl {
             ),
             ("networks", "/networks?", "Id", "/networks/{}"),
             ("volumes", "/volumes?", "Name", "/volumes/{}?force=1"),
-            ("images", "/images/json?", "Id", "/images/{}?force=1"),
         ] {
             let listed = self.guest.get_json(&format!("{list}{filter}")).await?;
             let items = match kind {
@@ -131,6 +189,8 @@ impl TenantControl {
             }
             removed.push(format!("{count} {kind}"));
         }
+        let images = berth_gateway::tenant::remove_images(&self.guest, &self.set, name).await?;
+        removed.push(format!("{images} images"));
         Ok(format!("tenant {name} removed ({})", removed.join(", ")))
     }
 
@@ -166,11 +226,9 @@ impl TenantControl {
                 volumes: count(
                     self.guest.get_json(&format!("/volumes?{filter}")).await?["Volumes"].take(),
                 ),
-                images: count(
-                    self.guest
-                        .get_json(&format!("/images/json?{filter}"))
-                        .await?,
-                ),
+                images: berth_gateway::tenant::owned_images(&self.guest, &self.set, t.name())
+                    .await?
+                    .len(),
             });
         }
         Ok(out)

@@ -308,11 +308,6 @@ fn two_tenants_use_the_same_names_and_never_see_each_other() {
         !bind.success() && bind.stderr.contains("berth tenant \"ta\""),
         "{bind}"
     );
-    let build = a.run_stdin(&["build", "-q", "-"], b"FROM busybox\n");
-    assert!(
-        !build.success() && build.stderr.contains("berth tenant"),
-        "{build}"
-    );
 
     // Prune in one leaves the other's.
     a.run(&["rm", "-f", "web"]).ok();
@@ -612,4 +607,163 @@ fn containers_reach_each_other_by_the_tenants_names() {
     ]);
     assert!(aliases.ok().contains(r#""Aliases":["web""#), "{aliases}");
     assert!(berth_cmd(&["rm", "tn"]).success());
+}
+
+/// The tenant's engine names of images (`berth.tenant/<tenant>/…`), asked directly.
+fn engine_images_of(tenant: &str) -> Vec<String> {
+    let all = direct().run(&["images", "-a", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let prefix = format!("berth.tenant/{tenant}/");
+    lines(&all)
+        .into_iter()
+        .filter(|i| i.starts_with(&prefix))
+        .collect()
+}
+
+#[test]
+fn images_a_tenant_builds_loads_imports_commits_and_tags_are_its_own() {
+    let mut clis = Vec::new();
+    for t in ["ti", "tj"] {
+        let sock = setup().dir.join(format!("{t}.sock"));
+        let add = berth_cmd(&["add", t, "--socket", &sock.display().to_string()]);
+        assert!(add.success(), "{add}");
+        // No buildx here: the classic builder (the context comes in the request body).
+        clis.push(tenant(t).env("DOCKER_BUILDKIT", "0"));
+    }
+    let (ti, tj) = (&clis[0], &clis[1]);
+    // An archive whose image is named bt-ten-tmp:1, made on the engine directly.
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("tmp.tar");
+    direct().run(&["tag", IMAGE, "bt-ten-tmp:1"]).ok();
+    direct()
+        .run(&["save", "-o", &tar.display().to_string(), "bt-ten-tmp:1"])
+        .ok();
+    direct().run(&["rmi", "bt-ten-tmp:1"]).ok();
+    let mut ids = Vec::new();
+    for (t, cli) in [("ti", ti), ("tj", tj)] {
+        let ctx = dir.path().join(t);
+        std::fs::create_dir_all(&ctx).unwrap();
+        let build = |dockerfile: &str, args: &[&str]| {
+            std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+            let mut all = vec!["build", "-q"];
+            all.extend_from_slice(args);
+            all.push(ctx.to_str().unwrap());
+            cli.run(&all).ok().to_owned()
+        };
+        // The same names in both tenants; a second build on the first by its name.
+        let id = build(
+            &format!("FROM {IMAGE}\nRUN echo {t} > /who\n"),
+            &["-t", "app"],
+        );
+        build(
+            "FROM app AS base\nFROM base\nRUN cat /who\n",
+            &["-t", "app2"],
+        );
+        ids.push(id);
+        assert_eq!(cli.run(&["run", "--rm", "app2", "cat", "/who"]).ok(), t);
+        cli.run(&["load", "-i", &tar.display().to_string()]).ok();
+        cli.run(&["tag", "app", "web:v1"]).ok();
+        cli.run(&["create", "--name", "c", "app", "true"]).ok();
+        cli.run(&["commit", "c", "snap:1"]).ok();
+        let export = cli.run(&["export", "c"]);
+        assert!(export.success(), "{export}");
+        let import = cli
+            .command(&["import", "-", "imp:1"])
+            .stdin(std::process::Stdio::piped())
+            .spawn();
+        let mut import = import.unwrap();
+        std::io::Write::write_all(import.stdin.as_mut().unwrap(), &export_bytes(cli, "c")).unwrap();
+        drop(import.stdin.take());
+        assert!(import.wait().unwrap().success());
+    }
+    let want = [
+        "app2:latest",
+        "app:latest",
+        "bt-ten-tmp:1",
+        IMAGE,
+        "imp:1",
+        "snap:1",
+        "web:v1",
+    ];
+    for cli in [ti, tj] {
+        assert_eq!(
+            lines(&cli.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"])),
+            want
+        );
+    }
+    // On the engine: in each tenant's repository; the archive's own name was never made.
+    assert_eq!(
+        engine_images_of("ti").len(),
+        6,
+        "{:?}",
+        engine_images_of("ti")
+    );
+    assert!(!direct()
+        .run(&["image", "inspect", "bt-ten-tmp:1"])
+        .success());
+    // Another tenant's image by ID, short ID and engine name is dockerd's "No such image".
+    let (id_i, _) = (&ids[0], &ids[1]);
+    let short = id_i.trim_start_matches("sha256:")[..12].to_owned();
+    for reference in [id_i.as_str(), &short, "berth.tenant/ti/app"] {
+        let no = format!("No such image: {reference}");
+        for args in [
+            vec!["image", "inspect", reference],
+            vec!["history", reference],
+            vec!["rmi", reference],
+            vec!["tag", reference, "mine"],
+        ] {
+            assert_missing(tj, &args, &no);
+        }
+        let ours = create(
+            &setup().dir.join("tj.sock"),
+            &format!(r#"{{"Image":"{reference}"}}"#),
+        );
+        assert_eq!(ours.0, 404, "{ours:?}");
+    }
+    // A Dockerfile naming it (or a non-shared image of the engine) finds nothing.
+    for from in ["berth.tenant/ti/app", "bt-ten-private:1"] {
+        let out = tj.run_stdin(&["build", "-q", "-"], format!("FROM {from}\n").as_bytes());
+        assert!(!out.success(), "{out}");
+    }
+    assert!(direct()
+        .run(&["image", "inspect", "berth.tenant/ti/app"])
+        .success());
+    // Remove and prune touch only the tenant's.
+    ti.run(&["rm", "c"]).ok();
+    ti.run(&["rmi", "web:v1", "snap:1"]).ok();
+    let dangling = ti.run_stdin(
+        &["build", "-q", "-"],
+        b"FROM busybox:latest\nRUN echo x > /x\n",
+    );
+    let dangling = dangling.ok().to_owned();
+    let seen = ti.run(&["image", "inspect", &dangling]);
+    assert!(seen.success(), "{seen}");
+    assert_missing(tj, &["image", "inspect", &dangling], "No such image");
+    ti.run(&["image", "prune", "-f"]).ok();
+    assert!(!direct().run(&["image", "inspect", &dangling]).success());
+    // (bt-ten-tmp:1 is busybox: other tests' containers use it, so a prune keeps it.)
+    ti.run(&["rmi", "bt-ten-tmp:1"]).ok();
+    ti.run(&["image", "prune", "-af"]).ok();
+    assert_eq!(
+        lines(&ti.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"])),
+        [IMAGE]
+    );
+    assert_eq!(
+        lines(&tj.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"])),
+        want
+    );
+    assert!(direct().run(&["image", "inspect", IMAGE]).success());
+    // `berth tenant rm` takes every image of the tenant, and only its.
+    let ls = berth_cmd(&["ls", "--format", "{name} {images}"]);
+    // Images, not names: app and web:v1 are one.
+    assert!(ls.ok().contains("tj 5"), "{ls}");
+    assert!(berth_cmd(&["rm", "tj"]).success());
+    assert_eq!(engine_images_of("tj"), Vec::<String>::new());
+    assert!(!direct().run(&["image", "inspect", &ids[1]]).success());
+    assert!(berth_cmd(&["rm", "ti"]).success());
+}
+
+fn export_bytes(cli: &DockerCli, container: &str) -> Vec<u8> {
+    let out = cli.command(&["export", container]).output().unwrap();
+    assert!(out.status.success());
+    out.stdout
 }

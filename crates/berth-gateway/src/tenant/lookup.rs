@@ -196,44 +196,6 @@ impl Lookup<'_> {
         }
         Ok(engine)
     }
-
-    /// An image the tenant may use: shared, or the tenant's own; its inspect.
-    pub(crate) async fn image(&self, reference: &str) -> Result<Value, GatewayError> {
-        let missing = || GatewayError::NotFound(format!("No such image: {reference}"));
-        let Some(found) = self
-            .inspect(&format!("/images/{}/json", enc(reference)))
-            .await?
-        else {
-            return Err(missing());
-        };
-        // A tag is shared by its name, not by what it points to (a private tag of a
-        // shared image is not shared); an ID is shared if a shared tag points to it.
-        let by_id = reference.starts_with("sha256:")
-            || (reference.len() >= 4 && reference.bytes().all(|b| b.is_ascii_hexdigit()));
-        let shared = if by_id {
-            self.image_visible(&found)
-        } else {
-            self.set.is_shared_image(&[reference])
-        };
-        if shared || self.owned(found.pointer("/Config/Labels")) {
-            Ok(found)
-        } else {
-            Err(missing())
-        }
-    }
-
-    /// Whether an image (an inspect or a list entry) is shared or the tenant's.
-    pub(crate) fn image_visible(&self, image: &Value) -> bool {
-        let tags: Vec<&str> = image["RepoTags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        self.set.is_shared_image(&tags)
-            || self.owned(image.pointer("/Config/Labels"))
-            || self.owned(image.get("Labels"))
-    }
 }
 
 pub(crate) fn id_of(guest: &Guest, found: &Value) -> Result<String, GatewayError> {

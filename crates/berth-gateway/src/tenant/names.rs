@@ -77,6 +77,14 @@ pub(crate) fn map_out(tenant: &str, shape: Shape, answer: &mut Value) {
 
 /// What a container list entry and an inspect share.
 fn container_common(tenant: &str, c: &mut Value) {
+    // The image as the tenant named it (list: `Image`; inspect: `Config.Image`).
+    for key in ["/Image", "/Config/Image"] {
+        if let Some(image) = c.pointer_mut(key) {
+            map_string(image, |s| {
+                super::images::outward(tenant, s).unwrap_or(s).to_owned()
+            });
+        }
+    }
     if let Some(mode) = c.pointer_mut("/HostConfig/NetworkMode") {
         map_string(mode, |s| outward(tenant, s).to_owned());
     }

@@ -35,6 +35,32 @@ pub(crate) fn set(query: Option<&str>, key: &str, value: &str) -> String {
     out
 }
 
+/// Every value of `key` (Go's `Form[key]`, for keys dockerd reads as a list).
+pub(crate) fn get_all(query: Option<&str>, key: &str) -> Vec<String> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| pair_key(pair).as_deref() == Some(key))
+        .filter_map(|pair| {
+            crate::merge::query::query_unescape(pair.split_once('=').map_or("", |(_, v)| v))
+        })
+        .collect()
+}
+
+/// `query` with `key` set to `values` (every earlier spelling of `key` dropped).
+pub(crate) fn set_all(query: Option<&str>, key: &str, values: &[String]) -> String {
+    let mut out = set(query, key, "");
+    // `set` ends with `key=`: replaced by one pair per value.
+    out.truncate(out.len() - key.len() - 1);
+    for v in values {
+        out.push_str(key);
+        out.push('=');
+        out.push_str(&query_escape(v));
+        out.push('&');
+    }
+    out.trim_end_matches('&').to_owned()
+}
+
 /// The value dockerd reads for `key`.
 pub(crate) fn get(query: Option<&str>, key: &str) -> Option<String> {
     query_value(query?, key)

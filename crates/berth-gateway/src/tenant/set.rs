@@ -1,8 +1,9 @@
 //! Who is a tenant: the tenants berth knows now (changed at run time by `berth tenant
 //! add|rm`), the clients that belong to each, and what a client that belongs to none is.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::conn::PeerIdentity;
 
@@ -102,10 +103,11 @@ impl Tenant {
                 .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             && name
                 .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            && repository_component(name);
         if !valid {
             return Err(format!(
-                "tenant name {name:?}: use up to 32 lower-case letters, digits, '-' or '_', starting with a letter or digit"
+                "tenant name {name:?}: use up to 32 lower-case letters, digits, '-' or '_', starting and ending with a letter or digit (it is a component of image names)"
             ));
         }
         Ok(Self {
@@ -169,6 +171,10 @@ pub struct TenantSet {
     /// Host paths that are the Docker API (the engine's socket, berth's): a tenant's
     /// container that bind-mounts one gets the tenant's own socket instead.
     docker_sockets: Vec<PathBuf>,
+    /// Images each tenant made without a name (by full ID), and the file they are kept
+    /// in (berth's state: they outlive a restart).
+    images: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    images_file: Option<PathBuf>,
 }
 
 impl TenantSet {
@@ -183,6 +189,90 @@ impl TenantSet {
             untenanted,
             shared_images: shared_images.iter().map(|r| normalize_image(r)).collect(),
             docker_sockets,
+            images: Mutex::new(BTreeMap::new()),
+            images_file: None,
+        }
+    }
+
+    /// The set with the tenants' images by ID kept in `file` (read now if it exists).
+    pub fn with_images_file(mut self, file: PathBuf) -> Result<Self, String> {
+        match std::fs::read(&file) {
+            Ok(text) => {
+                let images = serde_json::from_slice(&text)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                self.images = Mutex::new(images);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", file.display())),
+        }
+        self.images_file = Some(file);
+        Ok(self)
+    }
+
+    /// Image `id` (full) is tenant `name`'s.
+    pub(crate) fn own_image(&self, name: &str, id: &str) {
+        let mut images = self.images_lock();
+        if images
+            .entry(name.to_owned())
+            .or_default()
+            .insert(id.to_owned())
+        {
+            self.save_images(&images);
+        }
+    }
+
+    /// Image `id` is gone from the engine: nobody's any more.
+    pub(crate) fn image_gone(&self, id: &str) {
+        let mut images = self.images_lock();
+        let mut changed = false;
+        for ids in images.values_mut() {
+            changed |= ids.remove(id);
+        }
+        if changed {
+            self.save_images(&images);
+        }
+    }
+
+    pub(crate) fn owns_image(&self, name: &str, id: &str) -> bool {
+        self.images_lock()
+            .get(name)
+            .is_some_and(|ids| ids.contains(id))
+    }
+
+    /// Whether another tenant than `name` made image `id`.
+    pub(crate) fn owned_by_another(&self, name: &str, id: &str) -> bool {
+        self.images_lock()
+            .iter()
+            .any(|(t, ids)| t != name && ids.contains(id))
+    }
+
+    /// Forgets what tenant `name` made (it is removed).
+    pub(crate) fn forget_images(&self, name: &str) {
+        let mut images = self.images_lock();
+        if images.remove(name).is_some() {
+            self.save_images(&images);
+        }
+    }
+
+    fn images_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, BTreeSet<String>>> {
+        self.images.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the images file whole (a new file renamed over the old one).
+    fn save_images(&self, images: &BTreeMap<String, BTreeSet<String>>) {
+        let Some(file) = &self.images_file else {
+            return;
+        };
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = file.with_extension("json.new");
+            std::fs::write(&tmp, serde_json::to_vec(images)?)?;
+            std::fs::rename(&tmp, file)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(file = %file.display(), error = %e, "berth could not keep the tenants' images");
         }
     }
 
@@ -259,6 +349,32 @@ impl TenantSet {
     }
 }
 
+/// Whether `name` is a path component of an image name (distribution's grammar:
+/// letters and digits joined by `_`, `__` or any number of `-`).
+fn repository_component(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_alphanumeric();
+    if !bytes.first().is_some_and(alnum) || !bytes.last().is_some_and(alnum) {
+        return false;
+    }
+    let mut separator = String::new();
+    for b in bytes {
+        if alnum(b) {
+            let ok = separator.is_empty()
+                || separator == "_"
+                || separator == "__"
+                || separator.bytes().all(|c| c == b'-');
+            if !ok {
+                return false;
+            }
+            separator.clear();
+        } else {
+            separator.push(char::from(*b));
+        }
+    }
+    true
+}
+
 /// `busybox` → `busybox:latest`; `docker.io/library/x` → `x`: how dockerd names a
 /// reference in `RepoTags`.
 fn normalize_image(reference: &str) -> String {
@@ -314,6 +430,10 @@ mod tests {
         assert!(set.is_shared_image(&["docker.io/library/busybox"]));
         assert!(!set.is_shared_image(&["busybox:1"]));
         assert!(Tenant::new("A.b", Vec::new(), None).is_err());
+        for bad in ["ci-", "c_-i", "c___i"] {
+            assert!(Tenant::new(bad, Vec::new(), None).is_err(), "{bad}");
+        }
+        assert!(Tenant::new("c--i__x_y", Vec::new(), None).is_ok());
         assert_eq!(
             TenantClient::parse("tls:CN=ci").unwrap(),
             TenantClient::TlsSubject("CN=ci".into())

@@ -143,6 +143,13 @@ impl DockerBody<'_> {
         }
     }
 
+    /// Sets the `Image` of a container create.
+    pub fn set_image(&mut self, image: String) {
+        if let (Model::Create(b), super::BodyKind::ContainerCreate) = (&mut self.model, self.kind) {
+            b.image = Some(image);
+        }
+    }
+
     /// `HostConfig.NetworkMode` as dockerd will read it (absent: `None`).
     pub fn network_mode(&self) -> Option<&str> {
         match &self.model {

@@ -341,17 +341,21 @@ async fn serve(settings: Settings, mut handover: Handover) -> Result<()> {
         })
         .collect();
     let container_socket = settings.state_dir.join("sockets/containers.sock");
-    let tenant_set = Arc::new(TenantSet::new(
-        settings
-            .tenants
-            .iter()
-            .map(config::TenantEntry::tenant)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(UsageError)?,
-        settings.untenanted,
-        settings.shared_images.clone(),
-        tenants::docker_sockets(&api_sockets, &[container_socket]),
-    ));
+    let tenant_set = Arc::new(
+        TenantSet::new(
+            settings
+                .tenants
+                .iter()
+                .map(config::TenantEntry::tenant)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(UsageError)?,
+            settings.untenanted,
+            settings.shared_images.clone(),
+            tenants::docker_sockets(&api_sockets, &[container_socket]),
+        )
+        .with_images_file(settings.state_dir.join("tenants/images.json"))
+        .map_err(|e| anyhow::anyhow!(e))?,
+    );
     let config = Config {
         drain_timeout: settings.drain_timeout,
         audit,
@@ -374,7 +378,9 @@ async fn serve(settings: Settings, mut handover: Handover) -> Result<()> {
         gateway.listener_spawner(),
         Arc::clone(gateway.router().default_guest()),
         settings.group,
+        settings.state_dir.join("tenants/added.json"),
     ));
+    tenant_control.restore()?;
     tenant_control.serve_sockets()?;
     let control_task = control.map(|socket| {
         tokio::spawn(control::serve(
