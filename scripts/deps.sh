@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what berth needs to build, run and test, when it is missing (Debian, as root).
 #   scripts/deps.sh          runtime + build + tests: docker.io, iproute2, util-linux, busybox-static, socat, openssh-server, openssl,
-#                            qemu-system-x86 + linux-image-amd64 + e2fsprogs (vm machines), a Rust toolchain
+#                            qemu-system-x86 + linux-image-amd64 + e2fsprogs + xz-utils (vm machines), a Rust toolchain
 #   scripts/deps.sh --bench  also haproxy (with socat, the classic forwarders the benchmark compares against)
 set -euo pipefail
 
@@ -32,6 +32,8 @@ need docker-compose || pkgs+=(docker-compose)
 need qemu-system-x86_64 || pkgs+=(qemu-system-x86)
 ls /boot/vmlinuz-* >/dev/null 2>&1 || pkgs+=(linux-image-amd64)
 need mkfs.ext4 || pkgs+=(e2fsprogs)
+# The kernel is uncompressed once when the image is built (its XZ payload), not at every boot.
+need xz || pkgs+=(xz-utils)
 if [ "${1:-}" = "--bench" ]; then
   need haproxy || pkgs+=(haproxy)
 fi

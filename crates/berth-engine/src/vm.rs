@@ -22,6 +22,8 @@
 mod accel;
 mod cpio;
 mod image;
+mod kernel;
+mod shim;
 
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -337,9 +339,15 @@ impl VmLauncher {
         );
         if accel == Accelerator::Tcg {
             // TCG has no kvmclock and microvm no HPET: without these the kernel cannot
-            // calibrate its clock and stops early in boot.
+            // calibrate its clock and stops early in boot. TCG's TSC is the host's
+            // (constant rate), but the kernel finds the vCPUs' TSCs out of sync and
+            // falls back to jiffies, which lose time whenever the host is busy:
+            // `tsc=reliable` keeps the guest's clock right.
             if let Some(khz) = accel::host_tsc_khz() {
-                append.push_str(&format!(" tsc_early_khz={khz} lpj={}", khz * 4));
+                append.push_str(&format!(
+                    " tsc_early_khz={khz} lpj={} tsc=reliable",
+                    khz * 4
+                ));
             }
         }
         let mut net = OsString::from("--net=");

@@ -2,11 +2,14 @@
 //!
 //! ```text
 //! image_dir/<key>/
-//!   vmlinuz        Debian's kernel (linux-image-amd64), copied from /boot
+//!   vmlinux        Debian's kernel (linux-image-amd64), uncompressed out of its /boot
+//!                  bzImage and booted directly (PVH): under TCG the kernel's own XZ
+//!                  decompression takes seconds (`vmlinuz`, the bzImage, when it cannot)
 //!   initrd.cpio    busybox + the modules that reach the root disk + initramfs-init.sh
 //!   rootfs.img     ext4, mounted read-only: busybox, dockerd, containerd, runc,
 //!                  iptables (nft) with the shared libraries they load, the kernel's
-//!                  modules (net, fs, virtio, ...), guest-init.sh as /usr/sbin/berth-init
+//!                  modules (net, fs, virtio, ...) with the load order of those the
+//!                  init loads, containerd's config, guest-init.sh as /usr/sbin/berth-init
 //! ```
 //!
 //! `<key>` is a hash of every input (the kernel, each program's size and mtime, the init
@@ -21,12 +24,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::cpio::CpioWriter;
+use super::{kernel, shim};
 
 /// Bumped when the layout below changes.
-const FORMAT: &str = "berth-vm-image-1";
+const FORMAT: &str = "berth-vm-image-2";
 
 const INITRAMFS_INIT: &str = include_str!("initramfs-init.sh");
 const GUEST_INIT: &str = include_str!("guest-init.sh");
+/// containerd's configuration: the paths dockerd gives the containerd it would start
+/// itself, without the plugins Docker does not use (CRI, snapshotters that only probe).
+const CONTAINERD_CONFIG: &str = include_str!("containerd.toml");
 
 /// Programs copied into the root file system, with their Debian packages.
 const PROGRAMS: &[(&str, &str)] = &[
@@ -40,12 +47,14 @@ const PROGRAMS: &[(&str, &str)] = &[
 
 const BUSYBOX: (&str, &str) = ("/bin/busybox", "busybox-static");
 
-/// Names dockerd runs iptables by, all the nft multi-call binary.
-const IPTABLES_NAMES: &[&str] = &[
-    "iptables",
+/// The multi-call binary behind every iptables name.
+const XTABLES: &str = "/usr/sbin/xtables-nft-multi";
+/// Names dockerd runs iptables by: through the no-ASLR shim (`shim`), run often.
+const IPTABLES_SHIMMED: &[&str] = &["iptables", "ip6tables"];
+/// Names linked to the multi-call binary directly.
+const IPTABLES_LINKED: &[&str] = &[
     "iptables-save",
     "iptables-restore",
-    "ip6tables",
     "ip6tables-save",
     "ip6tables-restore",
 ];
@@ -65,9 +74,33 @@ const MODULE_TREES: &[&str] = &[
 /// Modules the initramfs loads to mount the root disk (with their dependencies).
 const INITRAMFS_MODULES: &[&str] = &["virtio_mmio", "virtio_blk", "crc32c_generic", "ext4"];
 
+/// Modules the guest init loads before it starts the network and mounts the shares
+/// (no udev in the guest: device drivers are not loaded on their own).
+const BOOT_MODULES: &[&str] = &["virtio_net", "9pnet_virtio", "9p", "overlay"];
+
+/// Modules dockerd's bridge network and iptables rules use, loaded while containerd and
+/// dockerd start rather than one `modprobe` at a time on demand. A name missing from
+/// modules.dep is built in (or absent) and skipped.
+const DOCKER_MODULES: &[&str] = &[
+    "bridge",
+    "br_netfilter",
+    "veth",
+    "nf_tables",
+    "nft_compat",
+    "nft_chain_nat",
+    "nf_nat",
+    "nf_conntrack",
+    "xt_conntrack",
+    "xt_MASQUERADE",
+    "xt_addrtype",
+    "xt_nat",
+    "xt_tcpudp",
+];
+
 /// A built image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct GuestImage {
+    /// `vmlinux` (PVH boot) or, failing that, `vmlinuz`.
     pub(crate) kernel: PathBuf,
     pub(crate) initrd: PathBuf,
     pub(crate) rootfs: PathBuf,
@@ -103,14 +136,18 @@ fn fail<T>(message: impl Into<String>) -> Result<T, BuildError> {
 pub(crate) fn ensure(image_dir: &Path) -> Result<GuestImage, BuildError> {
     let inputs = Inputs::find()?;
     let dir = image_dir.join(&inputs.key);
-    let image = GuestImage {
-        kernel: dir.join("vmlinuz"),
+    let image = |dir: &Path| GuestImage {
+        kernel: [dir.join(VMLINUX), dir.join(VMLINUZ)]
+            .into_iter()
+            .find(|k| k.exists())
+            .unwrap_or_else(|| dir.join(VMLINUZ)),
         initrd: dir.join("initrd.cpio"),
         rootfs: dir.join("rootfs.img"),
         release: inputs.release.clone(),
     };
-    if image.rootfs.exists() && image.initrd.exists() && image.kernel.exists() {
-        return Ok(image);
+    let cached = image(&dir);
+    if cached.rootfs.exists() && cached.initrd.exists() && cached.kernel.exists() {
+        return Ok(cached);
     }
     std::fs::create_dir_all(image_dir)
         .map_err(|e| BuildError(format!("create {}: {e}", image_dir.display())))?;
@@ -132,7 +169,7 @@ pub(crate) fn ensure(image_dir: &Path) -> Result<GuestImage, BuildError> {
         }
     }
     tracing::info!(dir = %dir.display(), elapsed = ?started.elapsed(), "VM guest image built");
-    Ok(image)
+    Ok(image(&dir))
 }
 
 impl Inputs {
@@ -142,6 +179,7 @@ impl Inputs {
         hash.add(FORMAT.as_bytes());
         hash.add(INITRAMFS_INIT.as_bytes());
         hash.add(GUEST_INIT.as_bytes());
+        hash.add(CONTAINERD_CONFIG.as_bytes());
         hash.add(release.as_bytes());
         let files = PROGRAMS
             .iter()
@@ -206,12 +244,22 @@ fn version_key(release: &str) -> Vec<u64> {
         .collect()
 }
 
+const VMLINUX: &str = "vmlinux";
+const VMLINUZ: &str = "vmlinuz";
+
 fn build(inputs: &Inputs, dir: &Path) -> Result<(), BuildError> {
-    std::fs::copy(&inputs.vmlinuz, dir.join("vmlinuz"))?;
+    let bzimage = std::fs::read(&inputs.vmlinuz)?;
+    match kernel::uncompressed_pvh(&bzimage) {
+        Ok(vmlinux) => std::fs::write(dir.join(VMLINUX), vmlinux)?,
+        Err(why) => {
+            tracing::info!(kernel = %inputs.vmlinuz.display(), %why, "the VM boots the compressed kernel (slower under TCG)");
+            std::fs::write(dir.join(VMLINUZ), bzimage)?;
+        }
+    }
     let deps = ModuleDeps::read(&inputs.modules)?;
     write_initramfs(&dir.join("initrd.cpio"), &inputs.modules, &deps)?;
     let staging = dir.join("rootfs");
-    stage_rootfs(&staging, inputs)?;
+    stage_rootfs(&staging, inputs, &deps)?;
     make_ext4(&staging, &dir.join("rootfs.img"), "berth-root")?;
     std::fs::remove_dir_all(&staging)?;
     Ok(())
@@ -287,12 +335,26 @@ impl ModuleDeps {
     fn load_order(&self, names: &[&str]) -> Result<Vec<String>, BuildError> {
         let mut order = Vec::new();
         for name in names {
-            let Some(path) = self.0.keys().find(|p| module_name(p) == *name) else {
+            let Some(path) = self.find(name) else {
                 return fail(format!("kernel module {name} not found in modules.dep"));
             };
             self.visit(path, &mut order);
         }
         Ok(order)
+    }
+
+    /// As [`load_order`](Self::load_order), skipping names modules.dep does not list
+    /// (built into the kernel).
+    fn load_order_present(&self, names: &[&str]) -> Vec<String> {
+        let mut order = Vec::new();
+        for path in names.iter().filter_map(|name| self.find(name)) {
+            self.visit(path, &mut order);
+        }
+        order
+    }
+
+    fn find(&self, name: &str) -> Option<&String> {
+        self.0.keys().find(|p| module_name(p) == name)
     }
 
     fn visit(&self, path: &str, order: &mut Vec<String>) {
@@ -309,13 +371,14 @@ impl ModuleDeps {
 
 // === root file system ===
 
-fn stage_rootfs(root: &Path, inputs: &Inputs) -> Result<(), BuildError> {
+fn stage_rootfs(root: &Path, inputs: &Inputs, deps: &ModuleDeps) -> Result<(), BuildError> {
     for d in [
         "usr/bin",
         "usr/sbin",
         "usr/lib",
         "usr/lib64",
         "etc/docker",
+        "etc/containerd",
         "proc",
         "sys",
         "dev",
@@ -350,7 +413,12 @@ fn stage_rootfs(root: &Path, inputs: &Inputs) -> Result<(), BuildError> {
         copy_file(&canonical, &under(root, &canonical))?;
         elves.insert(canonical);
     }
-    for name in IPTABLES_NAMES {
+    for name in IPTABLES_SHIMMED {
+        let path = root.join("usr/sbin").join(name);
+        std::fs::write(&path, shim::no_aslr_exec(XTABLES))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    for name in IPTABLES_LINKED {
         symlink("xtables-nft-multi", root.join("usr/sbin").join(name))?;
     }
     // iptables' extensions (dlopened from the multiarch xtables directory).
@@ -391,6 +459,17 @@ fn stage_rootfs(root: &Path, inputs: &Inputs) -> Result<(), BuildError> {
             copy_file(&entry.path(), &modules.join(entry.file_name()))?;
         }
     }
+    // Load orders for the init's insmod (busybox modprobe reads all of modules.dep for
+    // every module).
+    for (file, names) in [
+        ("berth-boot-modules", BOOT_MODULES),
+        ("berth-docker-modules", DOCKER_MODULES),
+    ] {
+        let mut list = deps.load_order_present(names).join("\n");
+        list.push('\n');
+        std::fs::write(modules.join(file), list)?;
+    }
+    std::fs::write(root.join("etc/containerd/berth.toml"), CONTAINERD_CONFIG)?;
 
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
     std::fs::write(root.join("etc/group"), "root:x:0:\n")?;
