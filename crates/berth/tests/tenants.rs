@@ -82,8 +82,13 @@ fn tenant(name: &str) -> DockerCli {
 }
 
 fn berth_cmd(args: &[&str]) -> CliOutput {
+    berth_cmd_on(&setup().berth.host(), args)
+}
+
+/// `berth tenant ARGS` against the daemon serving `host`.
+fn berth_cmd_on(host: &str, args: &[&str]) -> CliOutput {
     let started = std::time::Instant::now();
-    let host = setup().berth.host();
+    let host = host.to_owned();
     let mut all = vec!["tenant", "-H", host.as_str()];
     all.extend_from_slice(args);
     let out = Command::new(BERTH)
@@ -766,4 +771,63 @@ fn export_bytes(cli: &DockerCli, container: &str) -> Vec<u8> {
     let out = cli.command(&["export", container]).output().unwrap();
     assert!(out.status.success());
     out.stdout
+}
+
+#[test]
+fn tenants_added_at_run_time_outlive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(&config, format!("shared_images = [\"{IMAGE}\"]\n")).unwrap();
+    let state = dir.path().join("state");
+    let sock = dir.path().join("tp.sock");
+    let start = || {
+        BerthProcess::start(
+            Path::new(BERTH),
+            &setup().engine.host(),
+            &[
+                "--config",
+                &config.display().to_string(),
+                "--state-dir",
+                &state.display().to_string(),
+            ],
+        )
+        .unwrap()
+    };
+    let mut berth = start();
+    let add = berth_cmd_on(
+        &berth.host(),
+        &["add", "tp", "--socket", &sock.display().to_string()],
+    );
+    assert!(add.success(), "{add}");
+    let tp = DockerCli::new(format!("unix://{}", sock.display())).env("DOCKER_BUILDKIT", "0");
+    tp.run(&["create", "--name", "keep", IMAGE, "true"]).ok();
+    // A nameless image the tenant made is its by ID, kept in the state directory.
+    let id = tp
+        .run_stdin(
+            &["build", "-q", "-"],
+            b"FROM busybox:latest\nRUN echo tp > /tp\n",
+        )
+        .ok()
+        .to_owned();
+    berth.stop().unwrap();
+    let mut berth = start();
+    assert_eq!(tp.run(&["ps", "-a", "--format", "{{.Names}}"]).ok(), "keep");
+    assert!(tp.run(&["image", "inspect", &id]).success());
+    let ls = berth_cmd_on(
+        &berth.host(),
+        &["ls", "--format", "{name} {containers} {images}"],
+    );
+    assert_eq!(ls.ok(), "tp 1 1");
+    let rm = berth_cmd_on(&berth.host(), &["rm", "tp"]);
+    assert!(rm.success(), "{rm}");
+    assert!(!direct().run(&["image", "inspect", &id]).success());
+    assert!(!direct().run(&["inspect", "tp.keep"]).success());
+    // Removed is removed for good.
+    berth.stop().unwrap();
+    let berth = start();
+    assert_eq!(
+        berth_cmd_on(&berth.host(), &["ls", "--format", "{name}"]).ok(),
+        ""
+    );
+    assert!(!tp.run(&["ps"]).success());
 }
