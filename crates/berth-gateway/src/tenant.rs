@@ -79,7 +79,7 @@ enum AnswerKind {
     /// `stream` is the ID it made.
     Made(Arc<TenantSet>, bool),
     /// A container was created: its limits are held to the tenant's quotas.
-    Created(Arc<Tenant>, Arc<Guest>),
+    Created(Arc<Tenant>, Arc<Guest>, Arc<TenantSet>),
     /// The event stream: names mapped line by line as events arrive.
     Events,
 }
@@ -341,6 +341,9 @@ async fn scope_inner(
             forward(Some(uri(&path, Some(&q))?), AnswerKind::Names(shape))
         }
         Plan::Prune => {
+            if path == "/networks/prune" {
+                set.set_default_network_known(name, false);
+            }
             let q = query::scoped_filters(query, name, None)?;
             forward(Some(uri(&path, Some(&q))?), AnswerKind::Pass)
         }
@@ -394,6 +397,9 @@ async fn scope_inner(
         }
         Plan::Network(reference, op) => {
             let (id, _) = lookup.network(reference).await?;
+            if method == Method::DELETE {
+                set.set_default_network_known(name, false);
+            }
             if !op.is_empty() {
                 let body = read_body(req).await?;
                 let mut model = parse(BodyKind::NetworkConnect, &body)?;
@@ -432,15 +438,11 @@ async fn scope_inner(
             let found = images::find(guest, tenant, set, reference).await?;
             let id = found.inspect["Id"].as_str().unwrap_or(reference).to_owned();
             let (target, q, kind) = match op {
-                "/tag" => {
-                    let repo = query::get(query, "repo").unwrap_or_default();
-                    let q = if repo.is_empty() {
-                        query.map(str::to_owned)
-                    } else {
-                        Some(query::set(query, "repo", &image_name(tenant, &repo)?))
-                    };
-                    (format!("/images/{}/tag", enc(&id)), q, AnswerKind::Pass)
-                }
+                "/tag" => (
+                    format!("/images/{}/tag", enc(&id)),
+                    scoped_repo(tenant, set, query)?,
+                    AnswerKind::Pass,
+                ),
                 "" => match found.how {
                     images::How::Own => (
                         format!("/images/{}", enc(&found.engine)),
@@ -477,7 +479,12 @@ async fn scope_inner(
         ))),
         Plan::ImageLoad => {
             let body = read_archive(req).await?;
-            let map = |r: &str| images::inward(name, r);
+            // A shared image's name is not the tenant's to give.
+            let map = |r: &str| {
+                (!set.is_named_shared(r))
+                    .then(|| images::inward(name, r))
+                    .flatten()
+            };
             let names = ["manifest.json", "repositories", "index.json"];
             let edited =
                 archive::edit_tar(&body, &names, |n, c| archive::rename_in_archive(n, c, &map))
@@ -493,12 +500,7 @@ async fn scope_inner(
                 )
                 .into());
             }
-            let repo = query::get(query, "repo").unwrap_or_default();
-            let q = if repo.is_empty() {
-                query.map(str::to_owned)
-            } else {
-                Some(query::set(query, "repo", &image_name(tenant, &repo)?))
-            };
+            let q = scoped_repo(tenant, set, query)?;
             forward(
                 Some(uri(&path, q.as_deref())?),
                 AnswerKind::Made(Arc::clone(set), false),
@@ -507,11 +509,8 @@ async fn scope_inner(
         Plan::Commit => {
             let container = query::get(query, "container").unwrap_or_default();
             let id = lookup.container_id(&container).await?;
-            let mut q = query::set(query, "container", &id);
-            let repo = query::get(query, "repo").unwrap_or_default();
-            if !repo.is_empty() {
-                q = query::set(Some(&q), "repo", &image_name(tenant, &repo)?);
-            }
+            let q = query::set(query, "container", &id);
+            let q = scoped_repo(tenant, set, Some(&q))?.unwrap_or_default();
             forward(
                 Some(uri(&path, Some(&q))?),
                 AnswerKind::Made(Arc::clone(set), false),
@@ -598,7 +597,7 @@ async fn scope_inner(
             let q = query::set(query, "name", &inward(name, &local));
             forward(
                 Some(uri(&path, Some(&q))?),
-                AnswerKind::Created(Arc::clone(tenant), Arc::clone(guest)),
+                AnswerKind::Created(Arc::clone(tenant), Arc::clone(guest), Arc::clone(set)),
             )
         }
     }
@@ -625,9 +624,12 @@ async fn scope_create(lookup: &Lookup<'_>, model: &mut DockerBody<'_>) -> Result
             continue;
         }
         let found = match r.kind {
-            ObjectKind::Image => images::find(lookup.guest, tenant, lookup.set, &r.name)
-                .await
-                .map(|found| Some(found.engine)),
+            ObjectKind::Image => match images::create_image(tenant, lookup.set, &r.name) {
+                Some(engine) => Ok(Some(engine)),
+                None => images::find(lookup.guest, tenant, lookup.set, &r.name)
+                    .await
+                    .map(|found| Some(found.engine)),
+            },
             ObjectKind::Container => lookup.container_id(&r.name).await.map(Some),
             ObjectKind::Network => lookup.network_to_join(&r.name).await.map(Some),
             ObjectKind::Volume => lookup.volume(&r.name, true).await.map(Some),
@@ -729,13 +731,40 @@ async fn read_archive(req: &mut Request<Incoming>) -> Result<Bytes, GatewayError
 
 /// The engine name of an image name the tenant gives (a tag, a commit's or import's
 /// repository).
-fn image_name(tenant: &Tenant, reference: &str) -> Result<String, GatewayError> {
+fn image_name(tenant: &Tenant, set: &TenantSet, reference: &str) -> Result<String, GatewayError> {
+    if set.is_named_shared(reference) {
+        return Err(refused(
+            tenant,
+            &format!("image name {reference} is a shared image's, not a tenant's to give"),
+        ));
+    }
     images::inward(tenant.name(), reference).ok_or_else(|| {
         GatewayError::BadRequest(format!(
             "berth tenant {:?}: {reference:?} cannot be an image name of a tenant",
             tenant.name()
         ))
     })
+}
+
+/// `query` with its `repo` (of a tag, commit or import) in the tenant's repository; the
+/// name it gives, with its `tag`, must not be a shared image's.
+fn scoped_repo(
+    tenant: &Tenant,
+    set: &TenantSet,
+    query: Option<&str>,
+) -> Result<Option<String>, GatewayError> {
+    let repo = query::get(query, "repo").unwrap_or_default();
+    if repo.is_empty() {
+        return Ok(query.map(str::to_owned));
+    }
+    let tag = query::get(query, "tag").unwrap_or_default();
+    if !tag.is_empty() {
+        image_name(tenant, set, &format!("{repo}:{tag}"))?;
+    } else {
+        image_name(tenant, set, &repo)?;
+    }
+    let engine = images::inward(tenant.name(), &repo).unwrap_or_default();
+    Ok(Some(query::set(query, "repo", &engine)))
 }
 
 /// A build (the classic builder's: the context comes in the body) made the tenant's:
@@ -762,7 +791,7 @@ async fn scope_build(
     }
     let tags = query::get_all(query, "t")
         .iter()
-        .map(|t| image_name(tenant, t))
+        .map(|t| image_name(tenant, lookup.set, t))
         .collect::<Result<Vec<_>, _>>()?;
     let mut q = query::set_all(query, "t", &tags);
     if let Some(cache) = query::get(Some(&q), "cachefrom").filter(|c| !c.is_empty()) {
@@ -832,7 +861,7 @@ async fn scope_build(
             }
             // Not the tenant's: named in its repository, where the builder finds
             // nothing (and pulls nothing: no registry answers to that name).
-            Err(_) => image_name(tenant, &image)?,
+            Err(_) => image_name(tenant, lookup.set, &image)?,
         };
         resolved.insert(image, engine);
     }
@@ -866,6 +895,12 @@ impl AnswerMap {
         self,
         res: Response<ResponseBody>,
     ) -> Result<Response<ClientBody>, GatewayError> {
+        if let (AnswerKind::Created(tenant, _, set), StatusCode::NOT_FOUND) =
+            (&self.kind, res.status())
+        {
+            set.set_default_network_known(tenant.name(), false);
+            return missed(tenant, res).await;
+        }
         if matches!(self.kind, AnswerKind::Pass)
             || res.status() != StatusCode::OK && res.status() != StatusCode::CREATED
         {
@@ -894,7 +929,7 @@ impl AnswerMap {
         };
         match &self.kind {
             AnswerKind::Pass | AnswerKind::Events | AnswerKind::Made(..) => {}
-            AnswerKind::Created(tenant, guest) => {
+            AnswerKind::Created(tenant, guest, _) => {
                 let id = value["Id"].as_str().unwrap_or_default();
                 hold_to_quotas(tenant, guest, id).await?;
             }
@@ -1013,6 +1048,33 @@ fn map_event(tenant: &str, line: &[u8]) -> Bytes {
         }
     }
     Bytes::from(format!("{event}\n"))
+}
+
+/// A create dockerd answered 404 (an image or a network it did not find): the message
+/// in the tenant's names, and the tenant's default network looked up again next time.
+async fn missed(
+    tenant: &Tenant,
+    res: Response<ResponseBody>,
+) -> Result<Response<ClientBody>, GatewayError> {
+    let (mut parts, body) = res.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| GatewayError::GuestUnreachable {
+            engine: "default".into(),
+            reason: format!("reading an answer: {e}"),
+        })?
+        .to_bytes();
+    let text = images::outward_text(tenant.name(), &String::from_utf8_lossy(&bytes));
+    let out = Bytes::from(text);
+    parts.headers.remove(http::header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(http::header::CONTENT_LENGTH, out.len().into());
+    Ok(Response::from_parts(
+        parts,
+        Either::Left(Either::Right(Full::new(out))),
+    ))
 }
 
 /// Holds a container just created to the tenant's memory and CPU quotas, on what dockerd

@@ -724,6 +724,16 @@ fn images_a_tenant_builds_loads_imports_commits_and_tags_are_its_own() {
         );
         assert_eq!(ours.0, 404, "{ours:?}");
     }
+    // A shared image's name is not a tenant's to give; a missing image in a create is
+    // dockerd's answer, in the tenant's names.
+    let shadow = ti.run(&["tag", "app", IMAGE]);
+    assert!(
+        !shadow.success() && shadow.stderr.contains("shared"),
+        "{shadow}"
+    );
+    let ours = create(&setup().dir.join("ti.sock"), r#"{"Image":"bt-ten-nope"}"#);
+    let theirs = create(setup().engine.socket(), r#"{"Image":"bt-ten-nope"}"#);
+    assert_eq!(ours, theirs);
     // A Dockerfile naming it (or a non-shared image of the engine) finds nothing.
     for from in ["berth.tenant/ti/app", "bt-ten-private:1"] {
         let out = tj.run_stdin(&["build", "-q", "-"], format!("FROM {from}\n").as_bytes());

@@ -165,6 +165,21 @@ pub(crate) enum How {
     Id,
 }
 
+/// The engine reference of a create's image when berth can tell it without asking the
+/// engine: a name in `shared_images` as it is, another name in the tenant's repository
+/// (dockerd answers a missing one itself). `None`: an ID-like reference, or every image
+/// shared by `"*"` (look it up with [`find`]).
+pub(crate) fn create_image(tenant: &Tenant, set: &TenantSet, reference: &str) -> Option<String> {
+    if set.is_named_shared(reference) {
+        return Some(reference.to_owned());
+    }
+    let hex = reference.bytes().all(|b| b.is_ascii_hexdigit());
+    if set.shares_all() || hex || reference.starts_with("sha256:") {
+        return None;
+    }
+    inward(tenant.name(), reference)
+}
+
 /// Finds the image `reference` as the tenant names it, in dockerd's order: a name (the
 /// tenant's own first, then a shared one), then an ID or ID prefix the tenant sees.
 /// Anything else is dockerd's "No such image".

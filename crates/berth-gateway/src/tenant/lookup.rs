@@ -135,7 +135,12 @@ impl Lookup<'_> {
 
     /// The tenant's default network, made if it does not exist yet.
     pub(crate) async fn default_network(&self) -> Result<String, GatewayError> {
+        let tenant = self.tenant.name();
+        if self.set.default_network_known(tenant) {
+            return Ok(inward(tenant, DEFAULT_NETWORK));
+        }
         if let Ok((_, name)) = self.network(DEFAULT_NETWORK).await {
+            self.set.set_default_network_known(tenant, true);
             return Ok(name);
         }
         let name = inward(self.tenant.name(), DEFAULT_NETWORK);

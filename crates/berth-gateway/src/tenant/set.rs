@@ -175,6 +175,9 @@ pub struct TenantSet {
     /// in (berth's state: they outlive a restart).
     images: Mutex<BTreeMap<String, BTreeSet<String>>>,
     images_file: Option<PathBuf>,
+    /// Tenants whose default network is known to exist (a create needs no look-up);
+    /// forgotten when one of their networks is removed or a create misses one.
+    default_networks: Mutex<BTreeSet<String>>,
 }
 
 impl TenantSet {
@@ -191,6 +194,7 @@ impl TenantSet {
             docker_sockets,
             images: Mutex::new(BTreeMap::new()),
             images_file: None,
+            default_networks: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -248,6 +252,7 @@ impl TenantSet {
 
     /// Forgets what tenant `name` made (it is removed).
     pub(crate) fn forget_images(&self, name: &str) {
+        self.set_default_network_known(name, false);
         let mut images = self.images_lock();
         if images.remove(name).is_some() {
             self.save_images(&images);
@@ -338,6 +343,38 @@ impl TenantSet {
                     .iter()
                     .any(|have| normalize_image(have) == want.as_str())
         })
+    }
+
+    /// Whether `reference` is named in `shared_images` (not only by `"*"`): such a
+    /// name is the shared image's, never a tenant's own.
+    pub(crate) fn is_named_shared(&self, reference: &str) -> bool {
+        let have = normalize_image(reference);
+        self.shared_images.iter().any(|want| *want == have)
+    }
+
+    /// Whether `"*"` shares every image of the engine.
+    pub(crate) fn shares_all(&self) -> bool {
+        self.shared_images.iter().any(|want| want == "*")
+    }
+
+    pub(crate) fn default_network_known(&self, tenant: &str) -> bool {
+        self.networks_lock().contains(tenant)
+    }
+
+    /// Remembers (`true`) or forgets that tenant's default network exists.
+    pub(crate) fn set_default_network_known(&self, tenant: &str, known: bool) {
+        let mut known_set = self.networks_lock();
+        if known {
+            known_set.insert(tenant.to_owned());
+        } else {
+            known_set.remove(tenant);
+        }
+    }
+
+    fn networks_lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.default_networks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn docker_sockets(&self) -> &[PathBuf] {
