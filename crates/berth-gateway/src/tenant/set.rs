@@ -349,7 +349,7 @@ impl TenantSet {
     /// name is the shared image's, never a tenant's own.
     pub(crate) fn is_named_shared(&self, reference: &str) -> bool {
         let have = normalize_image(reference);
-        self.shared_images.iter().any(|want| *want == have)
+        self.shared_images.contains(&have)
     }
 
     /// Whether `"*"` shares every image of the engine.
