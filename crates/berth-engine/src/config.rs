@@ -46,6 +46,8 @@ pub struct VmConfig {
     /// Where the guest image (kernel, initramfs, root file system) is built and cached;
     /// machines may share it.
     pub image_dir: PathBuf,
+    /// QEMU's machine type; `None`: microvm where it works, q35 otherwise.
+    pub machine_type: Option<crate::MachineType>,
 }
 
 impl VmConfig {
@@ -58,6 +60,7 @@ impl VmConfig {
             disk_size_mib: 16 * 1024,
             shares: Vec::new(),
             image_dir,
+            machine_type: None,
         }
     }
 }

@@ -30,7 +30,7 @@ pub use config::{BackoffConfig, MachineConfig, VmConfig, DEFAULT_MACHINES_DIR};
 pub use error::EngineError;
 pub use readiness::{Generation, MachineState, MachineStatus};
 pub use supervisor::EngineSupervisor;
-pub use vm::{Accelerator, VmFacts};
+pub use vm::{Accelerator, MachineType, VmFacts};
 
 use std::ffi::OsString;
 use std::path::Path;

@@ -15,7 +15,9 @@
 //!
 //! Start: the image is built or reused (`image`), the data disk made once (ext4,
 //! sparse), the tap and routes put in the namespace, then QEMU starts with KVM when
-//! `/dev/kvm` opens and a KVM guest was not seen hanging, else TCG (`accel`). A clean
+//! `/dev/kvm` opens and a KVM guest was not seen hanging, else TCG (`accel`), on a
+//! `microvm` machine where this QEMU has one and it starts, else `q35`
+//! (`machine_type`). A clean
 //! stop asks the guest to power off (dockerd stops, the data disk is unmounted); QEMU
 //! exits with it.
 
@@ -23,6 +25,7 @@ mod accel;
 mod cpio;
 mod image;
 mod kernel;
+mod machine_type;
 mod shim;
 
 use std::ffi::OsString;
@@ -36,6 +39,7 @@ use berth_guest::netns::NetnsSockets;
 use tokio::io::AsyncWriteExt;
 
 pub use accel::Accelerator;
+pub use machine_type::MachineType;
 
 use crate::launcher::{DockerdLog, DockerdProcess};
 use crate::netns::IpCommand;
@@ -57,6 +61,9 @@ const CONTROL_PORT: u16 = 2376;
 const CONTAINER_ROUTES: &[&str] = &["172.16.0.0/12", "192.168.0.0/16"];
 /// Longest time a KVM guest may take to print its first initramfs line.
 const KVM_BOOT_BOUND: Duration = Duration::from_secs(5);
+/// How long a TCG start watches for that line (or QEMU's exit) before it leaves the
+/// rest to the readiness wait: a busy host can slow a TCG boot a lot.
+const TCG_BOOT_WATCH: Duration = Duration::from_secs(30);
 /// What the initramfs prints first (initramfs-init.sh).
 const BOOT_MARKER: &str = "berth-initramfs: booting";
 
@@ -71,6 +78,29 @@ pub struct VmFacts {
     pub accelerator: Option<Accelerator>,
     /// Why that accelerator, e.g. that a KVM guest hung at boot.
     pub accelerator_note: Option<String>,
+    /// The QEMU machine type of the current run.
+    pub machine_type: Option<MachineType>,
+    /// Why that machine type, e.g. that microvm did not start.
+    pub machine_type_note: Option<String>,
+}
+
+/// What the current run was started with, and why.
+#[derive(Debug, Clone)]
+struct Chosen {
+    accelerator: Accelerator,
+    accelerator_note: Option<String>,
+    machine_type: MachineType,
+    machine_type_note: Option<String>,
+}
+
+/// How a fresh QEMU's boot began.
+enum Boot {
+    /// The initramfs printed its first line.
+    Marker,
+    /// QEMU exited first.
+    Exited,
+    /// Neither within the bound.
+    Silent,
 }
 
 /// Builds, starts, stops and reaches one machine's VM.
@@ -87,8 +117,10 @@ pub(crate) struct VmLauncher {
     search_path: OsString,
     /// Sockets made inside the namespace: the readiness ping and the poweroff request.
     sockets: NetnsSockets,
-    /// The accelerator of the current run, and why.
-    chosen: Mutex<Option<(Accelerator, Option<String>)>>,
+    /// The accelerator and machine type of the current run, and why.
+    chosen: Mutex<Option<Chosen>>,
+    /// Whether this QEMU has `microvm` (asked once).
+    has_microvm: std::sync::OnceLock<Result<bool, String>>,
 }
 
 impl VmLauncher {
@@ -130,6 +162,7 @@ impl VmLauncher {
             search_path: programs.search_path.clone(),
             sockets,
             chosen: Mutex::new(None),
+            has_microvm: std::sync::OnceLock::new(),
         })
     }
 
@@ -159,8 +192,10 @@ impl VmLauncher {
         VmFacts {
             cpus: self.config.cpus,
             memory_mib: self.config.memory_mib,
-            accelerator: chosen.as_ref().map(|c| c.0),
-            accelerator_note: chosen.and_then(|c| c.1),
+            accelerator: chosen.as_ref().map(|c| c.accelerator),
+            accelerator_note: chosen.as_ref().and_then(|c| c.accelerator_note.clone()),
+            machine_type: chosen.as_ref().map(|c| c.machine_type),
+            machine_type_note: chosen.and_then(|c| c.machine_type_note),
         }
     }
 
@@ -218,68 +253,117 @@ impl VmLauncher {
         }
     }
 
-    /// Starts QEMU: with KVM if it boots within [`KVM_BOOT_BOUND`], else with TCG.
+    /// Starts QEMU: with KVM if it boots within [`KVM_BOOT_BOUND`], else with TCG; on
+    /// microvm unless this QEMU has none or it exits before the guest boots, else q35.
     pub(crate) async fn spawn(
         &self,
         image: &image::GuestImage,
         log: &DockerdLog,
     ) -> Result<DockerdProcess, EngineError> {
-        log.rotate().map_err(|e| {
-            EngineError::io(
-                &self.machine,
-                "rotate log",
-                Self::log_path(&self.state_dir),
-                e,
-            )
-        })?;
+        let log_path = Self::log_path(&self.state_dir);
+        log.rotate()
+            .map_err(|e| EngineError::io(&self.machine, "rotate log", log_path.clone(), e))?;
+        let (mut machine_type, mut machine_type_note) = self.machine_type();
         let kvm = accel::kvm_worth_trying(&self.config.image_dir);
         if let Err(reason) = &kvm {
             tracing::info!(machine = %self.machine, %reason, "VM uses TCG");
         }
-        if kvm.is_ok() {
-            let start = log_len(&Self::log_path(&self.state_dir));
-            let process = self.spawn_qemu(image, log, Accelerator::Kvm)?;
-            if self.wait_boot_marker(&process, start, KVM_BOOT_BOUND).await {
-                *self.chosen.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some((Accelerator::Kvm, None));
-                return Ok(process);
+        let (mut accelerator, mut accelerator_note) = match kvm {
+            Ok(()) => (Accelerator::Kvm, None),
+            Err(reason) => (Accelerator::Tcg, Some(reason)),
+        };
+        let process = loop {
+            let start = log_len(&log_path);
+            let process = self.spawn_qemu(image, log, accelerator, machine_type)?;
+            let bound = match accelerator {
+                Accelerator::Kvm => KVM_BOOT_BOUND,
+                Accelerator::Tcg => TCG_BOOT_WATCH,
+            };
+            match self.watch_boot(&process, start, bound).await {
+                Boot::Marker => break process,
+                Boot::Exited
+                    if machine_type == MachineType::Microvm
+                        && self.config.machine_type.is_none() =>
+                {
+                    let note = format!(
+                        "microvm did not start ({}): fell back to q35",
+                        last_line(&log_since(&log_path, start))
+                    );
+                    tracing::warn!(machine = %self.machine, "{note}");
+                    machine_type = MachineType::Q35;
+                    machine_type_note = Some(note);
+                }
+                Boot::Exited if accelerator == Accelerator::Kvm => {
+                    let note = format!(
+                        "a KVM guest exited at boot ({}): fell back to TCG",
+                        last_line(&log_since(&log_path, start))
+                    );
+                    tracing::warn!(machine = %self.machine, "{note}");
+                    accelerator = Accelerator::Tcg;
+                    accelerator_note = Some(note);
+                }
+                Boot::Silent if accelerator == Accelerator::Kvm => {
+                    let note = format!(
+                        "a KVM guest did not boot within {}s (nested virtualization?): fell back to TCG",
+                        KVM_BOOT_BOUND.as_secs()
+                    );
+                    tracing::warn!(machine = %self.machine, "{note}");
+                    let _ = process.terminate(Duration::from_secs(2)).await;
+                    accel::remember_kvm_hang(&self.config.image_dir);
+                    accelerator = Accelerator::Tcg;
+                    accelerator_note = Some(note);
+                }
+                // The readiness wait reports an exit (with the log) or keeps waiting.
+                Boot::Exited | Boot::Silent => break process,
             }
-            let note = format!(
-                "a KVM guest did not boot within {}s (nested virtualization?): fell back to TCG",
-                KVM_BOOT_BOUND.as_secs()
-            );
-            tracing::warn!(machine = %self.machine, "{note}");
-            let _ = process.terminate(Duration::from_secs(2)).await;
-            accel::remember_kvm_hang(&self.config.image_dir);
-            return self.spawn_tcg(image, log, Some(note));
-        }
-        self.spawn_tcg(image, log, kvm.err())
-    }
-
-    fn spawn_tcg(
-        &self,
-        image: &image::GuestImage,
-        log: &DockerdLog,
-        note: Option<String>,
-    ) -> Result<DockerdProcess, EngineError> {
-        let process = self.spawn_qemu(image, log, Accelerator::Tcg)?;
-        *self.chosen.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((Accelerator::Tcg, note));
+        };
+        *self.chosen.lock().unwrap_or_else(PoisonError::into_inner) = Some(Chosen {
+            accelerator,
+            accelerator_note,
+            machine_type,
+            machine_type_note,
+        });
         Ok(process)
     }
 
-    /// True once the log shows the boot marker after byte `from`; false after `bound`
-    /// or if QEMU exits.
-    async fn wait_boot_marker(&self, process: &DockerdProcess, from: u64, bound: Duration) -> bool {
+    /// The configured machine type, else microvm if this QEMU has it, else q35.
+    fn machine_type(&self) -> (MachineType, Option<String>) {
+        if let Some(set) = self.config.machine_type {
+            return (set, Some("set by machine_type".to_owned()));
+        }
+        match self
+            .has_microvm
+            .get_or_init(|| machine_type::qemu_has_microvm(&self.qemu))
+        {
+            Ok(true) => (MachineType::Microvm, None),
+            Ok(false) => {
+                let note = "this QEMU has no microvm machine type: using q35".to_owned();
+                tracing::warn!(machine = %self.machine, "{note}");
+                (MachineType::Q35, Some(note))
+            }
+            Err(e) => {
+                tracing::warn!(machine = %self.machine, error = %e, "cannot list QEMU's machine types: trying microvm");
+                (MachineType::Microvm, None)
+            }
+        }
+    }
+
+    /// Watches the log after byte `from` for the boot marker, until `bound` or QEMU's exit.
+    async fn watch_boot(&self, process: &DockerdProcess, from: u64, bound: Duration) -> Boot {
         let path = Self::log_path(&self.state_dir);
         let deadline = tokio::time::Instant::now() + bound;
-        while tokio::time::Instant::now() < deadline && process.exit_info().is_none() {
+        loop {
             if log_since(&path, from).contains(BOOT_MARKER) {
-                return true;
+                return Boot::Marker;
+            }
+            if process.exit_info().is_some() {
+                return Boot::Exited;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Boot::Silent;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        false
     }
 
     fn spawn_qemu(
@@ -287,8 +371,9 @@ impl VmLauncher {
         image: &image::GuestImage,
         log: &DockerdLog,
         accel: Accelerator,
+        machine_type: MachineType,
     ) -> Result<DockerdProcess, EngineError> {
-        let argv = self.argv(image, accel);
+        let argv = self.argv(image, accel, machine_type);
         let stdout = log.open_append().map_err(|e| {
             EngineError::io(
                 &self.machine,
@@ -305,7 +390,7 @@ impl VmLauncher {
                 e,
             )
         })?;
-        tracing::info!(machine = %self.machine, accelerator = %accel, cpus = self.config.cpus, memory_mib = self.config.memory_mib, "starting VM");
+        tracing::info!(machine = %self.machine, accelerator = %accel, %machine_type, cpus = self.config.cpus, memory_mib = self.config.memory_mib, "starting VM");
         let mut command = tokio::process::Command::new(&argv[0]);
         command
             .args(&argv[1..])
@@ -331,7 +416,12 @@ impl VmLauncher {
     }
 
     /// `nsenter --net=<netns> -- qemu-system-x86_64 -M microvm …`.
-    fn argv(&self, image: &image::GuestImage, accel: Accelerator) -> Vec<OsString> {
+    fn argv(
+        &self,
+        image: &image::GuestImage,
+        accel: Accelerator,
+        machine_type: MachineType,
+    ) -> Vec<OsString> {
         let mut append = format!(
             "console=ttyS0 quiet panic=-1 berth.addr={GUEST_IP}/{GUEST_PREFIX} berth.gw={} \
              berth.port={API_PORT} berth.control={CONTROL_PORT}",
@@ -366,7 +456,7 @@ impl VmLauncher {
                 "-name",
                 &name,
                 "-M",
-                "microvm,pit=on,pic=on,rtc=on",
+                machine_type.qemu_machine(),
                 "-accel",
                 accel.qemu_name(),
                 "-cpu",
@@ -395,17 +485,26 @@ impl VmLauncher {
         opt("-chardev", chardev_file(&log));
         opt("-serial", "chardev:console".into());
         opt("-drive", drive("root", &image.rootfs, "readonly=on"));
-        opt("-device", "virtio-blk-device,drive=root".into());
+        let blk = machine_type.virtio("virtio-blk");
+        opt("-device", format!("{blk},drive=root").into());
         opt(
             "-drive",
             drive("data", &self.data_disk(), "cache=writeback"),
         );
-        opt("-device", "virtio-blk-device,drive=data".into());
+        opt("-device", format!("{blk},drive=data").into());
         opt(
             "-netdev",
             format!("tap,id=net0,ifname={TAP},script=no,downscript=no").into(),
         );
-        opt("-device", "virtio-net-device,netdev=net0".into());
+        opt(
+            "-device",
+            format!(
+                "{},netdev=net0{}",
+                machine_type.virtio("virtio-net"),
+                machine_type.nic_options()
+            )
+            .into(),
+        );
         for (i, share) in self.config.shares.iter().enumerate() {
             let mut fsdev = OsString::from(format!(
                 "local,id=share{i},security_model=passthrough,path="
@@ -414,7 +513,11 @@ impl VmLauncher {
             opt("-fsdev", fsdev);
             opt(
                 "-device",
-                format!("virtio-9p-device,fsdev=share{i},mount_tag=share{i}").into(),
+                format!(
+                    "{},fsdev=share{i},mount_tag=share{i}",
+                    machine_type.virtio("virtio-9p")
+                )
+                .into(),
             );
             append.push_str(&format!(" berth.share=share{i},{}", share.display()));
         }
@@ -465,6 +568,15 @@ fn drive(id: &str, file: &Path, extra: &str) -> OsString {
     let mut s = OsString::from(format!("id={id},format=raw,if=none,{extra},file="));
     s.push(file);
     s
+}
+
+/// The last non-empty line of `text` (QEMU's error when it exits at once).
+fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no output")
 }
 
 fn log_len(path: &Path) -> u64 {

@@ -163,6 +163,16 @@ impl ManagedBerth {
         child.wait().map(Some)
     }
 
+    /// SIGKILL, as a crash: berth stops nothing, so its engine keeps running for the
+    /// next berth ([`restart`](Self::restart)) to find.
+    pub fn kill(&mut self) -> io::Result<Option<ExitStatus>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        child.kill()?;
+        child.wait().map(Some)
+    }
+
     /// The temp dir.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -37,6 +37,7 @@
 //! memory = "1GiB"
 //! disk_size = "16GiB"
 //! shares = ["/home/me/src"]        # bind-mountable host directories (9p)
+//! # machine_type = "q35"           # default: microvm where it works, q35 otherwise
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -295,6 +296,9 @@ pub(crate) struct MachineEntry {
     /// mount sources its containers may use.
     #[serde(default)]
     pub(crate) shares: Vec<PathBuf>,
+    /// `vm`: QEMU's machine type, `"microvm"` or `"q35"` (default: microvm where this
+    /// QEMU has it and it starts, q35 otherwise).
+    pub(crate) machine_type: Option<String>,
 }
 
 impl MachineEntry {
@@ -518,8 +522,16 @@ fn validate_transport(
 /// (`.memory: …`, or `: …` for the table).
 fn validate_vm(m: &MachineEntry) -> std::result::Result<(), String> {
     if m.kind != MachineKind::Vm {
-        if m.cpus.is_some() || m.memory.is_some() || m.disk_size.is_some() || !m.shares.is_empty() {
-            return Err(": cpus, memory, disk_size and shares apply to vm machines only".into());
+        if m.cpus.is_some()
+            || m.memory.is_some()
+            || m.disk_size.is_some()
+            || !m.shares.is_empty()
+            || m.machine_type.is_some()
+        {
+            return Err(
+                ": cpus, memory, disk_size, shares and machine_type apply to vm machines only"
+                    .into(),
+            );
         }
         return Ok(());
     }
@@ -538,6 +550,10 @@ fn validate_vm(m: &MachineEntry) -> std::result::Result<(), String> {
         if let Some(text) = v {
             parse_size_mib(text).map_err(|e| format!(".{key}: {e}"))?;
         }
+    }
+    if let Some(text) = &m.machine_type {
+        text.parse::<berth_engine::MachineType>()
+            .map_err(|e| format!(".machine_type: {e}"))?;
     }
     for (j, share) in m.shares.iter().enumerate() {
         let text = share.to_string_lossy();
@@ -714,6 +730,20 @@ endpoint = "unix:///var/run/docker.sock"
             parse("[[machines]]\nname = \"v\"\nkind = \"vm\"\nshares = [\"rel\"]\n").unwrap_err();
         assert!(e.contains("machines[0].shares[0]"), "{e}");
         let e = parse("[[machines]]\nname = \"m\"\nkind = \"managed\"\ncpus = 2\n").unwrap_err();
+        assert!(e.contains("vm machines only"), "{e}");
+    }
+
+    #[test]
+    fn vm_machines_take_microvm_or_q35_as_machine_type() {
+        let c =
+            parse("[[machines]]\nname = \"v\"\nkind = \"vm\"\nmachine_type = \"q35\"\n").unwrap();
+        assert_eq!(c.machines[0].machine_type.as_deref(), Some("q35"));
+        let e = parse("[[machines]]\nname = \"v\"\nkind = \"vm\"\nmachine_type = \"pc\"\n")
+            .unwrap_err();
+        assert!(e.contains("machines[0].machine_type"), "{e}");
+        assert!(e.contains("\"microvm\" or \"q35\""), "{e}");
+        let e = parse("[[machines]]\nname = \"m\"\nkind = \"managed\"\nmachine_type = \"q35\"\n")
+            .unwrap_err();
         assert!(e.contains("vm machines only"), "{e}");
     }
 

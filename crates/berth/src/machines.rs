@@ -352,6 +352,12 @@ fn vm_config(entry: &MachineEntry, state_dir: &std::path::Path) -> Result<VmConf
         vm.disk_size_mib = mib;
     }
     vm.shares = entry.shares.clone();
+    vm.machine_type = entry
+        .machine_type
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| UsageError(format!("machine {}: machine_type: {e}", entry.name)))?;
     Ok(vm)
 }
 
@@ -428,6 +434,12 @@ pub(crate) struct MachineReport {
     /// Why that accelerator (e.g. KVM hung at boot and berth fell back to TCG).
     #[serde(default)]
     pub(crate) accelerator_note: Option<String>,
+    /// A VM machine's QEMU machine type (`microvm`, `q35`) since its last start.
+    #[serde(default)]
+    pub(crate) machine_type: Option<String>,
+    /// Why that machine type (e.g. microvm did not start and berth fell back to q35).
+    #[serde(default)]
+    pub(crate) machine_type_note: Option<String>,
 }
 
 impl Machine {
@@ -474,7 +486,12 @@ impl Machine {
                 .as_ref()
                 .and_then(|v| v.accelerator)
                 .map(|a| a.to_string()),
-            accelerator_note: vm.and_then(|v| v.accelerator_note),
+            accelerator_note: vm.as_ref().and_then(|v| v.accelerator_note.clone()),
+            machine_type: vm
+                .as_ref()
+                .and_then(|v| v.machine_type)
+                .map(|m| m.to_string()),
+            machine_type_note: vm.and_then(|v| v.machine_type_note),
             name: self.name.clone(),
             kind: kind.to_owned(),
             endpoint: self.guest.connector().endpoint().to_string(),

@@ -3,8 +3,10 @@
 //!
 //! One VM for the whole binary (booting one is the expensive part, under TCG here), so
 //! the steps run in order in one test: cold start, the everyday CLI work, a shared host
-//! directory, published ports, machine stop/start keeping data, and the QEMU process
-//! killed. Images are imported, never pulled.
+//! directory, published ports, machine stop/start keeping data, a berth killed and its
+//! VM adopted by the next berth, the QEMU process killed, a clean shutdown with berth
+//! and the VM restored (on q35, the fallback machine type) at berth's next start, idle
+//! stop, and `machine rm`. Four boots in all. Images are imported, never pulled.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -27,6 +29,28 @@ fn ok(out: &Output, what: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Polls the machine's report until `state`, for at most `within`.
+fn wait_state(berth: &ManagedBerth, state: &str, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let now = report(berth);
+        if now["state"] == state {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "machine not {state} after {within:?}: {now}\n{}",
+            berth.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The guest's console and dockerd log of the current (or last) run.
+fn vm_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(format!("state/machines/{MACHINE}/vm.log"))).unwrap()
 }
 
 /// The machine's report in `berth status --json`.
@@ -330,11 +354,10 @@ fn vm_machine_runs_the_docker_cli_everyday_work() {
         "berth machine stop",
     );
     assert_eq!(report(&berth)["state"], "stopped");
-    let vm_log =
-        std::fs::read_to_string(dir.join(format!("state/machines/{MACHINE}/vm.log"))).unwrap();
+    let log = vm_log(&dir);
     assert!(
-        vm_log.contains("berth-init: powering off"),
-        "not a clean poweroff:\n{vm_log}"
+        log.contains("berth-init: powering off"),
+        "not a clean poweroff:\n{log}"
     );
     ok(
         &berth.berth(&["machine", "start", MACHINE]),
@@ -359,6 +382,25 @@ fn vm_machine_runs_the_docker_cli_everyday_work() {
     );
     assert!(images.contains("bt-vm-built"), "{images}");
 
+    // berth killed: its VM keeps running, and the next berth adopts it (no boot).
+    let qemu = report(&berth)["pid"].as_u64().unwrap();
+    berth.kill().unwrap();
+    berth.restart().unwrap();
+    let adopted = wait_state(&berth, "running", Duration::from_secs(60));
+    assert_eq!(adopted["pid"].as_u64(), Some(qemu), "{adopted}");
+    assert!(
+        berth
+            .log()
+            .contains("adopted dockerd left running by an earlier berth"),
+        "{}",
+        berth.log()
+    );
+    let images = ok(
+        &berth.docker(&["images", "--format", "{{.Repository}}"]),
+        "docker images through the adopted VM",
+    );
+    assert!(images.contains("bt-vm-built"), "{images}");
+
     // The VM process killed: the next request is served by a restarted VM.
     let pid = report(&berth)["pid"].as_u64().unwrap() as i32;
     nix::sys::signal::kill(
@@ -378,6 +420,57 @@ fn vm_machine_runs_the_docker_cli_everyday_work() {
     let after = report(&berth);
     assert_ne!(after["pid"].as_u64(), Some(pid as u64));
     assert_eq!(after["state"], "running");
+
+    // berth stopped cleanly: the guest powers off (dockerd stops, the data disk is
+    // unmounted). The next berth, set to q35 and a short idle_stop, restores the machine
+    // at its start, before any request.
+    berth.stop().unwrap();
+    let log = vm_log(&dir);
+    assert!(
+        log.contains("berth-init: powering off"),
+        "berth's stop did not power the guest off:\n{log}"
+    );
+    let mut config = std::fs::read_to_string(berth.config()).unwrap();
+    config.push_str("machine_type = \"q35\"\nidle_stop = \"5s\"\n");
+    std::fs::write(berth.config(), config).unwrap();
+    berth.restart().unwrap();
+    let restored = wait_state(&berth, "running", Duration::from_secs(300));
+    assert_eq!(restored["machine_type"], "q35", "{restored}");
+    assert_eq!(restored["accelerator"], accelerator.as_str(), "{restored}");
+    let table = ok(&berth.berth(&["status"]), "berth status");
+    assert!(
+        table.contains("machine q35 (set by machine_type)"),
+        "{table}"
+    );
+    let kept = ok(
+        &berth.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "bt-vm-vol:/data",
+            IMAGE,
+            "cat",
+            "/data/file",
+        ]),
+        "read the volume on q35 after the clean shutdown",
+    );
+    assert_eq!(kept, "kept");
+
+    // Nothing runs in it: idle_stop powers it off cleanly.
+    wait_state(&berth, "stopped", Duration::from_secs(120));
+    let log = vm_log(&dir);
+    assert!(
+        log.contains("berth-init: powering off"),
+        "idle stop was not a clean poweroff:\n{log}"
+    );
+
+    // machine rm: the machine's data disk, logs and namespace are gone.
+    ok(
+        &berth.berth(&["machine", "rm", MACHINE]),
+        "berth machine rm",
+    );
+    assert!(!dir.join(format!("state/machines/{MACHINE}")).exists());
+    assert!(!berth.netns().exists(), "namespace left by machine rm");
 
     berth.stop().unwrap();
     eprintln!("vm test took {:?}", began.elapsed());

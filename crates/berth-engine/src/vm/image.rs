@@ -27,7 +27,7 @@ use super::cpio::CpioWriter;
 use super::{kernel, shim};
 
 /// Bumped when the layout below changes.
-const FORMAT: &str = "berth-vm-image-2";
+const FORMAT: &str = "berth-vm-image-3";
 
 const INITRAMFS_INIT: &str = include_str!("initramfs-init.sh");
 const GUEST_INIT: &str = include_str!("guest-init.sh");
@@ -71,8 +71,15 @@ const MODULE_TREES: &[&str] = &[
     "kernel/drivers/char",
 ];
 
-/// Modules the initramfs loads to mount the root disk (with their dependencies).
-const INITRAMFS_MODULES: &[&str] = &["virtio_mmio", "virtio_blk", "crc32c_generic", "ext4"];
+/// Modules the initramfs loads to mount the root disk (with their dependencies): the
+/// virtio transports of both machine types (mmio: microvm, pci: q35).
+const INITRAMFS_MODULES: &[&str] = &[
+    "virtio_mmio",
+    "virtio_pci",
+    "virtio_blk",
+    "crc32c_generic",
+    "ext4",
+];
 
 /// Modules the guest init loads before it starts the network and mounts the shares
 /// (no udev in the guest: device drivers are not loaded on their own).

@@ -94,7 +94,8 @@ pub(crate) fn print_down_reasons(machines: &[Value]) {
     }
 }
 
-/// A VM machine's vCPUs, memory and accelerator (with why), under the table.
+/// A VM machine's vCPUs, memory, accelerator and machine type (with why), under the
+/// table.
 pub(crate) fn print_vm_facts(machines: &[Value]) {
     for m in machines {
         let (Some(vcpus), Some(memory)) = (m["vcpus"].as_u64(), m["memory_mib"].as_u64()) else {
@@ -105,8 +106,18 @@ pub(crate) fn print_vm_facts(machines: &[Value]) {
             .as_str()
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
+        let machine_type = match m["machine_type"].as_str() {
+            Some(t) => format!(
+                ", machine {t}{}",
+                m["machine_type_note"]
+                    .as_str()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            ),
+            None => String::new(),
+        };
         println!(
-            "vm {}: {vcpus} vCPUs, {memory} MiB, accelerator {accelerator}{note}",
+            "vm {}: {vcpus} vCPUs, {memory} MiB, accelerator {accelerator}{note}{machine_type}",
             m["name"].as_str().unwrap_or("?")
         );
     }
