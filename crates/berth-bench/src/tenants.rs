@@ -58,18 +58,22 @@ pub(crate) fn run(berth_bin: &Path, rounds: usize, requests: usize) -> Result<St
         }
         populate(alone.socket(), "t0", OWNED).await?;
         let list: Uri = "/v1.41/containers/json?all=1".parse()?;
+        // What berth asks the engine for the tenant: the same list, label-filtered.
+        let filtered: Uri = "/v1.41/containers/json?all=1&filters=%7B%22label%22%3A%7B%22berth.tenant%3Dt0%22%3Atrue%7D%7D".parse()?;
         let mut through = Vec::new();
         let mut direct = Vec::new();
+        let mut engine_filtered = Vec::new();
         for round in 0..rounds {
-            for first in [round % 2 == 0, round % 2 != 0] {
-                let (which, socket) = if first {
-                    ("tenant", tenant0.as_path())
-                } else {
-                    ("direct", alone.socket())
+            // Three sides, in an order that turns each round.
+            for side in 0..3 {
+                let (which, socket, uri, out) = match (side + round) % 3 {
+                    0 => ("tenant", tenant0.as_path(), &list, &mut through),
+                    1 => ("direct", alone.socket(), &list, &mut direct),
+                    _ => ("filter", shared.socket(), &filtered, &mut engine_filtered),
                 };
-                let p50 = list_p50(socket, &list, requests).await?;
+                let p50 = list_p50(socket, uri, requests).await?;
                 eprintln!("[{}/{rounds}] list {which:7} p50 {p50:.0} µs", round + 1);
-                if first { &mut through } else { &mut direct }.push(p50);
+                out.push(p50);
             }
         }
         let body = Bytes::from(format!(r#"{{"Image":"{IMAGE}","Cmd":["true"]}}"#));
@@ -93,6 +97,10 @@ pub(crate) fn run(berth_bin: &Path, rounds: usize, requests: usize) -> Result<St
             median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>())
         };
         let (list_ratio, create_ratio) = (ratio(&through, &direct), ratio(&tenanted, &plain));
+        let (engine_ratio, berth_ratio) = (
+            ratio(&engine_filtered, &direct),
+            ratio(&through, &engine_filtered),
+        );
         let verdict = |r: f64, target: f64| {
             if r <= target {
                 "pass".to_owned()
@@ -103,11 +111,17 @@ pub(crate) fn run(berth_bin: &Path, rounds: usize, requests: usize) -> Result<St
         Ok(format!(
             "| row | baseline | tenant | ratio | target | verdict |\n|---|---|---|---|---|---|\n\
              | `GET /containers/json?all=1`, p50 µs (100 of 1000, 10 tenants, vs an engine with only the 100) | {:.0} | {:.0} | {list_ratio:.3}× | ≤ 1.2× | {} |\n\
+             | split: the engine's own label-filtered list of the 1000 (what berth asks), p50 µs, vs the engine with only the 100 | {:.0} | {:.0} | {engine_ratio:.3}× | | |\n\
+             | split: through berth vs that filtered list asked directly | {:.0} | {:.0} | {berth_ratio:.3}× | | |\n\
              | `POST /containers/create`, p50 µs (tenant socket vs the same berth's admin socket) | {:.0} | {:.0} | {create_ratio:.3}× | ≤ 1.05× | {} |\n\n\
              Median over {rounds} rounds of the per-round ratio of p50s ({requests} requests per round and side; each create removed after it is timed).\n",
             median(&direct),
             median(&through),
             verdict(list_ratio, 1.2),
+            median(&direct),
+            median(&engine_filtered),
+            median(&engine_filtered),
+            median(&through),
             median(&plain),
             median(&tenanted),
             verdict(create_ratio, 1.05),

@@ -907,10 +907,14 @@ impl AnswerMap {
             return Ok(res.map(Either::Left));
         }
         if matches!(self.kind, AnswerKind::Events) {
-            return Ok(map_events(self.tenant, res));
+            let tenant = self.tenant;
+            return Ok(map_lines(res, move |line| map_event(&tenant, line)));
         }
         if let AnswerKind::Made(set, quiet) = self.kind {
-            return Ok(map_made(self.tenant, set, quiet, res));
+            let tenant = self.tenant;
+            return Ok(map_lines(res, move |line| {
+                made_line(&tenant, &set, quiet, line)
+            }));
         }
         let (mut parts, body) = res.into_parts();
         let bytes = body
@@ -958,20 +962,22 @@ impl AnswerMap {
     }
 }
 
-/// The event stream with the tenant's names (`Actor.Attributes.name`), one JSON line at
-/// a time, as the engine sends them.
-fn map_events(tenant: String, res: Response<ResponseBody>) -> Response<ClientBody> {
+/// A streamed answer (events, build/load/import progress) with `map` applied to each
+/// line, as the engine sends them (a last line without a newline included).
+fn map_lines(
+    res: Response<ResponseBody>,
+    map: impl Fn(&[u8]) -> Bytes + Send + 'static,
+) -> Response<ClientBody> {
     use http_body::Frame;
     let (mut parts, body) = res.into_parts();
     parts.headers.remove(http::header::CONTENT_LENGTH);
-    let state = Some((body, bytes::BytesMut::new(), tenant));
+    let state = Some((body, bytes::BytesMut::new(), map));
     let lines = futures_util::stream::unfold(state, |state| async move {
-        let (mut body, mut buf, tenant) = state?;
+        let (mut body, mut buf, map) = state?;
         loop {
             if let Some(end) = buf.iter().position(|b| *b == b'\n') {
-                let line = buf.split_to(end + 1);
-                let out = map_event(&tenant, &line);
-                return Some((Ok(Frame::data(out)), Some((body, buf, tenant))));
+                let out = map(&buf.split_to(end + 1));
+                return Some((Ok(Frame::data(out)), Some((body, buf, map))));
             }
             match body.frame().await {
                 Some(Ok(frame)) => {
@@ -981,7 +987,7 @@ fn map_events(tenant: String, res: Response<ResponseBody>) -> Response<ClientBod
                 }
                 Some(Err(e)) => return Some((Err(std::io::Error::other(e)), None)),
                 None if buf.is_empty() => return None,
-                None => return Some((Ok(Frame::data(buf.split().freeze())), None)),
+                None => return Some((Ok(Frame::data(map(&buf.split()))), None)),
             }
         }
     });
@@ -989,52 +995,15 @@ fn map_events(tenant: String, res: Response<ResponseBody>) -> Response<ClientBod
     Response::from_parts(parts, Either::Right(body))
 }
 
-/// The progress of a build, load, import or commit, one JSON line at a time: names
-/// in the tenant's spelling, and every image it made the tenant's.
-fn map_made(
-    tenant: String,
-    set: Arc<TenantSet>,
-    quiet: bool,
-    res: Response<ResponseBody>,
-) -> Response<ClientBody> {
-    use http_body::Frame;
-    let (mut parts, body) = res.into_parts();
-    parts.headers.remove(http::header::CONTENT_LENGTH);
-    let line = move |tenant: &str, line: &[u8]| -> Bytes {
-        if let Ok(v) = serde_json::from_slice::<Value>(line) {
-            for id in images::made_ids(&v, quiet) {
-                set.own_image(tenant, &id);
-            }
+/// What a build, load, import or commit says, in the tenant's names; every image it
+/// made becomes the tenant's.
+fn made_line(tenant: &str, set: &TenantSet, quiet: bool, line: &[u8]) -> Bytes {
+    if let Ok(v) = serde_json::from_slice::<Value>(line) {
+        for id in images::made_ids(&v, quiet) {
+            set.own_image(tenant, &id);
         }
-        let text = String::from_utf8_lossy(line);
-        Bytes::from(images::outward_text(tenant, &text))
-    };
-    let state = Some((body, bytes::BytesMut::new(), tenant, line));
-    let lines = futures_util::stream::unfold(state, |state| async move {
-        let (mut body, mut buf, tenant, line) = state?;
-        loop {
-            if let Some(end) = buf.iter().position(|b| *b == b'\n') {
-                let chunk = buf.split_to(end + 1);
-                let out = line(&tenant, &chunk);
-                return Some((Ok(Frame::data(out)), Some((body, buf, tenant, line))));
-            }
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        buf.extend_from_slice(&data);
-                    }
-                }
-                Some(Err(e)) => return Some((Err(std::io::Error::other(e)), None)),
-                None if buf.is_empty() => return None,
-                None => {
-                    let out = line(&tenant, &buf.split());
-                    return Some((Ok(Frame::data(out)), None));
-                }
-            }
-        }
-    });
-    let body = http_body_util::StreamBody::new(lines).boxed_unsync();
-    Response::from_parts(parts, Either::Right(body))
+    }
+    Bytes::from(images::outward_text(tenant, &String::from_utf8_lossy(line)))
 }
 
 /// One event line with the tenant's names (unchanged if it is not an event).

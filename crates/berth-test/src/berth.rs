@@ -237,8 +237,19 @@ impl Fronted {
     /// Starts engine `name` with busybox imported as `image`, then `<bin> serve` in
     /// front of it; the error says which of the two failed.
     pub fn start(bin: &Path, name: &str, image: &str) -> Result<Fronted, String> {
+        Self::start_with(bin, name, image, &[])
+    }
+
+    /// [`Fronted::start`] with `extra_args` for `berth serve` (a configuration, a state
+    /// directory, …).
+    pub fn start_with(
+        bin: &Path,
+        name: &str,
+        image: &str,
+        extra_args: &[&str],
+    ) -> Result<Fronted, String> {
         let engine = TestEngine::with_busybox(name, image)?;
-        let berth = BerthProcess::start(bin, &engine.host(), &[])
+        let berth = BerthProcess::start(bin, &engine.host(), extra_args)
             .map_err(|e| format!("starting berth: {e}"))?;
         Ok(Fronted { engine, berth })
     }

@@ -24,6 +24,25 @@ pub struct CliOutput {
 }
 
 impl CliOutput {
+    /// Runs `program args…` (another CLI than docker: `berth tenant …`) to its end with
+    /// stdin closed.
+    pub fn run(program: &std::path::Path, args: &[&str]) -> CliOutput {
+        let started = Instant::now();
+        let out = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        CliOutput {
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            timed_out: false,
+            elapsed: started.elapsed(),
+        }
+    }
+
     /// Whether it exited 0 in time.
     pub fn success(&self) -> bool {
         self.code == 0 && !self.timed_out

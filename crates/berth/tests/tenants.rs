@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use berth_test::{BerthProcess, CliOutput, DockerCli, TestEngine};
+use berth_test::{BerthProcess, CliOutput, DockerCli, Fronted};
 
 const IMAGE: &str = "busybox:latest";
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
@@ -19,19 +19,13 @@ const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 const TENANT_UID: u32 = 4242;
 
 struct Setup {
-    engine: TestEngine,
-    berth: BerthProcess,
+    fronted: Fronted,
     dir: PathBuf,
 }
 
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Result<Setup, String>> = OnceLock::new();
     berth_test::shared(&SETUP, || {
-        let engine = TestEngine::with_busybox(&format!("bt-ten-{}", std::process::id()), IMAGE)?;
-        let tag = DockerCli::new(engine.host()).run(&["tag", IMAGE, "bt-ten-private:1"]);
-        if !tag.success() {
-            return Err(format!("tagging: {tag}"));
-        }
         let dir = tempfile::Builder::new()
             .prefix("bt-ten-")
             .tempdir()
@@ -56,22 +50,27 @@ clients = ["uid:{TENANT_UID}"]
         let config = dir.join("berth.toml").display().to_string();
         let state = dir.join("state").display().to_string();
         let group = TENANT_UID.to_string();
-        let berth = BerthProcess::start(
+        let fronted = Fronted::start_with(
             Path::new(BERTH),
-            &engine.host(),
+            &format!("bt-ten-{}", std::process::id()),
+            IMAGE,
             &["--config", &config, "--state-dir", &state, "-G", &group],
-        )
-        .map_err(|e| format!("starting berth: {e}"))?;
-        Ok(Setup { engine, berth, dir })
+        )?;
+        // An image of the engine that is not shared.
+        let tag = DockerCli::new(fronted.engine.host()).run(&["tag", IMAGE, "bt-ten-private:1"]);
+        if !tag.success() {
+            return Err(format!("tagging: {tag}"));
+        }
+        Ok(Setup { fronted, dir })
     })
 }
 
 fn direct() -> DockerCli {
-    DockerCli::new(setup().engine.host())
+    DockerCli::new(setup().fronted.engine.host())
 }
 
 fn admin() -> DockerCli {
-    DockerCli::new(setup().berth.host())
+    DockerCli::new(setup().fronted.berth.host())
 }
 
 fn tenant(name: &str) -> DockerCli {
@@ -82,27 +81,14 @@ fn tenant(name: &str) -> DockerCli {
 }
 
 fn berth_cmd(args: &[&str]) -> CliOutput {
-    berth_cmd_on(&setup().berth.host(), args)
+    berth_cmd_on(&setup().fronted.berth.host(), args)
 }
 
 /// `berth tenant ARGS` against the daemon serving `host`.
 fn berth_cmd_on(host: &str, args: &[&str]) -> CliOutput {
-    let started = std::time::Instant::now();
-    let host = host.to_owned();
-    let mut all = vec!["tenant", "-H", host.as_str()];
+    let mut all = vec!["tenant", "-H", host];
     all.extend_from_slice(args);
-    let out = Command::new(BERTH)
-        .args(&all)
-        .output()
-        .expect("running berth");
-    CliOutput {
-        args: all.iter().map(|s| (*s).to_owned()).collect(),
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        timed_out: false,
-        elapsed: started.elapsed(),
-    }
+    CliOutput::run(Path::new(BERTH), &all)
 }
 
 fn unix_now() -> u64 {
@@ -263,7 +249,7 @@ fn two_tenants_use_the_same_names_and_never_see_each_other() {
                 &body.replace("REF", reference),
             );
             let theirs = create(
-                setup().engine.socket(),
+                setup().fronted.engine.socket(),
                 &body.replace("REF", "bt-ten-missing"),
             );
             assert_eq!(
@@ -299,7 +285,10 @@ fn two_tenants_use_the_same_names_and_never_see_each_other() {
         &setup().dir.join("ta.sock"),
         r#"{"Image":"bt-ten-private:1"}"#,
     );
-    let theirs = create(setup().engine.socket(), r#"{"Image":"bt-ten-nope:1"}"#);
+    let theirs = create(
+        setup().fronted.engine.socket(),
+        r#"{"Image":"bt-ten-nope:1"}"#,
+    );
     assert_eq!(
         ours,
         (theirs.0, theirs.1.replace("bt-ten-nope", "bt-ten-private"))
@@ -530,7 +519,7 @@ methods = ["POST"]
     let state = dir.path().join("state");
     let berth = BerthProcess::start(
         Path::new(BERTH),
-        &setup().engine.host(),
+        &setup().fronted.engine.host(),
         &[
             "--config",
             &config.display().to_string(),
@@ -732,7 +721,10 @@ fn images_a_tenant_builds_loads_imports_commits_and_tags_are_its_own() {
         "{shadow}"
     );
     let ours = create(&setup().dir.join("ti.sock"), r#"{"Image":"bt-ten-nope"}"#);
-    let theirs = create(setup().engine.socket(), r#"{"Image":"bt-ten-nope"}"#);
+    let theirs = create(
+        setup().fronted.engine.socket(),
+        r#"{"Image":"bt-ten-nope"}"#,
+    );
     assert_eq!(ours, theirs);
     // A Dockerfile naming it (or a non-shared image of the engine) finds nothing.
     for from in ["berth.tenant/ti/app", "bt-ten-private:1"] {
@@ -793,7 +785,7 @@ fn tenants_added_at_run_time_outlive_a_restart() {
     let start = || {
         BerthProcess::start(
             Path::new(BERTH),
-            &setup().engine.host(),
+            &setup().fronted.engine.host(),
             &[
                 "--config",
                 &config.display().to_string(),
