@@ -479,6 +479,11 @@ pub(crate) async fn write_all(to: &LeanSocket, mut a: &[u8], mut b: &[u8]) -> io
 /// `Host` if it had none (Go's server refuses HTTP/1.1 without one).
 fn write_request_head(buf: &[u8], head: &Head, out: &mut Vec<u8>) {
     out.clear();
+    if untouched(buf, head, b"host") == Some(true) {
+        // The usual head: nothing to take out, a Host in it. Copied at once.
+        out.extend_from_slice(&buf[..head.len]);
+        return;
+    }
     out.extend_from_slice(&buf[..head.first_line]);
     let mut host = false;
     for line in &head.headers {
@@ -495,6 +500,23 @@ fn write_request_head(buf: &[u8], head: &Head, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Whether `head` has no line to take out (hop-by-hop ones): then `Some` of whether it
+/// has a line named `name` (any case). One pass over the names, by length first.
+fn untouched(buf: &[u8], head: &Head, name: &[u8]) -> Option<bool> {
+    if head.connection {
+        return None;
+    }
+    let mut named = false;
+    for line in &head.headers {
+        let n = &buf[line.name.clone()];
+        if drops_when_framed(n) {
+            return None;
+        }
+        named |= n.len() == name.len() && n.eq_ignore_ascii_case(name);
+    }
+    Some(named)
+}
+
 /// The guest's head as the client gets it: its lines but the hop-by-hop ones and its
 /// own trace id, with berth's trace id, and `Connection: close` when the client
 /// connection ends after it.
@@ -506,13 +528,19 @@ fn write_response_head(
     out: &mut Vec<u8>,
 ) {
     out.clear();
-    out.extend_from_slice(&buf[..head.first_line]);
-    for line in &head.headers {
-        let name = &buf[line.name.clone()];
-        if dropped(buf, head, name) || name.eq_ignore_ascii_case(TRACE_ID.as_bytes()) {
-            continue;
+    if untouched(buf, head, TRACE_ID.as_bytes()) == Some(false) {
+        // The usual head: nothing to take out. Its lines copied at once.
+        let lines_end = head.headers.last().map_or(head.first_line, |l| l.line.end);
+        out.extend_from_slice(&buf[..lines_end]);
+    } else {
+        out.extend_from_slice(&buf[..head.first_line]);
+        for line in &head.headers {
+            let name = &buf[line.name.clone()];
+            if dropped(buf, head, name) || name.eq_ignore_ascii_case(TRACE_ID.as_bytes()) {
+                continue;
+            }
+            out.extend_from_slice(&buf[line.line.clone()]);
         }
-        out.extend_from_slice(&buf[line.line.clone()]);
     }
     out.extend_from_slice(b"X-Trace-Id: ");
     out.extend_from_slice(trace_id.as_bytes());
@@ -543,4 +571,75 @@ fn bad_request(e: &FramingError) -> GatewayError {
 
 fn invalid_data(e: FramingError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(raw: &str) -> Vec<u8> {
+        let mut head = Head::default();
+        assert_eq!(framing::parse_request(raw.as_bytes(), &mut head), Ok(true));
+        let mut out = Vec::new();
+        write_request_head(raw.as_bytes(), &head, &mut out);
+        out
+    }
+
+    fn response(raw: &str, keep_alive: bool) -> Vec<u8> {
+        let mut head = Head::default();
+        assert_eq!(
+            framing::parse_response(raw.as_bytes(), false, &mut head),
+            Ok(true)
+        );
+        let mut out = Vec::new();
+        let trace = HeaderValue::from_static("t1");
+        write_response_head(raw.as_bytes(), &head, &trace, keep_alive, &mut out);
+        out
+    }
+
+    #[test]
+    fn request_heads_go_as_sent_but_for_hop_by_hop_lines_and_a_missing_host() {
+        // Nothing to edit: the bytes as they came (the body after the head is not
+        // the head's).
+        let plain = "GET /_ping HTTP/1.1\r\nHost: docker\r\nUser-Agent: x\r\n\r\n";
+        assert_eq!(request(&format!("{plain}GET /")), plain.as_bytes());
+        assert_eq!(
+            request("GET /_ping HTTP/1.1\nUser-Agent: x\n\n"),
+            b"GET /_ping HTTP/1.1\nUser-Agent: x\nHost: guest\r\n\r\n"
+        );
+        assert_eq!(
+            request("GET / HTTP/1.1\r\nHost: d\r\nKeep-Alive: 5\r\nConnection: X-A, keep-alive\r\nX-A: 1\r\nX-B: 2\r\n\r\n"),
+            b"GET / HTTP/1.1\r\nHost: d\r\nX-B: 2\r\n\r\n"
+        );
+        assert_eq!(
+            request("GET / HTTP/1.1\r\nTE: trailers\r\nhost: d\r\n\r\n"),
+            b"GET / HTTP/1.1\r\nhost: d\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_heads_get_berths_trace_id_and_lose_hop_by_hop_lines() {
+        assert_eq!(
+            response(
+                "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK",
+                true
+            ),
+            b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\nX-Trace-Id: t1\r\n\r\n"
+        );
+        assert_eq!(
+            response("HTTP/1.1 204 No Content\r\n\r\n", false),
+            b"HTTP/1.1 204 No Content\r\nX-Trace-Id: t1\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            response(
+                "HTTP/1.1 200 OK\r\nx-trace-id: guest\r\nContent-Length: 0\r\n\r\n",
+                true
+            ),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Trace-Id: t1\r\n\r\n"
+        );
+        assert_eq!(
+            response("HTTP/1.1 200 OK\r\nConnection: keep-alive, X-A\r\nX-A: 1\r\nKeep-Alive: 5\r\nContent-Length: 0\r\n\r\n", true),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Trace-Id: t1\r\n\r\n"
+        );
+    }
 }

@@ -10,11 +10,12 @@
 //! are hyper's from the start (`Shared::frames`).
 
 use std::future::poll_fn;
+use std::pin::pin;
 use std::sync::Arc;
 
 use berth_guest::LeanSocket;
 use bytes::{Buf, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -60,6 +61,9 @@ impl Shared {
         let mut head = Head::default();
         let mut scratch = Scratch::default();
         let mut held: Option<StreamLease> = None;
+        // One wait for the stop signal per connection, not one per read: it stays
+        // registered with the watch while the connection lives.
+        let mut stop = pin!(stopped(shutdown));
         loop {
             match framing::parse_request(&buf, &mut head) {
                 Ok(true) => {}
@@ -67,8 +71,9 @@ impl Shared {
                 Ok(false) => {
                     buf.reserve(4096);
                     let read = tokio::select! {
+                        biased;
                         read = poll_fn(|cx| socket.poll_read_buf(cx, &mut buf)) => read,
-                        _ = stopped(shutdown) => return Framed::Ended,
+                        _ = &mut stop => return Framed::Ended,
                     };
                     match read {
                         Ok(n) if n > 0 => continue,
@@ -277,9 +282,23 @@ impl Shared {
     }
 }
 
-/// The request line and headers of a head berth frames itself, or `None` when it is
-/// hyper's: HTTP/1.0, `Expect`, `Upgrade` or `CONNECT`, a target not in origin form,
-/// a name or value `http` refuses.
+/// The headers the stages before forwarding read: the trace id; classify's
+/// `Upgrade`, `Content-Length` and `Transfer-Encoding`; routing's session id. The
+/// framed path gives the stages a map of these only (a map of every header cost about
+/// a sixth of a framed `/_ping`'s instructions). A stage that reads another header
+/// must name it here.
+static STAGE_HEADERS: [HeaderName; 5] = [
+    HeaderName::from_static(crate::trace::TRACE_ID),
+    header::UPGRADE,
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    HeaderName::from_static("x-docker-expose-session-uuid"),
+];
+
+/// The request line and the stages' headers of a head berth frames itself, or `None`
+/// when it is hyper's: HTTP/1.0, `Expect`, `Upgrade` or `CONNECT`, a target not in
+/// origin form, a value `http` refuses. (httparse took only token names and the
+/// values `http` takes, as hyper's server relies on too.)
 fn plain_request(buf: &[u8], head: &Head) -> Option<RequestLine> {
     if !head.http11 || head.expect_continue || head.upgrade {
         return None;
@@ -290,10 +309,17 @@ fn plain_request(buf: &[u8], head: &Head) -> Option<RequestLine> {
     }
     let method = Method::from_bytes(&buf[head.method.clone()]).ok()?;
     let uri = Uri::try_from(target).ok()?;
-    let mut headers = HeaderMap::with_capacity(head.headers.len());
+    let mut headers = HeaderMap::new();
     for line in &head.headers {
+        let name = &buf[line.name.clone()];
+        let Some(known) = STAGE_HEADERS
+            .iter()
+            .find(|h| h.as_str().len() == name.len() && name.eq_ignore_ascii_case(h.as_ref()))
+        else {
+            continue;
+        };
         headers.append(
-            HeaderName::from_bytes(&buf[line.name.clone()]).ok()?,
+            known.clone(),
             HeaderValue::from_bytes(&buf[line.value.clone()]).ok()?,
         );
     }
