@@ -175,7 +175,8 @@ pub fn parse_response(
         Err(httparse::Error::TooManyHeaders) => return Err(FramingError::TooManyHeaders),
         Err(e) => return Err(FramingError::Malformed(e)),
     };
-    let (Some(code), Some(version)) = (res.code, res.version) else {
+    let (Some(code @ 100..), Some(version)) = (res.code, res.version) else {
+        // Below 100 is no status `http` (so hyper's client) takes.
         return Err(FramingError::Malformed(httparse::Error::Status));
     };
     head.len = len;
