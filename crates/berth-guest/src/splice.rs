@@ -1,6 +1,7 @@
 //! Zero-copy byte relay between two sockets: `splice(2)` from one socket into a pipe
 //! and from the pipe into the other, so payload never enters user space. Used by the
-//! gateway's upgraded and hijacked sessions and by the host's port forwards.
+//! gateway's upgraded and hijacked sessions, by the host's port forwards, and (a known
+//! number of bytes, [`splice_exact`]) for the bodies of framed pass-through exchanges.
 //!
 //! [`SpliceRelay`] is a hand-written future rather than an `async fn`: every idle
 //! session or forwarded connection keeps one, and written as async functions the two
@@ -133,6 +134,59 @@ impl Future for SpliceRelay {
         }
         Poll::Pending
     }
+}
+
+/// Moves exactly `len` bytes from `src` to `dst` through a pipe, for a body whose length
+/// is known and that no one needs to read (the gateway's framed pass-through). Fails
+/// with `UnexpectedEof` when `src` ends first; `moved` counts the bytes written to `dst`
+/// as they go. The pipe grows as [`SpliceRelay`]'s does, and is closed at the end.
+pub async fn splice_exact(
+    src: &LeanSocket,
+    dst: &LeanSocket,
+    len: u64,
+    moved: &mut u64,
+) -> io::Result<()> {
+    let mut pipe = SplicePipe::new()?;
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    let mut left = len;
+    let mut in_pipe = 0usize;
+    let mut filled = false;
+    while left > 0 || in_pipe > 0 {
+        if in_pipe > 0 {
+            let n = std::future::poll_fn(|cx| {
+                dst.poll_write_with(cx, |fd| {
+                    Ok(splice(&pipe.read, None, fd, None, in_pipe, flags)?)
+                })
+            })
+            .await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            in_pipe -= n;
+            *moved += n as u64;
+            if in_pipe == 0 && std::mem::take(&mut filled) {
+                pipe.grow();
+            }
+            continue;
+        }
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(pipe.size);
+        let n = std::future::poll_fn(|cx| {
+            src.poll_read_with_len(cx, want, |fd| {
+                Ok(splice(fd, None, &pipe.write, None, want, flags)?)
+            })
+        })
+        .await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the connection closed before the body's end",
+            ));
+        }
+        left -= n as u64;
+        in_pipe = n;
+        filled = n == pipe.size;
+    }
+    Ok(())
 }
 
 /// One direction's state: `src` → `dst`.

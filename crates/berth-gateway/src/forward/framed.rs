@@ -2,8 +2,10 @@
 //! pass-through"): the request head goes to the guest as the client's bytes with the
 //! hop-by-hop lines taken out, the response head comes back as the guest's bytes with
 //! the trace id put in, and both bodies are relayed by their framing
-//! ([`crate::framing`]) without being decoded or re-encoded. Nothing builds a
-//! `HeaderMap` for the response, and one task drives both sockets.
+//! ([`crate::framing`]) without being decoded or re-encoded; what is left of a long
+//! body with a `Content-Length` is spliced (`splice(2)`, socket to pipe to socket), so
+//! its bytes never enter user space. Nothing builds a `HeaderMap` for the response,
+//! and one task drives both sockets.
 //!
 //! The request body is relayed while the answer is awaited: dockerd may answer before
 //! it read the body (an error), and then stops reading. An answer that ends the
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use berth_guest::splice::splice_exact;
 use berth_guest::LeanSocket;
 use bytes::{Buf, BufMut, BytesMut};
 use http::HeaderValue;
@@ -32,6 +35,11 @@ use crate::trace::TRACE_ID;
 
 /// Bytes read from a socket at once while relaying a body.
 const RELAY_CHUNK: usize = 64 * 1024;
+
+/// Bodies with at least this many bytes still to come after the head's read are
+/// spliced (`splice(2)` through a pipe) rather than copied: below it, making and closing
+/// the pipe costs more than the copy.
+const SPLICE_AT_LEAST: u64 = 64 * 1024;
 
 /// The longest response head taken (hyper's client takes ~400 KiB).
 const MAX_RESPONSE_HEAD: usize = 1 << 20;
@@ -423,7 +431,8 @@ impl BodyLeft {
 }
 
 /// Relays the rest of `body` from `from` to `to` through `buf` (empty on entry),
-/// counting the bytes in `moved`; what follows the body stays in `buf`.
+/// counting the bytes in `moved`; what follows the body stays in `buf`. A long body
+/// of known length is spliced.
 async fn relay(
     from: &LeanSocket,
     to: &LeanSocket,
@@ -432,6 +441,14 @@ async fn relay(
     moved: &mut u64,
 ) -> io::Result<()> {
     while !body.is_done() {
+        if let BodyLeft::Bytes(left) = *body {
+            if left >= SPLICE_AT_LEAST && buf.is_empty() {
+                // Bytes no one reads: socket to pipe to socket, never through user space.
+                splice_exact(from, to, left, moved).await?;
+                *body = BodyLeft::Done;
+                break;
+            }
+        }
         let limit = body.read_limit();
         buf.reserve(limit);
         let n = poll_fn(|cx| from.poll_read_buf(cx, &mut (&mut *buf).limit(limit))).await?;
