@@ -148,6 +148,60 @@ pub(crate) async fn admit(
     Box::pin(judge(gate, req, classified, peer, tenant)).await
 }
 
+/// Judges a request on its head alone, for the framed pass-through (`serve/framed.rs`,
+/// the admin's own requests): `true` when `gate` lets it pass without its body being
+/// read; `false` when it needs more than its head (a limit or the recorder reads the
+/// body, a create's socket binds may be rewritten) or is refused: hyper's path then
+/// judges it again, whole, and answers. Nothing is recorded here: a request the framed
+/// path still hands to hyper must be recorded once, there ([`record_head`]).
+pub(crate) fn admit_head(
+    gate: &PolicyGate,
+    method: &str,
+    uri: &Uri,
+    content_type: Option<&str>,
+    classified: &Classified,
+    peer: &PeerIdentity,
+) -> bool {
+    let client = client_identity(peer);
+    let facts = head_facts(method, uri, content_type, &client);
+    gate.current().check_request(&facts).is_allow()
+        && !(gate.container_socket.is_some() && classified.endpoint == Endpoint::ContainerCreate)
+        && gate
+            .recorder
+            .as_ref()
+            .is_none_or(|r| r.wants_body(&facts).is_none())
+}
+
+/// Records a request [`admit_head`] let pass, in record mode, as [`admit`] records it.
+pub(crate) fn record_head(
+    gate: &PolicyGate,
+    method: &str,
+    uri: &Uri,
+    content_type: Option<&str>,
+    peer: &PeerIdentity,
+) {
+    if let Some(r) = &gate.recorder {
+        let client = client_identity(peer);
+        r.record(&head_facts(method, uri, content_type, &client), None);
+    }
+}
+
+fn head_facts<'a>(
+    method: &'a str,
+    uri: &'a Uri,
+    content_type: Option<&'a str>,
+    client: &'a ClientIdentity,
+) -> RequestFacts<'a> {
+    let mut facts = RequestFacts::new(method, uri.path(), client);
+    if let Some(q) = uri.query() {
+        facts = facts.with_query(q);
+    }
+    if let Some(ct) = content_type {
+        facts = facts.with_content_type(ct);
+    }
+    facts
+}
+
 async fn judge(
     gate: &PolicyGate,
     req: Request<Incoming>,

@@ -57,13 +57,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Whether a connection starts on the framed path: not with a policy (it may read
-    /// bodies), several engines (routing may record or look up), TLS, or a client that
-    /// is not the admin (a tenant's every request is scoped; a refused one is refused).
+    /// Whether a connection starts on the framed path: not for TLS (the framed path
+    /// moves a socket's bytes as they are), nor for a client that is not the admin (a
+    /// tenant's every request is scoped; a refused one is refused). A policy and
+    /// several engines are decided per request there (`serve/framed.rs`).
     fn frames(&self, stream: &ClientStream, peer: &PeerIdentity) -> bool {
         self.framed_pass_through
-            && self.policy.is_none()
-            && self.router.registry().is_none()
             && matches!(stream, ClientStream::Plain(_))
             && self
                 .tenants

@@ -5,9 +5,11 @@
 //! stages as in [`Shared::handle`] (trace id, normalize, classify, route, readiness;
 //! the audit line). The first request that needs more than pass-through (an upgrade,
 //! a hijack, host work, a merged view, `Expect`, HTTP/1.0, a target not in origin
-//! form, an over-long head) hands the connection, with that request still unread, to
-//! hyper for the rest of its life. Connections with a policy, several engines or TLS
-//! are hyper's from the start (`Shared::frames`).
+//! form, an over-long head, a policy that needs the body or refuses, a create placed by
+//! its body) hands the connection, with that request still unread, to hyper for the
+//! rest of its life. A policy judges each request on its head here
+//! (`admit::admit_head`) as hyper's path would. TLS connections and tenants' are
+//! hyper's from the start (`Shared::frames`).
 
 use std::future::poll_fn;
 use std::pin::pin;
@@ -20,6 +22,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::{log_answered, Decision, Shared, MAX_SNIFF};
+use crate::admit;
 use crate::classify::{classify, Exchange};
 use crate::conn::PeerIdentity;
 use crate::drain::stopped;
@@ -103,6 +106,32 @@ impl Shared {
             ) {
                 return Framed::HandOver(socket, buf);
             }
+            // A policy that needs more than the head, or refuses, and a create placed
+            // by its body (several engines) are hyper's.
+            let content_type = self
+                .policy
+                .as_ref()
+                .and_then(|_| header_str(&buf, &head, b"content-type"));
+            if self.policy.as_deref().is_some_and(|gate| {
+                !admit::admit_head(
+                    gate,
+                    line.method.as_str(),
+                    &line.uri,
+                    content_type,
+                    &classified,
+                    peer,
+                )
+            }) || crate::route::placed_by_body(
+                &self.router,
+                &classified,
+                &line.method,
+                path,
+                line.uri.query(),
+            )
+            .is_some()
+            {
+                return Framed::HandOver(socket, buf);
+            }
             let routed = self
                 .router
                 .route(
@@ -130,6 +159,13 @@ impl Shared {
                 Ok(Routed::Merged(_)) => return Framed::HandOver(socket, buf),
                 Err(e) => Err(e),
             };
+            // Framed from here on: what admission decided is recorded and counted
+            // once, as hyper's path does.
+            if let Some(gate) = &self.policy {
+                let content_type = header_str(&buf, &head, b"content-type");
+                admit::record_head(gate, line.method.as_str(), &line.uri, content_type, peer);
+                super::count_decision(self.metrics.as_deref(), None);
+            }
             let guest = match guest {
                 Ok(guest) => match guest.ready().await {
                     Ok(()) => guest,
@@ -328,6 +364,23 @@ fn plain_request(buf: &[u8], head: &Head) -> Option<RequestLine> {
         uri,
         headers,
     })
+}
+
+/// The first `name` header of `head` (lower-case `name`) as a string, as
+/// `HeaderValue::to_str` reads it (visible ASCII only).
+fn header_str<'a>(buf: &'a [u8], head: &Head, name: &[u8]) -> Option<&'a str> {
+    let line = head.headers.iter().find(|l| {
+        let n = &buf[l.name.clone()];
+        n.len() == name.len() && n.eq_ignore_ascii_case(name)
+    })?;
+    let value = &buf[line.value.clone()];
+    if !value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        return None;
+    }
+    std::str::from_utf8(value).ok()
 }
 
 /// Answers with berth's error on a connection that goes on.
