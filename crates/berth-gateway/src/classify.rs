@@ -174,7 +174,9 @@ impl Classified {
     }
 }
 
-/// Classifies a request from its method, unversioned path and headers.
+/// Classifies a request from its method, unversioned path and headers (`Upgrade`,
+/// `Content-Length`, `Transfer-Encoding`: the framed path hands stages only the
+/// headers `serve/framed.rs` names in `STAGE_HEADERS`).
 pub fn classify(method: &Method, path: &str, headers: &HeaderMap) -> Classified {
     let (endpoint, name) = endpoint_of(method, path);
     let exchange = if headers.contains_key(header::UPGRADE) {
