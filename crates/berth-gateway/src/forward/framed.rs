@@ -199,6 +199,43 @@ pub(crate) async fn exchange(
     }
 }
 
+/// Reads and drops the request whose head `req` was parsed from the start of
+/// `client_buf`, body included (up to 256 KiB, for at most a second, as
+/// `body::discard_unread` does for hyper's connections): `true` when it was read whole,
+/// and `client_buf` then holds what the client sent after it.
+pub(crate) async fn discard_request(
+    client: &LeanSocket,
+    client_buf: &mut BytesMut,
+    req: &Head,
+) -> bool {
+    client_buf.advance(req.len);
+    let mut body = BodyLeft::new(req.body);
+    let Ok(n) = body.take(client_buf) else {
+        return false;
+    };
+    client_buf.advance(n);
+    let discard = async {
+        let mut left = 256 * 1024usize;
+        while !body.is_done() && left > 0 {
+            client_buf.reserve(body.read_limit().min(left));
+            let read = poll_fn(|cx| client.poll_read_buf(cx, &mut *client_buf)).await;
+            match read {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {}
+            }
+            let Ok(n) = body.take(client_buf) else {
+                return false;
+            };
+            client_buf.advance(n);
+            left = left.saturating_sub(n);
+        }
+        body.is_done()
+    };
+    tokio::time::timeout(Duration::from_secs(1), discard)
+        .await
+        .unwrap_or(false)
+}
+
 /// Runs `upload` (the rest of the request body) while `answer` runs; done when the
 /// answer is. An upload still running then is dropped (`false`: the request was not
 /// whole, so neither connection is in step any more).

@@ -16,7 +16,7 @@ use std::pin::pin;
 use std::sync::Arc;
 
 use berth_guest::LeanSocket;
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -269,9 +269,10 @@ impl Shared {
         }
     }
 
-    /// Answers `error` to a request not forwarded (still at the start of `buf`): when
-    /// it has no body, it is consumed and the connection goes on (`true`); else the
-    /// connection is answered and closed.
+    /// Answers `error` to a request not forwarded (still at the start of `buf`): it is
+    /// read and dropped, body included (within `discard_request`'s bounds), and the
+    /// connection goes on (`true`); a body not read whole (or `Connection: close`)
+    /// closes it after the answer, as hyper's path does.
     #[allow(clippy::too_many_arguments)]
     async fn answered_unread(
         &self,
@@ -285,12 +286,13 @@ impl Shared {
     ) -> bool {
         self.audit_framed(line, peer, trace_id, error.status());
         log_answered(&error, trace_id);
-        if head.body == framing::BodyLength::Empty && !head.close {
-            buf.advance(head.len);
+        if framed::discard_request(socket, buf, head).await && !head.close {
             return answer(socket, &error, trace_id).await.is_ok();
         }
-        let _ = answer(socket, &error, trace_id).await;
-        linger(socket).await;
+        let raw = error.to_raw_response(trace_id, true);
+        if framed::write_all(socket, &raw, &[]).await.is_ok() {
+            linger(socket).await;
+        }
         false
     }
 
