@@ -21,7 +21,7 @@ mod log;
 mod mounts;
 mod process;
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -200,43 +200,57 @@ impl DockerdLauncher {
         let log = DockerdLog::new(self.layout.log.clone());
         log.rotate()
             .map_err(|e| self.io("rotate log", &self.layout.log, e))?;
-        let stdout = log
-            .open_append()
-            .map_err(|e| self.io("open log", &self.layout.log, e))?;
-        let stderr = stdout
-            .try_clone()
-            .map_err(|e| self.io("open log", &self.layout.log, e))?;
-
-        let argv = self.argv();
-        let mut command = tokio::process::Command::new(&argv[0]);
-        command
-            .args(&argv[1..])
-            .env("PATH", &self.programs.search_path)
-            // Not ours to pass on: dockerd would talk to berth's systemd or take
-            // berth's activated sockets.
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(stderr))
-            .process_group(0)
-            .kill_on_drop(false);
-        let child = command.spawn().map_err(|e| EngineError::Spawn {
-            machine: self.machine.clone(),
-            program: self.programs.nsenter.clone(),
-            source: std::sync::Arc::new(e),
-        })?;
-        DockerdProcess::from_child(child).map_err(|e| EngineError::Spawn {
-            machine: self.machine.clone(),
-            program: self.programs.dockerd.clone(),
-            source: std::sync::Arc::new(e),
-        })
+        spawn_engine(
+            &self.machine,
+            &self.argv(),
+            &self.programs.search_path,
+            &log,
+            &self.programs.dockerd,
+        )
     }
 
     fn io(&self, action: &'static str, path: &Path, e: std::io::Error) -> EngineError {
         EngineError::io(&self.machine, action, path.to_path_buf(), e)
     }
+}
+
+/// Spawns a machine's engine process, `argv` (`nsenter --net=… -- <program> …`):
+/// stdout and stderr appended to `log`, in its own process group, with `search_path` as
+/// its `PATH`. `program` is what nsenter execs, named in errors.
+pub(crate) fn spawn_engine(
+    machine: &str,
+    argv: &[OsString],
+    search_path: &OsStr,
+    log: &DockerdLog,
+    program: &Path,
+) -> Result<DockerdProcess, EngineError> {
+    let open_error = |e| EngineError::io(machine, "open log", log.path().to_path_buf(), e);
+    let stdout = log.open_append().map_err(open_error)?;
+    let stderr = stdout.try_clone().map_err(open_error)?;
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .env("PATH", search_path)
+        // Not ours to pass on: the engine would talk to berth's systemd or take
+        // berth's activated sockets.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .process_group(0)
+        .kill_on_drop(false);
+    let child = command.spawn().map_err(|e| EngineError::Spawn {
+        machine: machine.to_owned(),
+        program: PathBuf::from(&argv[0]),
+        source: std::sync::Arc::new(e),
+    })?;
+    DockerdProcess::from_child(child).map_err(|e| EngineError::Spawn {
+        machine: machine.to_owned(),
+        program: program.to_path_buf(),
+        source: std::sync::Arc::new(e),
+    })
 }
 
 #[cfg(test)]

@@ -31,8 +31,7 @@ mod shim;
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use berth_guest::netns::NetnsSockets;
@@ -41,7 +40,7 @@ use tokio::io::AsyncWriteExt;
 pub use accel::Accelerator;
 pub use machine_type::MachineType;
 
-use crate::launcher::{DockerdLog, DockerdProcess};
+use crate::launcher::{spawn_engine, DockerdLog, DockerdProcess};
 use crate::netns::IpCommand;
 use crate::prerequisites::Programs;
 use crate::{EngineError, MachineConfig, VmConfig};
@@ -374,45 +373,8 @@ impl VmLauncher {
         machine_type: MachineType,
     ) -> Result<DockerdProcess, EngineError> {
         let argv = self.argv(image, accel, machine_type);
-        let stdout = log.open_append().map_err(|e| {
-            EngineError::io(
-                &self.machine,
-                "open log",
-                Self::log_path(&self.state_dir),
-                e,
-            )
-        })?;
-        let stderr = stdout.try_clone().map_err(|e| {
-            EngineError::io(
-                &self.machine,
-                "open log",
-                Self::log_path(&self.state_dir),
-                e,
-            )
-        })?;
         tracing::info!(machine = %self.machine, accelerator = %accel, %machine_type, cpus = self.config.cpus, memory_mib = self.config.memory_mib, "starting VM");
-        let mut command = tokio::process::Command::new(&argv[0]);
-        command
-            .args(&argv[1..])
-            .env("PATH", &self.search_path)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(stderr))
-            .process_group(0)
-            .kill_on_drop(false);
-        let child = command.spawn().map_err(|e| EngineError::Spawn {
-            machine: self.machine.clone(),
-            program: self.nsenter.clone(),
-            source: Arc::new(e),
-        })?;
-        DockerdProcess::from_child(child).map_err(|e| EngineError::Spawn {
-            machine: self.machine.clone(),
-            program: self.qemu.clone(),
-            source: Arc::new(e),
-        })
+        spawn_engine(&self.machine, &argv, &self.search_path, log, &self.qemu)
     }
 
     /// `nsenter --net=<netns> -- qemu-system-x86_64 -M microvm …`.

@@ -22,6 +22,10 @@ impl DockerdLog {
         Self { path }
     }
 
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Moves a non-empty log to `<log>.1`, replacing the one before.
     pub(crate) fn rotate(&self) -> io::Result<()> {
         match std::fs::metadata(&self.path) {
