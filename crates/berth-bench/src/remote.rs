@@ -7,7 +7,8 @@
 //!   remote `docker system dial-stdio` per run). Target: berth ≥ 10× faster.
 //! - `GET /containers/json` p50 on a kept-alive connection, and a 512 MiB exec hijack
 //!   (`head -c` of /dev/zero, read to EOF), through berth's SSH machine against straight
-//!   to the engine's TLS port. Target: 0.8× to 1.3×.
+//!   to the engine's TLS port. Target: 0.8× to 1.3×. The same through a berth whose
+//!   machine is that engine's TLS port (what berth's own TLS transport costs; no target).
 //! - Placement: `POST /containers/create` (the CLI's body) naming no platform, through a
 //!   berth with three machines (local, TLS, SSH; the image on all three, so placement asks
 //!   every machine and keeps the default), against the same create naming the default
@@ -77,6 +78,15 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
         far.socket().display()
     );
     let berth_ssh = start_berth(berth_bin, &dir, "ssh", std::slice::from_ref(&ssh_table))?;
+    let berth_tls = start_berth(
+        berth_bin,
+        &dir,
+        "tls",
+        &[format!(
+            "[[machines]]\nname = \"far\"\nkind = \"external\"\nendpoint = \"tcp://{far_addr}:2376\"\ntlsverify = true\ntls = \"{}\"\n",
+            far_certs.dir().display()
+        )],
+    )?;
     let berth_three = start_berth(
         berth_bin,
         &dir,
@@ -142,8 +152,9 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
         .await?;
 
         let mut ps = (Vec::new(), Vec::new());
-        let mut json = (Vec::new(), Vec::new());
-        let mut hijack = (Vec::new(), Vec::new());
+        // [berth ssh, berth tls, TLS direct]
+        let mut json = [Vec::new(), Vec::new(), Vec::new()];
+        let mut hijack = [Vec::new(), Vec::new(), Vec::new()];
         let mut create = (Vec::new(), Vec::new());
         for round in 0..p.rounds {
             let flip = round % 2 == 1;
@@ -170,14 +181,15 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
                 eprintln!("[{}/{}] docker ps {} median {m:.1} ms", round + 1, p.rounds, ["berth ssh", "docker ssh://"][side]);
                 [&mut ps.0, &mut ps.1][side].push(m);
             }
-            // GET /containers/json and the exec hijack: berth's SSH machine vs TLS.
-            for side in order(flip) {
+            // GET /containers/json and the exec hijack: berth's SSH machine, berth's TLS
+            // machine, straight to the TLS port; the order rotates per round.
+            for side in (0..3).map(|i| (i + round) % 3) {
                 let conn = || async {
-                    if side == 0 {
-                        Ok::<_, anyhow::Error>(Box::new(client::connect(berth_ssh.socket()).await?) as Box<dyn Io>)
-                    } else {
-                        Ok(Box::new(connect_tls(&tls_client, &far_tls, far_addr).await?) as Box<dyn Io>)
-                    }
+                    Ok::<_, anyhow::Error>(match side {
+                        0 => Box::new(client::connect(berth_ssh.socket()).await?) as Box<dyn Io>,
+                        1 => Box::new(client::connect(berth_tls.socket()).await?),
+                        _ => Box::new(connect_tls(&tls_client, &far_tls, far_addr).await?),
+                    })
                 };
                 let p50 = list_p50(conn().await?, p.requests).await?;
                 let secs = exec_hijack(conn().await?, conn().await?, &exec_box, p.hijack_bytes).await?;
@@ -185,11 +197,11 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
                     "[{}/{}] {}: json p50 {p50:.0} µs, hijack {:.0} MiB/s",
                     round + 1,
                     p.rounds,
-                    ["berth ssh", "TLS direct"][side],
+                    ["berth ssh", "berth tls", "TLS direct"][side],
                     p.hijack_bytes as f64 / (1 << 20) as f64 / secs
                 );
-                [&mut json.0, &mut json.1][side].push(p50);
-                [&mut hijack.0, &mut hijack.1][side].push(secs);
+                json[side].push(p50);
+                hijack[side].push(secs);
             }
             // Placement vs an explicit platform, same berth and machines.
             let create_body = Bytes::from_static(CREATE_BODY.as_bytes());
@@ -202,8 +214,10 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
         }
         let ratio = |a: &[f64], b: &[f64]| median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>());
         let ps_speedup = ratio(&ps.1, &ps.0);
-        let json_ratio = ratio(&json.0, &json.1);
-        let hijack_ratio = ratio(&hijack.0, &hijack.1);
+        let json_ratio = ratio(&json[0], &json[2]);
+        let hijack_ratio = ratio(&hijack[0], &hijack[2]);
+        let json_tls_ratio = ratio(&json[1], &json[2]);
+        let hijack_tls_ratio = ratio(&hijack[1], &hijack[2]);
         let create_ratio = ratio(&create.0, &create.1);
         let within = |r: f64| if (0.8..=1.3).contains(&r) { "pass" } else { "FAIL" };
         let mib = p.hijack_bytes >> 20;
@@ -212,11 +226,15 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
              | `docker ps` wall time, median of {runs} runs (ms): berth's SSH machine vs `docker -H ssh://` | {:.1} | {:.1} | berth {ps_speedup:.1}× faster | ≥ 10× faster | {} |\n\
              | `GET /containers/json` p50 µs: berth's SSH machine vs the engine's TLS port | {:.0} | {:.0} | {json_ratio:.2}× | 0.8× to 1.3× | {} |\n\
              | {mib} MiB exec hijack (s): berth's SSH machine vs the engine's TLS port | {:.2} | {:.2} | {hijack_ratio:.2}× | 0.8× to 1.3× | {} |\n\
+             | `GET /containers/json` p50 µs: berth's TLS machine vs the engine's TLS port | {:.0} | {:.0} | {json_tls_ratio:.2}× | (none) | |\n\
+             | {mib} MiB exec hijack (s): berth's TLS machine vs the engine's TLS port | {:.2} | {:.2} | {hijack_tls_ratio:.2}× | (none) | |\n\
              | `POST /containers/create` p50 µs: placed among three machines vs `platform=` | {:.0} | {:.0} | {create_ratio:.3}× | ≤ 1.1× | {} |\n\n\
              Median over {rounds} rounds of the per-round ratio ({runs} `docker ps` per side, {req} GETs on one kept-alive connection, {creates} creates per side and round, each removed after it is timed).\n",
             median(&ps.0), median(&ps.1), if ps_speedup >= 10.0 { "pass" } else { "FAIL" },
-            median(&json.0), median(&json.1), within(json_ratio),
-            median(&hijack.0), median(&hijack.1), within(hijack_ratio),
+            median(&json[0]), median(&json[2]), within(json_ratio),
+            median(&hijack[0]), median(&hijack[2]), within(hijack_ratio),
+            median(&json[1]), median(&json[2]),
+            median(&hijack[1]), median(&hijack[2]),
             median(&create.0), median(&create.1), if create_ratio <= 1.1 { "pass" } else { "FAIL" },
             runs = p.ps_runs, rounds = p.rounds, req = p.requests, creates = p.creates,
         ))

@@ -1,39 +1,47 @@
-//! An engine behind SSH: one OpenSSH connection per machine, a channel per API
-//! connection.
+//! An engine behind SSH: one SSH connection per machine, held by berth itself (russh),
+//! and a channel per API connection.
 //!
-//! berth runs `ssh` itself as a control master (`-M -S ctl -N`) with a local forward
-//! of a Unix socket to the engine's socket on the remote host (`-L local:remote`). Each
-//! connection berth opens to the local socket becomes a new `direct-streamlocal`
-//! channel over the one authenticated connection: no handshake, no login, no remote
-//! process per API connection, and for the rest of berth a plain Unix socket (splice,
-//! half-close and the connection pool as for a local engine). Where the engine's socket
-//! cannot be reached that way (`dial_stdio = true`), each connection is a session
-//! channel running `docker system dial-stdio` through the same master instead.
+//! Each connection berth opens to the engine is a new `direct-streamlocal@openssh.com`
+//! channel to the engine's socket on the remote host, over the one authenticated
+//! connection: no handshake, no login, no remote process and no local `ssh` process per
+//! API connection. Where the engine's socket cannot be reached that way
+//! (`dial_stdio = true`), each connection is a session channel running `docker system
+//! dial-stdio` instead. For the rest of berth the channel is a plain socket (one end of a
+//! socket pair relayed to the channel, [`crate::stream::relayed`]).
 //!
-//! Host keys are checked against the machine's `known_hosts` only
-//! (`StrictHostKeyChecking=yes`, batch mode: no prompt, no key accepted on first use).
-//! When the connection drops, the master is started again with backoff; requests meanwhile
-//! fail at once with the last error ssh gave.
+//! Host keys are checked against the machine's `known_hosts` (by default ssh's
+//! `~/.ssh/known_hosts` and `/etc/ssh/ssh_known_hosts`): an unknown or changed key is
+//! refused, never learned. When the connection drops it is made again with backoff;
+//! requests meanwhile fail at once with why it dropped.
 
-use std::io;
-use std::os::unix::fs::DirBuilderExt;
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::watch;
+use russh::client::{self, Handle};
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use tokio::sync::{oneshot, watch};
 
-use crate::{GuestStream, LeanSocket, SshDestination};
+use crate::{GuestStream, SshDestination};
 
 /// The first wait after the connection drops; doubled per failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// A connection that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
-/// Seconds between ssh's keep-alive probes, and how many may go unanswered.
-const ALIVE_INTERVAL: u32 = 5;
-const ALIVE_COUNT: u32 = 3;
+/// Keep-alive probes after this much silence from the server, and how many may go
+/// unanswered before the connection counts as dropped.
+const ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const ALIVE_COUNT: usize = 3;
+/// Bytes read from the connection at once.
+const READ_BUFFER: usize = 64 * 1024;
+/// AES-GCM first (AES-NI): bulk streams (exec, cp, logs) cost less CPU than with
+/// chacha20-poly1305, which stays for servers without AES-GCM.
+const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::AES_128_GCM,
+    russh::cipher::AES_256_GCM,
+    russh::cipher::CHACHA20_POLY1305,
+];
 
 /// How to reach one SSH machine.
 #[derive(Clone, Debug)]
@@ -42,7 +50,7 @@ pub struct SshSettings {
     pub machine: String,
     /// `user@host:port`.
     pub destination: SshDestination,
-    /// `identity_file`: the private key (ssh's defaults when `None`).
+    /// `identity_file`: the private key (ssh's default key files when `None`).
     pub identity_file: Option<PathBuf>,
     /// `known_hosts`: the only host keys accepted (ssh's default files when `None`).
     pub known_hosts: Option<PathBuf>,
@@ -50,11 +58,7 @@ pub struct SshSettings {
     pub remote_socket: PathBuf,
     /// Run `docker system dial-stdio` per connection instead of forwarding the socket.
     pub dial_stdio: bool,
-    /// A private directory for the control and forwarded sockets.
-    pub run_dir: PathBuf,
-    /// The `ssh` program.
-    pub program: PathBuf,
-    /// How long ssh may take to connect.
+    /// How long connecting and logging in may take.
     pub connect_timeout: Duration,
 }
 
@@ -65,34 +69,40 @@ pub enum TunnelState {
     Connecting,
     /// Connected since then.
     Up { since: SystemTime },
-    /// Down since then, with ssh's last words; reconnecting with backoff.
+    /// Down since then, with why; reconnecting with backoff.
     Down { since: SystemTime, error: String },
     /// Stopped for good (berth is shutting down).
     Stopped,
 }
 
 /// A supervised SSH connection to one machine.
-#[derive(Debug)]
 pub struct SshTunnel {
     settings: SshSettings,
     state: watch::Sender<TunnelState>,
+    session: Mutex<Option<Arc<Handle<HostCheck>>>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for SshTunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshTunnel")
+            .field("settings", &self.settings)
+            .field("state", &*self.state.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SshTunnel {
     /// Starts the connection in the background (needs a tokio runtime).
-    pub fn start(settings: SshSettings) -> io::Result<Arc<Self>> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&settings.run_dir)?;
+    pub fn start(settings: SshSettings) -> std::io::Result<Arc<Self>> {
         let tunnel = Arc::new(Self {
             settings,
             state: watch::Sender::new(TunnelState::Connecting),
+            session: Mutex::new(None),
             task: Mutex::new(None),
         });
         let task = tokio::spawn(Arc::clone(&tunnel).supervise());
-        *tunnel.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        *lock(&tunnel.task) = Some(task);
         Ok(tunnel)
     }
 
@@ -101,37 +111,28 @@ impl SshTunnel {
         self.state.borrow().clone()
     }
 
-    /// Ends the connection (the master is killed) and stops reconnecting.
+    /// Ends the connection and stops reconnecting.
     pub fn stop(&self) {
-        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(task) = lock(&self.task).take() {
             task.abort();
         }
+        lock(&self.session).take();
         self.state.send_replace(TunnelState::Stopped);
-        let _ = std::fs::remove_file(self.forward_path());
-    }
-
-    fn control_path(&self) -> PathBuf {
-        self.settings.run_dir.join("ctl")
-    }
-
-    fn forward_path(&self) -> PathBuf {
-        self.settings.run_dir.join("docker.sock")
     }
 
     /// Opens a channel to the engine. Waits for the first connection (up to
-    /// `timeout`); once it has failed, fails at once with ssh's last error until the
-    /// connection is back.
+    /// `timeout`); once it has failed, fails at once with why until it is back.
     pub(crate) async fn open(&self, timeout: Duration) -> Result<GuestStream, String> {
         let mut rx = self.state.subscribe();
-        let waited = tokio::time::timeout(
-            timeout,
-            rx.wait_for(|s| !matches!(s, TunnelState::Connecting)),
-        )
+        let waited = tokio::time::timeout(timeout, async {
+            match rx.wait_for(|s| !matches!(s, TunnelState::Connecting)).await {
+                Ok(s) => s.clone(),
+                Err(_) => TunnelState::Stopped,
+            }
+        })
         .await;
-        let state = match waited {
-            Ok(Ok(s)) => s.clone(),
-            Ok(Err(_)) => TunnelState::Stopped,
-            Err(_) => return Err(format!("ssh did not connect within {timeout:?}")),
+        let Ok(state) = waited else {
+            return Err(format!("ssh did not connect within {timeout:?}"));
         };
         match state {
             TunnelState::Up { .. } => {}
@@ -139,92 +140,53 @@ impl SshTunnel {
             TunnelState::Stopped => return Err("ssh connection stopped".into()),
             TunnelState::Connecting => unreachable!("waited for another state"),
         }
-        if self.settings.dial_stdio {
-            self.dial_stdio()
-                .map_err(|e| format!("ssh dial-stdio: {e}"))
-        } else {
-            LeanSocket::connect_unix(&self.forward_path())
-                .map(GuestStream::new)
-                .map_err(|e| format!("ssh forward: {:?}", e.kind()))
-        }
-    }
-
-    /// One `docker system dial-stdio` through the master, its stdio one end of a
-    /// socket pair.
-    fn dial_stdio(&self) -> io::Result<GuestStream> {
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
-        ours.set_nonblocking(true)?;
-        let theirs_out = theirs.try_clone()?;
-        let mut child = tokio::process::Command::new(&self.settings.program)
-            .args(self.common_args())
-            .arg("-S")
-            .arg(self.control_path())
-            .args(["-o", "ControlMaster=no", "-T"])
-            .arg(self.destination())
-            .args(["--", "docker", "system", "dial-stdio"])
-            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-            .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        // Reaped when the stream ends (ssh exits on its stdin's EOF).
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
-        Ok(GuestStream::new(LeanSocket::new(ours.into())?))
-    }
-
-    fn destination(&self) -> String {
-        let d = &self.settings.destination;
-        match &d.user {
-            Some(user) => format!("{user}@{}", d.host),
-            None => d.host.clone(),
-        }
-    }
-
-    /// Options every ssh invocation of this machine gets.
-    fn common_args(&self) -> Vec<String> {
+        let Some(session) = lock(&self.session).clone() else {
+            return Err("ssh connection down".into());
+        };
         let s = &self.settings;
-        let mut args: Vec<String> = [
-            "BatchMode=yes",
-            "StrictHostKeyChecking=yes",
-            "UpdateHostKeys=no",
-            "LogLevel=ERROR",
-        ]
-        .iter()
-        .flat_map(|o| ["-o".to_owned(), (*o).to_owned()])
-        .collect();
-        if let Some(known) = &s.known_hosts {
-            args.extend([
-                "-o".into(),
-                format!("UserKnownHostsFile={}", known.display()),
-                "-o".into(),
-                "GlobalKnownHostsFile=/dev/null".into(),
-            ]);
-        }
-        if let Some(identity) = &s.identity_file {
-            args.extend([
-                "-o".into(),
-                "IdentitiesOnly=yes".into(),
-                "-i".into(),
-                identity.display().to_string(),
-            ]);
-        }
-        if let Some(port) = s.destination.port {
-            args.extend(["-p".into(), port.to_string()]);
-        }
-        args
+        let opened = tokio::time::timeout(timeout, async {
+            if s.dial_stdio {
+                let channel = session.channel_open_session().await?;
+                channel
+                    .exec(false, "docker system dial-stdio".as_bytes())
+                    .await?;
+                Ok::<_, russh::Error>(channel)
+            } else {
+                let socket = s.remote_socket.to_string_lossy().into_owned();
+                session.channel_open_direct_streamlocal(socket).await
+            }
+        })
+        .await;
+        let channel = match opened {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(e)) if s.dial_stdio => return Err(format!("ssh dial-stdio: {e}")),
+            Ok(Err(e)) => return Err(format!("ssh channel to {}: {e}", s.remote_socket.display())),
+            Err(_) => return Err(format!("ssh channel not opened within {timeout:?}")),
+        };
+        crate::stream::relayed(channel.into_stream()).map_err(|e| format!("ssh channel: {e}"))
     }
 
-    /// Keeps the master running: start, wait until its sockets exist, wait for it to
-    /// end, back off, again.
+    /// Keeps the connection up: connect, wait until it ends, back off, again.
     async fn supervise(self: Arc<Self>) {
         let mut backoff = MIN_BACKOFF;
         loop {
             let started = Instant::now();
-            let error = self.run_master().await;
+            let error = match self.connect().await {
+                Ok((session, ended)) => {
+                    tracing::info!(machine = %self.settings.machine, "ssh connection up");
+                    *lock(&self.session) = Some(Arc::new(session));
+                    self.state.send_replace(TunnelState::Up {
+                        since: SystemTime::now(),
+                    });
+                    let why = ended
+                        .await
+                        .unwrap_or_else(|_| "ssh connection closed".to_owned());
+                    lock(&self.session).take();
+                    why
+                }
+                Err(e) => e,
+            };
             tracing::warn!(machine = %self.settings.machine, %error, "ssh connection down");
-            let _ = std::fs::remove_file(self.forward_path());
             self.state.send_replace(TunnelState::Down {
                 since: SystemTime::now(),
                 error,
@@ -237,98 +199,278 @@ impl SshTunnel {
         }
     }
 
-    /// Runs one master until it ends; returns why it ended.
-    async fn run_master(&self) -> String {
-        let ctl = self.control_path();
-        let forward = self.forward_path();
-        for stale in [&ctl, &forward] {
-            let _ = std::fs::remove_file(stale);
-        }
+    /// Connects, checks the host key and logs in; hands back the session and what
+    /// resolves with why it ended.
+    async fn connect(&self) -> Result<(Handle<HostCheck>, oneshot::Receiver<String>), String> {
         let s = &self.settings;
-        let mut command = tokio::process::Command::new(&s.program);
-        command
-            .args(["-M", "-N", "-T", "-S"])
-            .arg(&ctl)
-            .args(self.common_args())
-            .args([
-                "-o",
-                "ControlPersist=no",
-                "-o",
-                "ExitOnForwardFailure=yes",
-                "-o",
-                "StreamLocalBindUnlink=yes",
-                "-o",
-                "StreamLocalBindMask=0177",
-                // AES-GCM first (AES-NI): bulk streams (exec, cp, logs) cost less CPU
-                // than with the default chacha20-poly1305; the server still chooses.
-                "-o",
-                "Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com",
-            ])
-            .arg("-o")
-            .arg(format!("ServerAliveInterval={ALIVE_INTERVAL}"))
-            .arg("-o")
-            .arg(format!("ServerAliveCountMax={ALIVE_COUNT}"))
-            .arg("-o")
-            .arg(format!(
-                "ConnectTimeout={}",
-                s.connect_timeout.as_secs().max(1)
-            ));
-        if !s.dial_stdio {
-            command.arg("-L").arg(format!(
-                "{}:{}",
-                forward.display(),
-                s.remote_socket.display()
-            ));
-        }
-        let mut child = match command
-            .arg(self.destination())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => return format!("starting {}: {e}", s.program.display()),
+        let port = s.destination.port.unwrap_or(22);
+        let user = match &s.destination.user {
+            Some(user) => user.clone(),
+            None => local_user()?,
         };
-        // Drained all along (a full pipe would stall ssh); the last line says why it ended.
-        let last_words = Arc::new(Mutex::new(String::new()));
-        let drain = child.stderr.take().map(|stderr| {
-            let last_words = Arc::clone(&last_words);
-            tokio::spawn(async move {
-                use tokio::io::AsyncBufReadExt;
-                let mut lines = tokio::io::BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if !line.trim().is_empty() {
-                        *last_words.lock().unwrap_or_else(|e| e.into_inner()) =
-                            line.trim().to_owned();
-                    }
-                }
-            })
+        let keys = identities(s.identity_file.as_deref())?;
+        let (ended_tx, ended) = oneshot::channel();
+        let refused = Arc::new(Mutex::new(None));
+        let check = HostCheck {
+            host: s.destination.host.clone(),
+            port,
+            known_hosts: match &s.known_hosts {
+                Some(path) => vec![path.clone()],
+                None => default_known_hosts(),
+            },
+            refused: Arc::clone(&refused),
+            ended: Some(ended_tx),
+        };
+        let config = Arc::new(client::Config {
+            keepalive_interval: Some(ALIVE_INTERVAL),
+            keepalive_max: ALIVE_COUNT,
+            nodelay: true,
+            preferred: russh::Preferred {
+                cipher: std::borrow::Cow::Borrowed(CIPHERS),
+                ..Default::default()
+            },
+            ..Default::default()
         });
-        let ready = if s.dial_stdio { &ctl } else { &forward };
-        // The socket appears once ssh has authenticated and set the forward up.
-        let status = loop {
-            if ready.exists() {
-                tracing::info!(machine = %s.machine, "ssh connection up");
-                self.state.send_replace(TunnelState::Up {
-                    since: SystemTime::now(),
-                });
-                break child.wait().await;
+        let attempt = async {
+            let host = s.destination.host.as_str();
+            let tcp = tokio::net::TcpStream::connect((host, port))
+                .await
+                .map_err(|e| format!("connect to {host} port {port}: {e}"))?;
+            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+            crate::keep_alive(&tcp).map_err(|e| e.to_string())?;
+            // Buffered: russh reads each packet's length and then its rest, two reads
+            // per packet straight on the socket.
+            let tcp = tokio::io::BufReader::with_capacity(READ_BUFFER, tcp);
+            let mut session = client::connect_stream(config, tcp, check)
+                .await
+                .map_err(|e| match lock(&refused).take() {
+                    Some(why) => why,
+                    None => format!("ssh handshake with {host} port {port}: {e}"),
+                })?;
+            let rsa_hash = session
+                .best_supported_rsa_hash()
+                .await
+                .ok()
+                .flatten()
+                .flatten();
+            for (path, key) in &keys {
+                let key = PrivateKeyWithHashAlg::new(Arc::clone(key), rsa_hash);
+                match session.authenticate_publickey(&user, key).await {
+                    Ok(russh::client::AuthResult::Success) => return Ok(session),
+                    Ok(_) => tracing::debug!(key = %path.display(), "ssh key refused"),
+                    Err(e) => return Err(format!("ssh login as {user}: {e}")),
+                }
             }
-            if let Ok(status) = tokio::time::timeout(Duration::from_millis(10), child.wait()).await
-            {
-                break status;
+            Err(format!(
+                "{user}@{host}: Permission denied (publickey) for {}",
+                keys.iter()
+                    .map(|(p, _)| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        };
+        match tokio::time::timeout(s.connect_timeout, attempt).await {
+            Ok(Ok(session)) => Ok((session, ended)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!(
+                "ssh did not connect within {:?}",
+                s.connect_timeout
+            )),
+        }
+    }
+}
+
+/// The client side's callbacks: the host-key check, and the news that the connection
+/// ended.
+#[derive(Debug)]
+struct HostCheck {
+    host: String,
+    port: u16,
+    known_hosts: Vec<PathBuf>,
+    /// Why the host key was refused (the handshake error itself only says "unknown key").
+    refused: Arc<Mutex<Option<String>>>,
+    /// Told why the connection ended; dropped with the session otherwise.
+    ended: Option<oneshot::Sender<String>>,
+}
+
+impl client::Handler for HostCheck {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let verdict = match server_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                known_host(&self.host, self.port, key, &self.known_hosts)
+            }
+            PublicKeyOrCertificate::Certificate(_) => {
+                Err("host certificates are not accepted, only keys in known_hosts".into())
             }
         };
-        if let Some(drain) = drain {
-            let _ = tokio::time::timeout(Duration::from_millis(200), drain).await;
+        match verdict {
+            Ok(()) => Ok(true),
+            Err(why) => {
+                *lock(&self.refused) = Some(format!("Host key verification failed: {why}"));
+                Ok(false)
+            }
         }
-        let last = std::mem::take(&mut *last_words.lock().unwrap_or_else(|e| e.into_inner()));
-        match status {
-            _ if !last.is_empty() => last,
-            Ok(status) => format!("ssh exited ({status})"),
-            Err(e) => format!("waiting for ssh: {e}"),
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        let why = match &reason {
+            client::DisconnectReason::ReceivedDisconnect(info) => {
+                format!("disconnected by the server: {}", info.message)
+            }
+            client::DisconnectReason::Error(e) => format!("ssh connection lost: {e}"),
+        };
+        if let Some(tx) = self.ended.take() {
+            let _ = tx.send(why);
         }
+        Ok(())
+    }
+}
+
+/// Whether `key` is the one `known_hosts` records for the host, in ssh's words when not.
+fn known_host(
+    host: &str,
+    port: u16,
+    key: &russh::keys::PublicKey,
+    files: &[PathBuf],
+) -> Result<(), String> {
+    let named = if port == 22 {
+        host.to_owned()
+    } else {
+        format!("[{host}]:{port}")
+    };
+    for file in files {
+        match russh::keys::check_known_hosts_path(host, port, key, file) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            // (russh's line number skips comment lines: not shown.)
+            Err(russh::keys::Error::KeyChanged { .. }) => {
+                return Err(format!(
+                    "the host key of {named} has changed ({} records another)",
+                    file.display()
+                ))
+            }
+            Err(e) => return Err(format!("reading {}: {e}", file.display())),
+        }
+    }
+    Err(format!(
+        "no {} key of {named} in {} (fingerprint {})",
+        key.algorithm(),
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        key.fingerprint(HashAlg::Sha256)
+    ))
+}
+
+/// ssh's default user: the local one.
+fn local_user() -> Result<String, String> {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .ok_or_else(|| "no user in the endpoint and no local user name".to_owned())
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+/// ssh's default host-key files.
+fn default_known_hosts() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = home()
+        .map(|h| h.join(".ssh/known_hosts"))
+        .into_iter()
+        .collect();
+    files.push("/etc/ssh/ssh_known_hosts".into());
+    files
+}
+
+/// The keys to log in with: `identity_file`, or those of ssh's default files that exist.
+fn identities(identity_file: Option<&Path>) -> Result<Vec<(PathBuf, Arc<PrivateKey>)>, String> {
+    let load = |path: &Path| {
+        russh::keys::load_secret_key(path, None)
+            .map(|k| (path.to_owned(), Arc::new(k)))
+            .map_err(|e| format!("identity_file {}: {e}", path.display()))
+    };
+    if let Some(path) = identity_file {
+        return Ok(vec![load(path)?]);
+    }
+    let defaults: Vec<PathBuf> = ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .filter_map(|name| home().map(|h| h.join(".ssh").join(name)))
+        .filter(|p| p.exists())
+        .collect();
+    if defaults.is_empty() {
+        return Err("no identity_file and no key in ~/.ssh (id_ed25519, id_ecdsa, id_rsa)".into());
+    }
+    defaults.iter().map(|p| load(p)).collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID0gINZWEkNnbo9RH+L7A01kjcA6JX2+ok7aFEubz+mr";
+    const KEY_B: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJrm9KEsrZCod/rZuV27bgLbavX2lgk86YG96QhAwG85";
+    /// `[10.0.0.6]:2222` with KEY_A, hashed by `ssh-keygen -H`.
+    const HASHED_A: &str = "|1|yOyr46U8gP1SXKgPYG7PH6Dr3Q4=|ot3m5Pb7INk1m/kxx9De2K8Sb8E= ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID0gINZWEkNnbo9RH+L7A01kjcA6JX2+ok7aFEubz+mr";
+
+    fn key(text: &str) -> russh::keys::PublicKey {
+        russh::keys::PublicKey::from_openssh(text).unwrap()
+    }
+
+    fn known_hosts(lines: &str) -> (tempfile::TempDir, Vec<PathBuf>) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        std::fs::write(&file, lines).unwrap();
+        (dir, vec![file])
+    }
+
+    #[test]
+    fn a_recorded_key_is_accepted_plain_or_hashed_with_its_port() {
+        let (_d, files) = known_hosts(&format!("10.0.0.5 {KEY_A}\n{HASHED_A}\n"));
+        assert_eq!(known_host("10.0.0.5", 22, &key(KEY_A), &files), Ok(()));
+        assert_eq!(known_host("10.0.0.6", 2222, &key(KEY_A), &files), Ok(()));
+    }
+
+    #[test]
+    fn an_unknown_host_or_another_port_is_refused_with_the_fingerprint() {
+        let (_d, files) = known_hosts(&format!("10.0.0.5 {KEY_A}\n"));
+        let why = known_host("10.0.0.7", 22, &key(KEY_A), &files).unwrap_err();
+        assert!(
+            why.starts_with("no ssh-ed25519 key of 10.0.0.7 in "),
+            "{why}"
+        );
+        assert!(why.contains("SHA256:"), "{why}");
+        let why = known_host("10.0.0.5", 2222, &key(KEY_A), &files).unwrap_err();
+        assert!(why.contains("of [10.0.0.5]:2222"), "{why}");
+        let (_d, none) = known_hosts("");
+        assert!(known_host("10.0.0.5", 22, &key(KEY_A), &none).is_err());
+    }
+
+    #[test]
+    fn a_changed_key_is_refused_naming_the_file() {
+        let (_d, files) = known_hosts(&format!("# hosts\n10.0.0.5 {KEY_A}\n"));
+        let why = known_host("10.0.0.5", 22, &key(KEY_B), &files).unwrap_err();
+        assert!(
+            why.starts_with("the host key of 10.0.0.5 has changed ("),
+            "{why}"
+        );
     }
 }

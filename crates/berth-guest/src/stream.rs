@@ -91,3 +91,33 @@ impl Connection for GuestStream {
         Connected::new()
     }
 }
+
+/// Bytes buffered per direction by [`relayed`]: a TLS record or a few SSH packets.
+const RELAY_BUFFER: usize = 64 * 1024;
+
+/// Moves bytes between `io` (a TLS stream, an SSH channel) and a new Unix socket pair in
+/// a task of its own; returns the other end as the stream. EOF on either side is passed
+/// on as a half-close (TLS `close_notify`, SSH channel EOF towards the engine), so a
+/// client's stdin EOF still reaches dockerd.
+pub(crate) fn relayed<T>(io: T) -> io::Result<GuestStream>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    ours.set_nonblocking(true)?;
+    theirs.set_nonblocking(true)?;
+    let theirs = tokio::net::UnixStream::from_std(theirs)?;
+    let ours = LeanSocket::new(ours.into())?;
+    tokio::spawn(async move {
+        let (mut io, mut theirs) = (io, theirs);
+        // Ends when both directions have ended or either fails; dropping both closes.
+        let _ = tokio::io::copy_bidirectional_with_sizes(
+            &mut theirs,
+            &mut io,
+            RELAY_BUFFER,
+            RELAY_BUFFER,
+        )
+        .await;
+    });
+    Ok(GuestStream::new(ours))
+}

@@ -3,7 +3,7 @@
 //! of the endpoint; berth shows `tlscert`/`tlskey` as its client certificate.
 //!
 //! The rest of berth sees a plain socket: TLS is ended in a relay task on one end of a
-//! Unix socket pair (see [`relay_tls`]), so that splice-based bridges, half-closes and
+//! Unix socket pair (see [`crate::stream::relayed`]), so that splice-based bridges, half-closes and
 //! the connection pool work the same for every transport (docs/conventions.md).
 
 use std::io;
@@ -16,7 +16,7 @@ use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::{GuestStream, LeanSocket};
+use crate::GuestStream;
 
 /// Where a TLS machine's certificates are, as the docker client's flags name them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,26 +113,8 @@ impl TlsClient {
             .connector
             .connect(self.server_name.clone(), tcp)
             .await?;
-        relay_tls(tls)
+        crate::stream::relayed(tls)
     }
-}
-
-/// Moves bytes between `tls` and a new Unix socket pair in a task of its own; returns
-/// the other end. EOF on either side is passed on as a half-close (TLS `close_notify`
-/// towards the engine), so a client's stdin EOF still reaches dockerd.
-fn relay_tls(tls: tokio_rustls::client::TlsStream<TcpStream>) -> io::Result<GuestStream> {
-    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
-    ours.set_nonblocking(true)?;
-    theirs.set_nonblocking(true)?;
-    let theirs = tokio::net::UnixStream::from_std(theirs)?;
-    let ours = LeanSocket::new(ours.into())?;
-    tokio::spawn(async move {
-        let mut tls = tls;
-        let mut theirs = theirs;
-        // Ends when both directions have ended or either fails; dropping both closes.
-        let _ = tokio::io::copy_bidirectional(&mut theirs, &mut tls).await;
-    });
-    Ok(GuestStream::new(ours))
 }
 
 /// A handshake failure in words that say what to fix: a certificate from another CA,

@@ -213,7 +213,7 @@ fn build_machine(
                 .parse()
                 .map_err(|e| UsageError(format!("machine {}: {e}", entry.name)))?;
             tracing::info!(machine = %entry.name, %endpoint, "external engine");
-            let connector = remote_connector(entry, endpoint, state_dir, timeouts)?;
+            let connector = remote_connector(entry, endpoint, timeouts)?;
             let guest = Guest::new(
                 entry.name.clone(),
                 connector,
@@ -295,7 +295,6 @@ fn build_machine(
 fn remote_connector(
     entry: &MachineEntry,
     endpoint: GuestEndpoint,
-    state_dir: &std::path::Path,
     timeouts: GuestTimeouts,
 ) -> Result<GuestConnector> {
     let name = &entry.name;
@@ -311,8 +310,6 @@ fn remote_connector(
                 .clone()
                 .unwrap_or_else(|| "/var/run/docker.sock".into()),
             dial_stdio: entry.dial_stdio,
-            run_dir: state_dir.join("machines").join(name).join("ssh"),
-            program: "ssh".into(),
             connect_timeout: timeouts.connect,
         })
         .with_context(|| format!("machine {name}: starting ssh"))?;
