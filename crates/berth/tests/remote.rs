@@ -431,6 +431,63 @@ fn a_wrong_server_certificate_and_an_unknown_host_key_are_refused_naming_the_mac
     );
 }
 
+/// An engine whose certificate chains to the machine's CA but names another host: a real
+/// TLS server (`openssl s_server`, its stdout line-buffered for the port it prints) on a
+/// loopback port, its certificate made for 192.0.2.1 (TEST-NET) while the endpoint says
+/// 127.0.0.1.
+#[test]
+fn a_server_certificate_for_another_host_is_refused_naming_the_machine() {
+    let s = setup();
+    let certs = TestCerts::make(
+        &s.local.dir().join("other-host-certs"),
+        std::net::Ipv4Addr::new(192, 0, 2, 1),
+    )
+    .unwrap();
+    let mut server = std::process::Command::new("timeout")
+        .args(["120", "stdbuf", "-oL", "openssl", "s_server"])
+        .args(["-accept", "127.0.0.1:0"])
+        .arg("-cert")
+        .arg(certs.file("server-cert.pem"))
+        .arg("-key")
+        .arg(certs.file("server-key.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // "ACCEPT 127.0.0.1:PORT" once it listens.
+    let mut out = std::io::BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("ACCEPT") {
+        line.clear();
+        if std::io::BufRead::read_line(&mut out, &mut line).unwrap() == 0 {
+            let mut why = String::new();
+            let _ = server.stderr.take().unwrap().read_to_string(&mut why);
+            panic!(
+                "openssl s_server did not start ({:?}): {why}",
+                server.wait()
+            );
+        }
+    }
+    let port = line.trim().rsplit(':').next().unwrap().to_owned();
+    let machine = format!(
+        "[[machines]]\nname = \"badname\"\nkind = \"external\"\nendpoint = \"tcp://127.0.0.1:{port}\"\ntlsverify = true\ntls = \"{}\"\n",
+        certs.dir().display()
+    );
+    let berth = start_berth(&s.local, "badname", &[machine]).unwrap();
+    let ping = wire::request(berth.socket(), "GET", "/_ping", &[], b"").unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(ping.status, 502, "{ping}");
+    let message: serde_json::Value = serde_json::from_str(&ping.text()).unwrap();
+    let message = message["message"].as_str().unwrap();
+    assert!(
+        message.contains("engine \"badname\"")
+            && message.contains("certificate does not name the endpoint's host"),
+        "{message}"
+    );
+}
+
 #[test]
 fn sshd_killed_and_restarted_the_machine_is_down_then_back_without_restarting_berth() {
     let s = setup();
