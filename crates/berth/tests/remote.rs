@@ -493,52 +493,13 @@ fn sshd_killed_and_restarted_the_machine_is_down_then_back_without_restarting_be
     let s = setup();
     let mut sshd = lock_sshd();
     let via = DockerCli::new(s.berth_all.host());
-    let name = unique("follow");
-    ok(&via.run(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        IMAGE,
-        "sh",
-        "-c",
-        "while true; do echo tick; sleep 0.2; done",
-    ]));
     // Placed by default on the local machine; one on the SSH machine directly.
-    let remote = unique("remote");
-    ok(&direct(&s.ssh_engine).run(&[
-        "run",
-        "-d",
-        "--name",
-        &remote,
-        IMAGE,
-        "sh",
-        "-c",
-        "while true; do echo tock; sleep 0.2; done",
-    ]));
+    let name = ticker(&via, "follow", "tick");
+    let remote = ticker(&direct(&s.ssh_engine), "remote", "tock");
     ok(&via.run(&["inspect", &remote]));
-    let mut follow = via
-        .command(&["logs", "-f", &remote])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = [0u8; 5];
-    follow
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut first)
-        .unwrap();
-    assert_eq!(&first, b"tock\n");
-
-    sshd.kill();
-    // The stream ends (ssh's keep-alives give up within ~15 s), it does not hang.
-    let ended = Instant::now();
-    let mut rest = Vec::new();
-    let _ = follow.stdout.as_mut().unwrap().read_to_end(&mut rest);
-    let _ = follow.wait();
-    assert!(ended.elapsed() < berth_test::patient(Duration::from_secs(30)));
+    // The stream ends (keep-alives give up within ~15 s), it does not hang.
+    let took = follow_until_cut(&via, &remote, "tock", || sshd.kill());
+    assert!(took < berth_test::patient(Duration::from_secs(30)));
 
     status_until(&s.berth_all, &["ssh: down"]);
     // Its container: a 502 naming the machine; merged views go on without it.
@@ -567,6 +528,48 @@ fn sshd_killed_and_restarted_the_machine_is_down_then_back_without_restarting_be
     via.run(&["rm", "-f", &name, &remote]);
 }
 
+/// Runs a container through `cli` printing `word` five times a second; its name.
+fn ticker(cli: &DockerCli, what: &str, word: &str) -> String {
+    let name = unique(what);
+    ok(&cli.run(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        IMAGE,
+        "sh",
+        "-c",
+        &format!("while true; do echo {word}; sleep 0.2; done"),
+    ]));
+    name
+}
+
+/// Follows `container`'s logs through `via` until its first `word`, then `cut`s the
+/// machine away and reads until the stream ends; how long the end took.
+fn follow_until_cut(via: &DockerCli, container: &str, word: &str, cut: impl FnOnce()) -> Duration {
+    let mut follow = via
+        .command(&["logs", "-f", container])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 5];
+    follow
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    assert_eq!(first, format!("{word}\n").as_bytes());
+
+    cut();
+    let ended = Instant::now();
+    let mut rest = Vec::new();
+    let _ = follow.stdout.as_mut().unwrap().read_to_end(&mut rest);
+    let _ = follow.wait();
+    ended.elapsed()
+}
+
 #[test]
 fn an_engine_stopped_mid_logs_follow_ends_the_stream_and_is_shown_down() {
     let s = setup();
@@ -593,36 +596,8 @@ fn an_engine_stopped_mid_logs_follow_ends_the_stream_and_is_shown_down() {
     )
     .unwrap();
     let via = DockerCli::new(berth.host());
-    let ticker = unique("ticker");
-    ok(&direct(e).run(&[
-        "run",
-        "-d",
-        "--name",
-        &ticker,
-        IMAGE,
-        "sh",
-        "-c",
-        "while true; do echo tick; sleep 0.2; done",
-    ]));
-    let mut follow = via
-        .command(&["logs", "-f", &ticker])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = [0u8; 5];
-    follow
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut first)
-        .unwrap();
-    assert_eq!(&first, b"tick\n");
-
-    drop(engine.take()); // dockerd stopped, its namespace gone
-    let mut rest = Vec::new();
-    let _ = follow.stdout.as_mut().unwrap().read_to_end(&mut rest);
-    let _ = follow.wait();
+    let ticker = ticker(&direct(e), "ticker", "tick");
+    follow_until_cut(&via, &ticker, "tick", || drop(engine.take())); // dockerd stopped, its namespace gone
     status_until(&berth, &["going: down"]);
     ok(&via.run(&["ps"]));
     let out = via.run(&["logs", &ticker]);
