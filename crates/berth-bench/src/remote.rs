@@ -251,21 +251,10 @@ fn order(flip: bool) -> [usize; 2] {
 }
 
 fn start_berth(bin: &Path, dir: &Path, tag: &str, machines: &[String]) -> Result<BerthProcess> {
-    let socket = dir.join(format!("{tag}.sock"));
-    let config = dir.join(format!("{tag}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "hosts = [\"unix://{}\"]\nstate_dir = \"{}\"\n\n{}",
-            socket.display(),
-            dir.join(format!("state-{tag}")).display(),
-            machines.join("\n")
-        ),
-    )?;
-    Ok(BerthProcess::start_args(
+    Ok(BerthProcess::start_config(
         bin,
-        &["serve", "--config", config.to_str().context("path")?],
-        &socket,
+        &dir.join(tag),
+        &format!("\n{}", machines.join("\n")),
     )?)
 }
 

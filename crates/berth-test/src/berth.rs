@@ -109,6 +109,28 @@ impl BerthProcess {
         Self::spawn_in(dir, bin, args, socket.to_owned())
     }
 
+    /// Runs `<bin> serve --config <dir>/berth.toml`, the file written here: a Unix
+    /// listener `<dir>/b.sock`, `state_dir = "<dir>/state"`, then `config` (more
+    /// top-level keys first, then tables such as `[[machines]]`). `dir` is created; put it
+    /// in an engine's directory, which that engine's watchdog removes.
+    pub fn start_config(bin: &Path, dir: &Path, config: &str) -> io::Result<BerthProcess> {
+        std::fs::create_dir_all(dir)?;
+        let socket = dir.join("b.sock");
+        let file = dir.join("berth.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "hosts = [\"unix://{}\"]\nstate_dir = \"{}\"\n{config}",
+                socket.display(),
+                dir.join("state").display(),
+            ),
+        )?;
+        let file = file
+            .to_str()
+            .ok_or_else(|| io::Error::other("config path is not UTF-8"))?;
+        Self::start_args(bin, &["serve", "--config", file], &socket)
+    }
+
     fn spawn_in(dir: PathBuf, bin: &Path, args: &[&str], socket: PathBuf) -> io::Result<Self> {
         let log = std::fs::File::create(dir.join("berth.log"))?;
         let child = Command::new(bin)

@@ -81,16 +81,11 @@ rm -rf "$d"
 /// A berth over both engines, from a config file in its own directory.
 fn start_berth(amd: &TestEngine, arm: &TestEngine, tag: &str) -> Result<BerthProcess, String> {
     // Inside the engine's directory, which its watchdog removes when the tests end.
-    let dir = amd.dir().join(format!("berth-{tag}"));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let socket = dir.join(format!("{tag}.sock"));
-    let config = dir.join("berth.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"hosts = ["unix://{socket}"]
-state_dir = "{state}"
-
+    BerthProcess::start_config(
+        Path::new(BERTH),
+        &amd.dir().join(format!("berth-{tag}")),
+        &format!(
+            r#"
 [[machines]]
 name = "arm"
 kind = "external"
@@ -104,17 +99,9 @@ endpoint = "unix://{amd}"
 platforms = ["linux/amd64", "linux/386"]
 default = true
 "#,
-            socket = socket.display(),
-            state = dir.join("state").display(),
             arm = arm.socket().display(),
             amd = amd.socket().display(),
         ),
-    )
-    .map_err(|e| e.to_string())?;
-    BerthProcess::start_args(
-        Path::new(BERTH),
-        &["serve", "--config", config.to_str().unwrap()],
-        &socket,
     )
     .map_err(|e| format!("starting berth: {e}"))
 }

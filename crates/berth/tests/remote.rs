@@ -106,24 +106,13 @@ fn ssh_machine(name: &str, sshd: &TestSshd, engine: &TestEngine, known_hosts: &P
 
 /// Starts berth with `machines` (TOML tables), its files in the local engine's directory.
 fn start_berth(local: &TestEngine, tag: &str, machines: &[String]) -> Result<BerthProcess, String> {
-    let dir = local.dir().join(format!("berth-{tag}"));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let socket = dir.join("b.sock");
-    let config = dir.join("berth.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "hosts = [\"unix://{}\"]\nstate_dir = \"{}\"\nconnect_timeout = 3\nverify_timeout = 5\n\n{}",
-            socket.display(),
-            dir.join("state").display(),
+    BerthProcess::start_config(
+        Path::new(BERTH),
+        &local.dir().join(format!("berth-{tag}")),
+        &format!(
+            "connect_timeout = 3\nverify_timeout = 5\n\n{}",
             machines.join("\n")
         ),
-    )
-    .map_err(|e| e.to_string())?;
-    BerthProcess::start_args(
-        Path::new(BERTH),
-        &["serve", "--config", config.to_str().unwrap()],
-        &socket,
     )
     .map_err(|e| format!("starting berth ({tag}): {e}"))
 }
