@@ -301,6 +301,23 @@ fn the_cli_works_through_an_ssh_machine() {
     let s = setup();
     let _sshd = lock_sshd();
     cli_works_through(&s.berth_ssh, &s.ssh_engine, "ssh");
+    // The SSH connection is berth's own: no ssh process that a SIGKILLed berth would
+    // leave behind.
+    assert_eq!(children_of(s.berth_ssh.pid()), Vec::<String>::new());
+}
+
+/// `pid (comm)` of the processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let stat = std::fs::read_to_string(e.ok()?.path().join("stat")).ok()?;
+            let comm_end = stat.rfind(')')?;
+            // After "pid (comm) ": the state, then the parent's pid.
+            let ppid: u32 = stat.get(comm_end + 2..)?.split(' ').nth(1)?.parse().ok()?;
+            (ppid == pid).then(|| stat[..=comm_end].to_owned())
+        })
+        .collect()
 }
 
 #[test]
