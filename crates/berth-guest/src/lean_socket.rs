@@ -167,6 +167,26 @@ impl LeanSocket {
         }
     }
 
+    /// Polls `op`, a raw operation that moves bytes out of this socket, until it does
+    /// not return `WouldBlock`; the readiness is cleared only then. For `splice(2)` into
+    /// a pipe, which stops short when the pipe runs out of slots (one per queued
+    /// message of the peer's) while the socket still holds bytes: clearing the
+    /// readiness on that short count, as [`Self::poll_read_with_len`] does for reads,
+    /// would wait for an event that never comes once the peer stops writing.
+    pub fn poll_read_with(
+        &self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.read.poll_read_ready(cx))?;
+            match guard.try_io(|fd| op(fd.get_ref().as_fd())) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
     /// Runs `op` (a raw write-side operation, e.g. `write` or `splice` into this socket):
     /// first directly, then whenever the socket is writable, until it does not return
     /// `WouldBlock`. Only the last task to poll is woken: one writer per socket.

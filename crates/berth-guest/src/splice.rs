@@ -171,7 +171,7 @@ pub async fn splice_exact(
         }
         let want = usize::try_from(left).unwrap_or(usize::MAX).min(pipe.size);
         let n = std::future::poll_fn(|cx| {
-            src.poll_read_with_len(cx, want, |fd| {
+            src.poll_read_with(cx, |fd| {
                 Ok(splice(fd, None, &pipe.write, None, want, flags)?)
             })
         })
@@ -242,9 +242,11 @@ impl Direction {
                     self.pipe.insert(SplicePipe::new()?)
                 }
             };
-            // The pipe is empty here, so a short splice means the socket was drained.
+            // The pipe is empty here, yet a splice may stop short of `want` with bytes
+            // still queued (the pipe's slots ran out on small messages): readiness is
+            // only cleared by `EAGAIN`.
             let want = pipe.size;
-            let n = ready!(src.poll_read_with_len(cx, want, |fd| {
+            let n = ready!(src.poll_read_with(cx, |fd| {
                 Ok(splice(fd, None, &pipe.write, None, want, flags)?)
             }))?;
             if n == 0 {
@@ -408,6 +410,35 @@ mod tests {
         assert!(at_guest[10..] == big[..], "client → guest bytes differ");
         assert_eq!(&at_client[..6], b"early ");
         assert!(at_client[6..] == big[..], "guest → client bytes differ");
+    }
+
+    /// Many small messages fill a pipe's slots before its bytes: the splice stops
+    /// short with bytes still queued, and the relay must go on without a new event
+    /// (the peer has stopped writing). Lost readiness here hung attach sessions.
+    #[tokio::test]
+    async fn small_messages_beyond_the_pipes_slots_all_arrive_without_more_writes() {
+        let (client, mut guest, relay) = relay(|r| r);
+        // 100 messages: more than a 64 KiB pipe's 16 slots, less than the socket's
+        // send buffer holds (each message costs ~1 KiB of it).
+        let message = [7u8; 100];
+        for _ in 0..100 {
+            guest.write_all(&message).unwrap();
+        }
+        let got = blocking(move || {
+            let mut client = client;
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut got = vec![0u8; 100 * 100];
+            client.read_exact(&mut got).map(|()| got)
+        });
+        let got = got
+            .await
+            .unwrap()
+            .expect("the relay stalled with bytes queued");
+        assert!(got.iter().all(|&b| b == 7));
+        drop(guest);
+        relay.abort();
     }
 
     #[tokio::test]
