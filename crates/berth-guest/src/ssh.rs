@@ -7,7 +7,7 @@
 //! API connection. Where the engine's socket cannot be reached that way
 //! (`dial_stdio = true`), each connection is a session channel running `docker system
 //! dial-stdio` instead. For the rest of berth the channel is a plain socket (one end of a
-//! socket pair relayed to the channel, [`crate::stream::relayed`]).
+//! socket pair relayed to the channel, as TLS streams are: `stream::relayed`).
 //!
 //! Host keys are checked against the machine's `known_hosts` (by default ssh's
 //! `~/.ssh/known_hosts` and `/etc/ssh/ssh_known_hosts`): an unknown or changed key is

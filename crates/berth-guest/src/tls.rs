@@ -3,8 +3,8 @@
 //! of the endpoint; berth shows `tlscert`/`tlskey` as its client certificate.
 //!
 //! The rest of berth sees a plain socket: TLS is ended in a relay task on one end of a
-//! Unix socket pair (see [`crate::stream::relayed`]), so that splice-based bridges, half-closes and
-//! the connection pool work the same for every transport (docs/conventions.md).
+//! Unix socket pair (`stream::relayed`), so that splice-based bridges, half-closes and the
+//! connection pool work the same for every transport (docs/conventions.md).
 
 use std::io;
 use std::path::{Path, PathBuf};
