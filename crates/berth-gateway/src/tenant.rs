@@ -794,19 +794,28 @@ async fn scope_build(
         .map(|t| image_name(tenant, lookup.set, t))
         .collect::<Result<Vec<_>, _>>()?;
     let mut q = query::set_all(query, "t", &tags);
+    // The build cache is the tenant's: dockerd's classic builder takes cache only from
+    // the `cachefrom` images when there are any (an unknown one is skipped), so they are
+    // the ones it asked for (found as its own or shared), all of its own names, and a
+    // name of its repository that exists nowhere (no image of its own: no cache at all,
+    // rather than every image of the engine).
+    let mut sources = Vec::new();
     if let Some(cache) = query::get(Some(&q), "cachefrom").filter(|c| !c.is_empty()) {
         let refs: Vec<String> = serde_json::from_str(&cache)
             .map_err(|e| GatewayError::BadRequest(format!("invalid cachefrom: {e}")))?;
-        let mut mapped = Vec::new();
         for r in refs {
-            mapped.push(
+            sources.push(
                 images::find(lookup.guest, tenant, lookup.set, &r)
                     .await?
                     .engine,
             );
         }
-        q = query::set(Some(&q), "cachefrom", &Value::from(mapped).to_string());
     }
+    for image in images::owned_images(lookup.guest, lookup.set, name).await? {
+        sources.extend(image.tags);
+    }
+    sources.extend(images::inward(name, "berth-no-cache"));
+    q = query::set(Some(&q), "cachefrom", &Value::from(sources).to_string());
     let network = query::get(Some(&q), "networkmode").unwrap_or_default();
     let network = match network.as_str() {
         "" | "default" | "bridge" => lookup.default_network().await?,

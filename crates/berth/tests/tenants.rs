@@ -726,6 +726,17 @@ fn images_a_tenant_builds_loads_imports_commits_and_tags_are_its_own() {
         r#"{"Image":"bt-ten-nope"}"#,
     );
     assert_eq!(ours, theirs);
+    // The build cache is each tenant's own: the same steps again hit the cache in the
+    // tenant that built them, not in the other one.
+    let same = format!("FROM {IMAGE}\nRUN echo shared-step > /s\n");
+    let first = ti.run_stdin(&["build", "-t", "cached", "-"], same.as_bytes());
+    assert!(!first.ok().contains("Using cache"), "{first}");
+    let again = ti.run_stdin(&["build", "-"], same.as_bytes());
+    assert!(again.ok().contains("Using cache"), "{again}");
+    let other = tj.run_stdin(&["build", "-"], same.as_bytes());
+    assert!(!other.ok().contains("Using cache"), "{other}");
+    ti.run(&["rmi", "cached"]).ok();
+    tj.run(&["image", "prune", "-f"]).ok();
     // A Dockerfile naming it (or a non-shared image of the engine) finds nothing.
     for from in ["berth.tenant/ti/app", "bt-ten-private:1"] {
         let out = tj.run_stdin(&["build", "-q", "-"], format!("FROM {from}\n").as_bytes());
