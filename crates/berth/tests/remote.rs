@@ -445,35 +445,32 @@ fn a_wrong_server_certificate_and_an_unknown_host_key_are_refused_naming_the_mac
 fn a_server_certificate_for_another_host_is_refused_naming_the_machine() {
     let s = setup();
     let certs = TestCerts::make(
-        &s.local.dir().join("other-host-certs"),
+        // Under "<engine dir>/data…": the engine's cleanup ends what names it (the server,
+        // should this test process die first).
+        &s.local.dir().join("data-other-host"),
         std::net::Ipv4Addr::new(192, 0, 2, 1),
     )
     .unwrap();
-    let mut server = std::process::Command::new("timeout")
-        .args(["120", "stdbuf", "-oL", "openssl", "s_server"])
-        .args(["-accept", "127.0.0.1:0"])
+    // stdbuf execs openssl: the child is the server itself, ended when this is dropped.
+    let server = std::process::Command::new("stdbuf")
+        .args(["-oL", "openssl", "s_server", "-accept", "127.0.0.1:0"])
         .arg("-cert")
         .arg(certs.file("server-cert.pem"))
         .arg("-key")
         .arg(certs.file("server-key.pem"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut server = Killed(server);
     // "ACCEPT 127.0.0.1:PORT" once it listens.
-    let mut out = std::io::BufReader::new(server.stdout.take().unwrap());
+    let mut out = std::io::BufReader::new(server.0.stdout.take().unwrap());
     let mut line = String::new();
     while !line.starts_with("ACCEPT") {
         line.clear();
-        if std::io::BufRead::read_line(&mut out, &mut line).unwrap() == 0 {
-            let mut why = String::new();
-            let _ = server.stderr.take().unwrap().read_to_string(&mut why);
-            panic!(
-                "openssl s_server did not start ({:?}): {why}",
-                server.wait()
-            );
-        }
+        let read = std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert!(read > 0, "openssl s_server ended: {:?}", server.0.wait());
     }
     let port = line.trim().rsplit(':').next().unwrap().to_owned();
     let machine = format!(
@@ -482,8 +479,7 @@ fn a_server_certificate_for_another_host_is_refused_naming_the_machine() {
     );
     let berth = start_berth(&s.local, "badname", &[machine]).unwrap();
     let ping = wire::request(berth.socket(), "GET", "/_ping", &[], b"").unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert_eq!(ping.status, 502, "{ping}");
     let message: serde_json::Value = serde_json::from_str(&ping.text()).unwrap();
     let message = message["message"].as_str().unwrap();
@@ -492,6 +488,16 @@ fn a_server_certificate_for_another_host_is_refused_naming_the_machine() {
             && message.contains("certificate does not name the endpoint's host"),
         "{message}"
     );
+}
+
+/// A child process killed and reaped when dropped (a failed assertion included).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
