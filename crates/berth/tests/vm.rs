@@ -6,7 +6,8 @@
 //! directory, published ports, machine stop/start keeping data, a berth killed and its
 //! VM adopted by the next berth, the QEMU process killed, a clean shutdown with berth
 //! and the VM restored (on q35, the fallback machine type) at berth's next start, idle
-//! stop, and `machine rm`. Four boots in all. Images are imported, never pulled.
+//! stop and the next request starting it again, and `machine rm`. Five boots in all.
+//! Images are imported, never pulled.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -456,13 +457,20 @@ fn vm_machine_runs_the_docker_cli_everyday_work() {
     );
     assert_eq!(kept, "kept");
 
-    // Nothing runs in it: idle_stop powers it off cleanly.
+    // Nothing runs in it: idle_stop powers it off cleanly, and the next request starts
+    // it again.
     wait_state(&berth, "stopped", Duration::from_secs(120));
     let log = vm_log(&dir);
     assert!(
         log.contains("berth-init: powering off"),
         "idle stop was not a clean poweroff:\n{log}"
     );
+    let images = ok(
+        &berth.docker(&["images", "--format", "{{.Repository}}"]),
+        "docker images after the idle stop",
+    );
+    assert!(images.contains("bt-vm-built"), "{images}");
+    assert_eq!(report(&berth)["state"], "running");
 
     // machine rm: the machine's data disk, logs and namespace are gone.
     ok(
