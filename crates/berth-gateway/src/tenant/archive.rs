@@ -121,12 +121,16 @@ fn c_string(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
+/// The entry's name as Go's `archive/tar` reads it: the prefix field only in the POSIX
+/// formats (USTAR/PAX: 155 bytes; STAR: 131), never in GNU or V7 headers, whose bytes
+/// there mean something else.
 fn ustar_name(h: &[u8]) -> String {
     let name = c_string(&h[0..100]);
-    let prefix = if &h[257..262] == b"ustar" {
-        c_string(&h[345..500])
-    } else {
-        String::new()
+    let posix = &h[257..263] == b"ustar\0";
+    let prefix = match (posix, &h[508..512] == b"tar\0") {
+        (true, true) => c_string(&h[345..476]),
+        (true, false) => c_string(&h[345..500]),
+        _ => String::new(),
     };
     if prefix.is_empty() {
         name
@@ -155,6 +159,10 @@ fn pax_path(data: &[u8]) -> Result<Option<String>, String> {
             match &record[..eq] {
                 b"path" => path = Some(String::from_utf8_lossy(&record[eq + 1..]).into_owned()),
                 b"size" => return Err("pax size records are not read by berth".into()),
+                // Go names a sparse file by `GNU.sparse.name`.
+                key if key.starts_with(b"GNU.sparse") => {
+                    return Err("GNU sparse pax records are not read by berth".into())
+                }
                 _ => {}
             }
         }
@@ -453,6 +461,18 @@ mod tests {
             .is_err()
         );
         assert!(edit_tar(b"\x1f\x8b\x08\0not a tar at all, padded out to one block and more than that: ................................................................................................................................................................................................................................................................................................................................................................................................................................................................", &["manifest.json"], |_, c| Ok(c.to_vec())).is_err());
+        // A GNU header's bytes where USTAR has its prefix are not a prefix.
+        let mut gnu = entry("manifest.json", b'0', br#"[{"RepoTags":["g"]}]"#);
+        gnu[257..265].copy_from_slice(b"ustar  \0");
+        gnu[345..350].copy_from_slice(b"12345");
+        set_checksum(&mut gnu[..512]);
+        let out = edit_tar(&gnu, &["manifest.json"], |n, c| {
+            rename_in_archive(n, c, &map)
+        })
+        .unwrap();
+        assert!(String::from_utf8_lossy(&out).contains("ns/g"));
+        let sparse = entry("x", b'x', b"30 GNU.sparse.name=manifest\n");
+        assert!(edit_tar(&sparse, &["manifest.json"], |_, c| Ok(c.to_vec())).is_err());
         // A pax path names the entry.
         let mut pax = entry("PaxHeaders/x", b'x', b"22 path=manifest.json\n");
         pax.extend(entry("innocent", b'0', br#"[{"RepoTags":["a"]}]"#));
