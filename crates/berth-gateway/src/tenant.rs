@@ -351,10 +351,13 @@ async fn scope_inner(
             let q = query::scoped_filters(query, name, None)?;
             forward(Some(uri(&path, Some(&q))?), AnswerKind::Events)
         }
-        Plan::ImageList => forward(
-            None,
-            AnswerKind::Images(Arc::clone(tenant), Arc::clone(set)),
-        ),
+        Plan::ImageList => {
+            let q = query::reference_filters(query, &|r| images::inward(name, r))?;
+            forward(
+                q.map(|q| uri(&path, Some(&q))).transpose()?,
+                AnswerKind::Images(Arc::clone(tenant), Arc::clone(set)),
+            )
+        }
         Plan::Info => Err(Early::Answer(Box::new(info(&lookup).await?))),
         Plan::SystemDf => Err(Early::Answer(Box::new(system_df(&lookup).await?))),
         Plan::Container(reference, op) => {

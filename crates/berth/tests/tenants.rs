@@ -684,6 +684,15 @@ fn images_a_tenant_builds_loads_imports_commits_and_tags_are_its_own() {
             want
         );
     }
+    // A reference filter finds the tenant's own names and the shared ones.
+    assert_eq!(
+        lines(&ti.run(&["images", "--format", "{{.Repository}}:{{.Tag}}", "app"])),
+        ["app:latest"]
+    );
+    assert_eq!(
+        lines(&ti.run(&["images", "--format", "{{.Repository}}:{{.Tag}}", "busybox"])),
+        [IMAGE]
+    );
     // On the engine: in each tenant's repository; the archive's own name was never made.
     assert_eq!(
         engine_images_of("ti").len(),

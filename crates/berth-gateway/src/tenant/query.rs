@@ -106,6 +106,47 @@ pub(crate) fn scoped_filters(
     Ok(set(query, "filters", &Value::Object(filters).to_string()))
 }
 
+/// An image list's `filters` with every `reference` pattern also in the tenant's
+/// repository (`map`): dockerd keeps an image any pattern matches, so the tenant's own
+/// `app` and a shared `busybox` both still match. `None`: no `reference` filter.
+pub(crate) fn reference_filters(
+    query: Option<&str>,
+    map: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, GatewayError> {
+    let Some(text) = get(query, "filters").filter(|f| !f.is_empty()) else {
+        return Ok(None);
+    };
+    let mut filters: Map<String, Value> = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => map,
+        _ => return Err(GatewayError::BadRequest(format!("invalid filter: {text}"))),
+    };
+    let Some(patterns) = filters.get_mut("reference") else {
+        return Ok(None);
+    };
+    let given: Vec<String> = match patterns {
+        Value::Object(m) => m.keys().cloned().collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => return Err(GatewayError::BadRequest("invalid filter: reference".into())),
+    };
+    let mut all = Map::new();
+    for p in given {
+        if let Some(own) = map(&p) {
+            all.insert(own, Value::Bool(true));
+        }
+        all.insert(p, Value::Bool(true));
+    }
+    *patterns = Value::Object(all);
+    Ok(Some(set(
+        query,
+        "filters",
+        &Value::Object(filters).to_string(),
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +179,19 @@ mod tests {
             serde_json::json!({"name": {"ci.app_default": true}, "label": {"berth.tenant=ci": true}})
         );
         assert!(scoped_filters(Some("filters=nope"), "ci", None).is_err());
+        let own = |r: &str| Some(format!("ns/{r}"));
+        let q = reference_filters(
+            Some("filters=%7B%22reference%22%3A%5B%22app%22%5D%7D"),
+            &own,
+        )
+        .unwrap()
+        .unwrap();
+        let f: Value = serde_json::from_str(&get(Some(&q), "filters").unwrap()).unwrap();
+        assert_eq!(
+            f,
+            serde_json::json!({"reference": {"app": true, "ns/app": true}})
+        );
+        assert_eq!(reference_filters(Some("all=1"), &own).unwrap(), None);
         assert_eq!(
             set(Some("name=a&x=1&name=b"), "name", "ci.w"),
             "x=1&name=ci.w"
