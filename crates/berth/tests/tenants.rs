@@ -517,17 +517,7 @@ methods = ["POST"]
     )
     .unwrap();
     let state = dir.path().join("state");
-    let berth = BerthProcess::start(
-        Path::new(BERTH),
-        &setup().fronted.engine.host(),
-        &[
-            "--config",
-            &config.display().to_string(),
-            "--state-dir",
-            &state.display().to_string(),
-        ],
-    )
-    .unwrap();
+    let berth = start_berth(&config, &state);
     let out = DockerCli::new(berth.host()).run(&["ps"]);
     assert!(!out.success(), "{out}");
     assert!(out.stderr.contains("belongs to no tenant"), "{out}");
@@ -789,6 +779,21 @@ fn images_a_tenant_builds_loads_imports_commits_and_tags_are_its_own() {
     assert!(berth_cmd(&["rm", "ti"]).success());
 }
 
+/// A berth on the shared engine with `config` and its own state directory.
+fn start_berth(config: &Path, state: &Path) -> BerthProcess {
+    BerthProcess::start(
+        Path::new(BERTH),
+        &setup().fronted.engine.host(),
+        &[
+            "--config",
+            &config.display().to_string(),
+            "--state-dir",
+            &state.display().to_string(),
+        ],
+    )
+    .unwrap()
+}
+
 fn export_bytes(cli: &DockerCli, container: &str) -> Vec<u8> {
     let out = cli.command(&["export", container]).output().unwrap();
     assert!(out.status.success());
@@ -802,19 +807,7 @@ fn tenants_added_at_run_time_outlive_a_restart() {
     std::fs::write(&config, format!("shared_images = [\"{IMAGE}\"]\n")).unwrap();
     let state = dir.path().join("state");
     let sock = dir.path().join("tp.sock");
-    let start = || {
-        BerthProcess::start(
-            Path::new(BERTH),
-            &setup().fronted.engine.host(),
-            &[
-                "--config",
-                &config.display().to_string(),
-                "--state-dir",
-                &state.display().to_string(),
-            ],
-        )
-        .unwrap()
-    };
+    let start = || start_berth(&config, &state);
     let mut berth = start();
     let add = berth_cmd_on(
         &berth.host(),

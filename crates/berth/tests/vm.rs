@@ -74,6 +74,22 @@ fn docker_with_input(berth: &ManagedBerth, args: &[&str], input: &[u8]) -> Outpu
     child.wait_with_output().unwrap()
 }
 
+/// What the test volume's file holds, read by a new container.
+fn read_volume(berth: &ManagedBerth, what: &str) -> String {
+    ok(
+        &berth.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "bt-vm-vol:/data",
+            IMAGE,
+            "cat",
+            "/data/file",
+        ]),
+        what,
+    )
+}
+
 /// GET `path` from 127.0.0.1:`port` (a forward berth made), polled until it answers.
 fn http_get(port: u16, path: &str, within: Duration) -> String {
     let deadline = Instant::now() + within;
@@ -364,19 +380,10 @@ fn vm_machine_runs_the_docker_cli_everyday_work() {
         &berth.berth(&["machine", "start", MACHINE]),
         "berth machine start",
     );
-    let kept = ok(
-        &berth.docker(&[
-            "run",
-            "--rm",
-            "-v",
-            "bt-vm-vol:/data",
-            IMAGE,
-            "cat",
-            "/data/file",
-        ]),
-        "read the volume after stop/start",
+    assert_eq!(
+        read_volume(&berth, "read the volume after stop/start"),
+        "kept"
     );
-    assert_eq!(kept, "kept");
     let images = ok(
         &berth.docker(&["images", "--format", "{{.Repository}}"]),
         "docker images",
@@ -443,19 +450,10 @@ fn vm_machine_runs_the_docker_cli_everyday_work() {
         table.contains("machine q35 (set by machine_type)"),
         "{table}"
     );
-    let kept = ok(
-        &berth.docker(&[
-            "run",
-            "--rm",
-            "-v",
-            "bt-vm-vol:/data",
-            IMAGE,
-            "cat",
-            "/data/file",
-        ]),
-        "read the volume on q35 after the clean shutdown",
+    assert_eq!(
+        read_volume(&berth, "read the volume on q35 after the clean shutdown"),
+        "kept"
     );
-    assert_eq!(kept, "kept");
 
     // Nothing runs in it: idle_stop powers it off cleanly, and the next request starts
     // it again.
