@@ -521,12 +521,14 @@ methods = ["POST"]
     let out = DockerCli::new(berth.host()).run(&["ps"]);
     assert!(!out.success(), "{out}");
     assert!(out.stderr.contains("belongs to no tenant"), "{out}");
-    // The tenant itself is served; `*` shares every image.
+    // The tenant itself is served; `*` shares the engine's images, the one tagged only
+    // on the engine too. (Not compared with the engine's whole list: other tests of this
+    // binary make and remove images meanwhile.)
     let t = DockerCli::new(format!("unix://{}", tenant_sock.display()));
-    assert_eq!(
-        lines(&t.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"])),
-        lines(&direct().run(&["images", "--format", "{{.Repository}}:{{.Tag}}"]))
-    );
+    let seen = lines(&t.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    for shared in [IMAGE, "bt-ten-private:1"] {
+        assert!(seen.iter().any(|l| l == shared), "{shared} not in {seen:?}");
+    }
     assert_eq!(t.run(&["ps", "-aq"]).ok(), "");
     let refused = t.run(&["volume", "create", "v"]);
     assert!(
