@@ -540,6 +540,124 @@ methods = ["POST"]
     s.run(&["volume", "rm", "v"]).ok();
 }
 
+/// `shared_images = ["*"]` shares the images no tenant owns: another tenant's image,
+/// named or nameless, is dockerd's "No such image" by name, ID, short ID and digest, for
+/// inspect, history, tag, run and a Dockerfile's `FROM`, and is not listed; the admin
+/// sees it; an image of the engine stays shared. A tenant's build that changes nothing
+/// (its ID is the base's) never lets its prune or `tenant rm` remove the shared base.
+#[test]
+fn a_star_shares_only_the_images_no_tenant_owns() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    let sock = |t: &str| dir.path().join(format!("{t}.sock"));
+    std::fs::write(
+        &config,
+        format!(
+            "shared_images = [\"*\"]\n[[tenants]]\nname = \"sa\"\nsocket = \"{}\"\n[[tenants]]\nname = \"sb\"\nsocket = \"{}\"\n",
+            sock("sa").display(),
+            sock("sb").display()
+        ),
+    )
+    .unwrap();
+    let berth = start_berth(&config, &dir.path().join("state"));
+    let cli = |t: &str| {
+        DockerCli::new(format!("unix://{}", sock(t).display())).env("DOCKER_BUILDKIT", "0")
+    };
+    let (a, b) = (cli("sa"), cli("sb"));
+    let admin = DockerCli::new(berth.host());
+    let pid = std::process::id();
+    let build = |cli: &DockerCli, args: &[&str], dockerfile: String| {
+        let mut all = vec!["build", "-q"];
+        all.extend_from_slice(args);
+        all.push("-");
+        cli.run_stdin(&all, dockerfile.as_bytes()).ok().to_owned()
+    };
+    let named = build(
+        &a,
+        &["-t", "app"],
+        format!("FROM {IMAGE}\nRUN echo sa {pid} > /o\n"),
+    );
+    let nameless = build(&a, &[], format!("FROM {IMAGE}\nRUN echo sa-x {pid} > /o\n"));
+    assert!(a.run(&["image", "inspect", &nameless]).success());
+    for id in [&named, &nameless] {
+        let hex = id.trim_start_matches("sha256:");
+        let short = &hex[..12];
+        let mut refs = vec![id.as_str(), hex, short];
+        let digests = [
+            format!("berth.tenant/sb/app@{id}"),
+            format!("berth.tenant/sa/app@{id}"),
+            format!("busybox@{id}"),
+        ];
+        refs.extend(digests.iter().map(String::as_str));
+        if id == &named {
+            refs.extend(["berth.tenant/sa/app", "berth.tenant/sa/app:latest"]);
+        }
+        for r in refs {
+            for args in [
+                &["image", "inspect", r][..],
+                &["history", r],
+                &["tag", r, "mine"],
+                &["run", "--rm", "--pull", "never", r, "true"],
+            ] {
+                assert_missing(&b, args, "No such image");
+            }
+            let from = b.run_stdin(&["build", "-q", "-"], format!("FROM {r}\n").as_bytes());
+            assert!(!from.success(), "FROM {r}: {from}");
+        }
+        let listed = b.run(&[
+            "images",
+            "-a",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Repository}}",
+        ]);
+        assert!(!listed.ok().contains(id.as_str()), "{listed}");
+        assert!(!listed.ok().contains("berth.tenant"), "{listed}");
+        assert!(admin.run(&["image", "inspect", id]).success());
+    }
+    let seen = admin.run(&["images", "--format", "{{.Repository}}"]);
+    assert!(
+        seen.ok().lines().any(|l| l == "berth.tenant/sa/app"),
+        "{seen}"
+    );
+    // An image of the engine no tenant owns stays shared, by name and by ID.
+    for shared in [IMAGE, "bt-ten-private:1"] {
+        let id = direct()
+            .run(&["image", "inspect", "-f", "{{.Id}}", shared])
+            .ok()
+            .to_owned();
+        for r in [shared, id.as_str()] {
+            assert!(b.run(&["image", "inspect", r]).success(), "{r}");
+        }
+        b.run(&["run", "--rm", "--pull", "never", shared, "true"])
+            .ok();
+    }
+    // A public image of its own (one repository: dockerd removes it by ID), built on by
+    // B without a change.
+    let public = format!("bt-star-pub:{pid}");
+    let public_id = DockerCli::new(setup().fronted.engine.host())
+        .env("DOCKER_BUILDKIT", "0")
+        .run_stdin(
+            &["build", "-q", "-t", &public, "-"],
+            format!("FROM {IMAGE}\nRUN echo public {pid} > /o\n").as_bytes(),
+        )
+        .ok()
+        .to_owned();
+    assert_eq!(build(&b, &[], format!("FROM {public}\n")), public_id);
+    b.run(&["image", "prune", "-f"]).ok();
+    b.run(&["image", "prune", "-af"]).ok();
+    assert!(direct().run(&["image", "inspect", &public]).success());
+    for t in ["sb", "sa"] {
+        let rm = berth_cmd_on(&berth.host(), &["rm", t]);
+        assert!(rm.success(), "{rm}");
+    }
+    assert!(direct().run(&["image", "inspect", &public]).success());
+    for gone in [&named, &nameless] {
+        assert!(!direct().run(&["image", "inspect", gone]).success());
+    }
+    direct().run(&["rmi", &public]).ok();
+}
+
 #[test]
 fn containers_reach_each_other_by_the_tenants_names() {
     let sock = setup().dir.join("tn.sock");

@@ -62,6 +62,14 @@ pub(crate) fn outward<'a>(tenant: &str, engine: &'a str) -> Option<&'a str> {
         .strip_prefix('/')
 }
 
+/// Whether an engine name (normalized as in `RepoTags`) is in some tenant's repository
+/// (any case: such a name is never shared, even one dockerd would not resolve).
+pub(crate) fn in_namespace(engine: &str) -> bool {
+    engine
+        .get(..NAMESPACE.len() + 1)
+        .is_some_and(|p| p.eq_ignore_ascii_case(&format!("{NAMESPACE}/")))
+}
+
 /// Text from the engine (build and load progress, errors) in the tenant's names.
 pub(crate) fn outward_text(tenant: &str, text: &str) -> String {
     text.replace(&prefix(tenant), "")
@@ -79,11 +87,18 @@ fn strings(v: &Value) -> impl Iterator<Item = &str> {
 /// The image's tags the tenant sees: its own (in its names) and the shared ones.
 fn seen_tags(tenant: &Tenant, set: &TenantSet, tags: &Value) -> Vec<String> {
     strings(tags)
+        // A nameless image's placeholder (dockerd 20.10's lists) shares nothing.
+        .filter(|t| !is_placeholder(t))
         .filter_map(|t| match outward(tenant.name(), t) {
             Some(own) => Some(own.to_owned()),
-            None => set.is_shared_image(&[t]).then(|| t.to_owned()),
+            None => set.is_shared_name(t).then(|| t.to_owned()),
         })
         .collect()
+}
+
+/// `<none>:<none>` / `<none>@<none>`: what dockerd lists for a nameless image.
+fn is_placeholder(name: &str) -> bool {
+    matches!(name, "<none>:<none>" | "<none>@<none>")
 }
 
 /// Whether the tenant sees this image (an inspect or a list entry) at all.
@@ -108,7 +123,7 @@ pub(crate) fn view(tenant: &Tenant, set: &TenantSet, image: &mut Value) -> bool 
     if !sees(tenant, set, image) {
         return false;
     }
-    let tags = seen_tags(tenant, set, &image["RepoTags"]);
+    let mut tags = seen_tags(tenant, set, &image["RepoTags"]);
     // A digest is seen with its repository: the tenant's, or a shared tag's.
     let repos: HashSet<&str> = tags
         .iter()
@@ -119,7 +134,7 @@ pub(crate) fn view(tenant: &Tenant, set: &TenantSet, image: &mut Value) -> bool 
                 .unwrap_or(t.len())]
         })
         .collect();
-    let digests: Vec<String> = strings(&image["RepoDigests"])
+    let mut digests: Vec<String> = strings(&image["RepoDigests"])
         .filter_map(|d| match outward(tenant.name(), d) {
             Some(own) => Some(own.to_owned()),
             None => {
@@ -128,6 +143,11 @@ pub(crate) fn view(tenant: &Tenant, set: &TenantSet, image: &mut Value) -> bool 
             }
         })
         .collect();
+    for (names, seen) in [("RepoTags", &mut tags), ("RepoDigests", &mut digests)] {
+        if let Some(p) = strings(&image[names]).find(|n| is_placeholder(n)) {
+            seen.push(p.to_owned());
+        }
+    }
     if image.get("RepoTags").is_some_and(|t| !t.is_null()) {
         image["RepoTags"] = tags.into();
     }
@@ -170,6 +190,10 @@ pub(crate) enum How {
 /// (dockerd answers a missing one itself). `None`: an ID-like reference, or every image
 /// shared by `"*"` (look it up with [`find`]).
 pub(crate) fn create_image(tenant: &Tenant, set: &TenantSet, reference: &str) -> Option<String> {
+    // A digest may name any image by its ID (newer dockerd): found and checked.
+    if reference.contains('@') {
+        return None;
+    }
     if set.is_named_shared(reference) {
         return Some(reference.to_owned());
     }
@@ -182,7 +206,9 @@ pub(crate) fn create_image(tenant: &Tenant, set: &TenantSet, reference: &str) ->
 
 /// Finds the image `reference` as the tenant names it, in dockerd's order: a name (the
 /// tenant's own first, then a shared one), then an ID or ID prefix the tenant sees.
-/// Anything else is dockerd's "No such image".
+/// Whatever dockerd resolved a reference to, the image must be one the tenant sees (a
+/// shared name may be an ID prefix to dockerd, a digest an image ID). Anything else is
+/// dockerd's "No such image".
 pub(crate) async fn find(
     guest: &Guest,
     tenant: &Tenant,
@@ -207,7 +233,9 @@ pub(crate) async fn find(
     // A name: the tenant's own, then a shared one.
     if !reference.starts_with("sha256:") {
         if let Some(engine) = inward(tenant.name(), reference) {
-            if let Some((inspect, engine)) = inspect(engine).await? {
+            if let Some((inspect, engine)) =
+                inspect(engine).await?.filter(|(i, _)| sees(tenant, set, i))
+            {
                 return Ok(Found {
                     inspect,
                     engine,
@@ -215,8 +243,11 @@ pub(crate) async fn find(
                 });
             }
         }
-        if set.is_shared_image(&[reference]) {
-            if let Some((inspect, engine)) = inspect(reference.to_owned()).await? {
+        if set.is_shared_name(reference) {
+            if let Some((inspect, engine)) = inspect(reference.to_owned())
+                .await?
+                .filter(|(i, _)| sees(tenant, set, i))
+            {
                 return Ok(Found {
                     inspect,
                     engine,
@@ -289,6 +320,8 @@ pub struct OwnedImage {
     pub id: String,
     /// The tenant's names of it (engine names).
     pub tags: Vec<String>,
+    /// No name at all on the engine (nobody's, not only not the tenant's).
+    pub nameless: bool,
     pub size: i64,
 }
 
@@ -309,6 +342,7 @@ pub async fn owned_images(
             (!tags.is_empty() || set.owns_image(name, id)).then(|| OwnedImage {
                 id: id.to_owned(),
                 tags,
+                nameless: strings(&i["RepoTags"]).all(is_placeholder),
                 size: i["Size"].as_i64().unwrap_or(0),
             })
         })
@@ -317,7 +351,8 @@ pub async fn owned_images(
 
 /// Removes every image of tenant `name` from the engine (its names; an image then
 /// nameless and made by it); how many went. An image another tenant or the admin
-/// still names stays (only the tenant's names go).
+/// still names stays (only the tenant's names go): a build that changes nothing makes
+/// its base's ID "made", and dockerd removes by ID an image of one repository.
 pub async fn remove_images(
     guest: &Guest,
     set: &TenantSet,
@@ -330,7 +365,11 @@ pub async fn remove_images(
                 .request(Method::DELETE, &format!("/images/{}", enc(tag)))
                 .await?;
         }
-        if set.owns_image(name, &image.id) && !set.owned_by_another(name, &image.id) {
+        // Named only by the tenant: removing its last name removed it.
+        if image.nameless
+            && set.owns_image(name, &image.id)
+            && !set.owned_by_another(name, &image.id)
+        {
             guest
                 .request(Method::DELETE, &format!("/images/{}", image.id))
                 .await?;
@@ -470,7 +509,7 @@ pub(crate) async fn prune(
             .iter()
             .map(|t| format!("/images/{}", enc(t)))
             .collect();
-        if image.tags.is_empty()
+        if image.nameless
             && set.owns_image(name, &image.id)
             && !set.owned_by_another(name, &image.id)
         {
@@ -561,6 +600,23 @@ mod tests {
         assert_eq!(made_ids(&made, false).len(), 1);
         let base = serde_json::json!({"stream": "Step 1/2 : FROM sha256:0000000000000000000000000000000000000000000000000000000000000001\n"});
         assert!(made_ids(&base, false).is_empty());
+        // `*` shares the names outside the tenants' repositories, never another
+        // tenant's name, nor a nameless image through dockerd's placeholder.
+        let all = TenantSet::new(Vec::new(), Default::default(), vec!["*".into()], Vec::new());
+        let mut mixed = serde_json::json!({"Id": "sha256:4", "RepoTags": ["berth.tenant/cd/app:latest", "other:1"],
+            "RepoDigests": ["berth.tenant/cd/app@sha256:6", "other@sha256:5"]});
+        assert!(view(&ci, &all, &mut mixed));
+        assert_eq!(mixed["RepoTags"], serde_json::json!(["other:1"]));
+        assert_eq!(mixed["RepoDigests"], serde_json::json!(["other@sha256:5"]));
+        let theirs =
+            serde_json::json!({"Id": "sha256:2", "RepoTags": ["berth.tenant/cd/app:latest"]});
+        assert!(!sees(&ci, &all, &theirs));
+        let mut listed = serde_json::json!({"Id": "sha256:5", "RepoTags": ["<none>:<none>"], "RepoDigests": ["<none>@<none>"]});
+        assert!(!sees(&ci, &all, &listed));
+        all.own_image("ci", "sha256:5");
+        assert!(view(&ci, &all, &mut listed));
+        assert_eq!(listed["RepoTags"], serde_json::json!(["<none>:<none>"]));
+        assert_eq!(create_image(&ci, &set, "busybox@sha256:ab"), None);
         let quiet = serde_json::json!({"stream": "sha256:0000000000000000000000000000000000000000000000000000000000000001\n"});
         assert!(made_ids(&quiet, false).is_empty());
         assert_eq!(made_ids(&quiet, true).len(), 1);

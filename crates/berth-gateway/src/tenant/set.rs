@@ -335,13 +335,18 @@ impl TenantSet {
         }
     }
 
-    /// Whether tenants share image `reference` (as listed in an image's `RepoTags`).
-    pub(crate) fn is_shared_image(&self, repo_tags: &[&str]) -> bool {
+    /// Whether tenants share the image name `tag` (as in an image's `RepoTags`, or as a
+    /// client names it): one listed in `shared_images`, or with `"*"` any name outside
+    /// the tenants' repositories (`berth.tenant/…`: a tenant's own names are never
+    /// shared, whatever `"*"` says).
+    pub(crate) fn is_shared_name(&self, tag: &str) -> bool {
+        let have = normalize_image(tag);
         self.shared_images.iter().any(|want| {
-            want == "*"
-                || repo_tags
-                    .iter()
-                    .any(|have| normalize_image(have) == want.as_str())
+            if want == "*" {
+                !super::images::in_namespace(&have)
+            } else {
+                have == *want
+            }
         })
     }
 
@@ -463,9 +468,19 @@ mod tests {
         assert!(matches!(set.who(&unix(3, 7)), Who::Tenant(t) if t.name() == "b"));
         set.remove("ci");
         assert!(matches!(set.who(&by_socket), Who::Refused));
-        assert!(set.is_shared_image(&["busybox:latest"]));
-        assert!(set.is_shared_image(&["docker.io/library/busybox"]));
-        assert!(!set.is_shared_image(&["busybox:1"]));
+        assert!(set.is_shared_name("busybox:latest"));
+        assert!(set.is_shared_name("docker.io/library/busybox"));
+        assert!(!set.is_shared_name("busybox:1"));
+        let all = TenantSet::new(Vec::new(), Untenanted::Admin, vec!["*".into()], Vec::new());
+        assert!(all.is_shared_name("busybox:1"));
+        for theirs in [
+            "berth.tenant/ci/app:latest",
+            "docker.io/berth.tenant/ci/app",
+            "Berth.Tenant/ci/app",
+            "berth.tenant/ci/app@sha256:ab",
+        ] {
+            assert!(!all.is_shared_name(theirs), "{theirs}");
+        }
         assert!(Tenant::new("A.b", Vec::new(), None).is_err());
         for bad in ["ci-", "c_-i", "c___i"] {
             assert!(Tenant::new(bad, Vec::new(), None).is_err(), "{bad}");
