@@ -1,13 +1,16 @@
 //! Reaching a guest engine.
 //!
 //! ```text
-//! gateway ─► GuestConnector::connect() ─► GuestStream (unix | tcp) ─► dockerd
+//! gateway ─► GuestConnector::connect() ─► GuestStream (socket | TLS | SSH channel) ─► dockerd
 //! ```
 //!
 //! An engine is named by a [`GuestEndpoint`] (`unix:///path`, `tcp://host:port`, or
 //! `ssh://user@host`). [`GuestConnector`] opens one stream to it with a bounded connect
-//! time, over mutual TLS ([`tls`]) or an SSH connection ([`ssh`]) for remote engines;
-//! whatever the transport, the stream is a plain socket to the rest of berth. It is also a
+//! time, over mutual TLS ([`tls`]) or an SSH connection ([`ssh`]) for remote engines.
+//! A stream is a socket (Unix or TCP) that the gateway may splice and frame itself, or a
+//! TLS stream or SSH channel read and written through its transport
+//! ([`GuestConnector::streams_are_sockets`]; [`copy_relay`] bridges those after an
+//! upgrade or hijack). The connector is also a
 //! `tower::Service<Uri>` so that hyper-util's pooled client can use it directly (the
 //! URI is ignored: one connector always reaches one engine).
 //!
@@ -15,6 +18,7 @@
 //! gateway's upgraded and hijacked sessions and the host's port forwards.
 //! [`LeanListener`] accepts the gateway's client connections for `LeanSocket`.
 
+mod copy_relay;
 mod endpoint;
 mod error;
 mod lean_listener;
@@ -25,6 +29,7 @@ pub mod ssh;
 mod stream;
 pub mod tls;
 
+pub use copy_relay::copy_relay;
 pub use endpoint::{EndpointParseError, GuestEndpoint, SshDestination};
 pub use error::ConnectError;
 pub use lean_listener::{LeanListener, Listening};
@@ -110,6 +115,13 @@ impl GuestConnector {
             Transport::Ssh(t) => Some(t),
             _ => None,
         }
+    }
+
+    /// Whether the streams this connector opens are sockets, which the gateway may
+    /// splice and frame itself; TLS streams and SSH channels are read and written
+    /// through their transport.
+    pub fn streams_are_sockets(&self) -> bool {
+        !matches!(self.transport, Transport::Tls(_) | Transport::Ssh(_))
     }
 
     /// The engine this connector reaches.

@@ -28,7 +28,7 @@ use crate::LeanSocket;
 const BULK_PIPE: usize = 1024 * 1024;
 
 /// How often a half-closed first socket is checked for a full close.
-const HANGUP_CHECK: Duration = Duration::from_secs(2);
+pub(crate) const HANGUP_CHECK: Duration = Duration::from_secs(2);
 
 /// Relays two sockets both ways until both directions reached EOF, or one failed.
 /// EOF on one side becomes `shutdown(SHUT_WR)` on the other while the opposite
@@ -284,7 +284,7 @@ fn missing_pipe() -> io::Error {
 }
 
 /// Whether the peer of `socket` closed it fully (`POLLHUP`), as opposed to a half-close.
-fn peer_hung_up(socket: &LeanSocket) -> bool {
+pub(crate) fn peer_hung_up(socket: &LeanSocket) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLOUT)];
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)

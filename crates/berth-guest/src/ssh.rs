@@ -6,8 +6,8 @@
 //! connection: no handshake, no login, no remote process and no local `ssh` process per
 //! API connection. Where the engine's socket cannot be reached that way
 //! (`dial_stdio = true`), each connection is a session channel running `docker system
-//! dial-stdio` instead. For the rest of berth the channel is a plain socket (one end of a
-//! socket pair relayed to the channel, as TLS streams are: `stream::relayed`).
+//! dial-stdio` instead. The guest stream is the channel itself: the gateway reads and
+//! writes it through the connection's task, and its half-close is the channel's EOF.
 //!
 //! Host keys are checked against the machine's `known_hosts` (by default ssh's
 //! `~/.ssh/known_hosts` and `/etc/ssh/ssh_known_hosts`): an unknown or changed key is
@@ -163,7 +163,7 @@ impl SshTunnel {
             Ok(Err(e)) => return Err(format!("ssh channel to {}: {e}", s.remote_socket.display())),
             Err(_) => return Err(format!("ssh channel not opened within {timeout:?}")),
         };
-        crate::stream::relayed(channel.into_stream()).map_err(|e| format!("ssh channel: {e}"))
+        Ok(GuestStream::transported(channel.into_stream()))
     }
 
     /// Keeps the connection up: connect, wait until it ends, back off, again.

@@ -1,5 +1,4 @@
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -8,81 +7,123 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::LeanSocket;
 
-/// One byte stream to a guest engine, whatever the transport (Unix or TCP).
+/// One byte stream to a guest engine: a socket (Unix or TCP, which the gateway may
+/// splice and frame itself), or a stream berth must read and write through its
+/// transport (a TLS stream, an SSH channel).
 ///
-/// `poll_shutdown` is a real `shutdown(SHUT_WR)`, which is what carries a client's
-/// stdin EOF to dockerd (gateway notes 4.3).
-#[derive(Debug)]
-pub struct GuestStream {
-    socket: LeanSocket,
+/// `poll_shutdown` is a half-close whatever the transport (`shutdown(SHUT_WR)`, TLS
+/// `close_notify`, SSH channel EOF): it is what carries a client's stdin EOF to dockerd
+/// (gateway notes 4.3).
+pub struct GuestStream(Inner);
+
+enum Inner {
+    Socket(LeanSocket),
+    Transported(Box<dyn Transported>),
+}
+
+/// What a non-socket stream is to berth.
+trait Transported: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Transported for T {}
+
+impl std::fmt::Debug for GuestStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Inner::Socket(socket) => f.debug_tuple("GuestStream").field(socket).finish(),
+            Inner::Transported(_) => f.write_str("GuestStream(transported)"),
+        }
+    }
 }
 
 impl GuestStream {
     /// Wraps a connected socket.
     pub fn new(socket: LeanSocket) -> Self {
-        Self { socket }
+        Self(Inner::Socket(socket))
     }
 
-    /// The socket, for zero-copy splicing.
-    pub fn socket(&self) -> &LeanSocket {
-        &self.socket
+    /// Wraps a stream with a transport of its own (TLS, an SSH channel).
+    pub(crate) fn transported<T>(io: T) -> Self
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        Self(Inner::Transported(Box::new(io)))
     }
 
-    /// The socket, for a [`crate::splice::SpliceRelay`] to own.
-    pub fn into_socket(self) -> LeanSocket {
-        self.socket
+    /// The socket, for zero-copy splicing and framing; `None` for a stream whose bytes
+    /// go through a transport.
+    pub fn socket(&self) -> Option<&LeanSocket> {
+        match &self.0 {
+            Inner::Socket(socket) => Some(socket),
+            Inner::Transported(_) => None,
+        }
+    }
+
+    /// The socket, for a [`crate::splice::SpliceRelay`] to own; the stream back when it
+    /// is not one.
+    pub fn into_socket(self) -> Result<LeanSocket, Self> {
+        match self.0 {
+            Inner::Socket(socket) => Ok(socket),
+            other => Err(Self(other)),
+        }
     }
 }
 
-impl AsFd for GuestStream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.socket.as_fd()
-    }
-}
-
-impl AsRawFd for GuestStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
-    }
+/// Calls `$method` on whichever stream is inside.
+macro_rules! each {
+    ($self:ident, $io:ident => $call:expr) => {
+        match &mut $self.get_mut().0 {
+            Inner::Socket($io) => {
+                let $io = Pin::new($io);
+                $call
+            }
+            Inner::Transported($io) => {
+                let $io = Pin::new(&mut **$io);
+                $call
+            }
+        }
+    };
 }
 
 impl AsyncRead for GuestStream {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.socket).poll_read(cx, buf)
+        each!(self, io => io.poll_read(cx, buf))
     }
 }
 
 impl AsyncWrite for GuestStream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.socket).poll_write(cx, buf)
+        each!(self, io => io.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.socket).poll_write_vectored(cx, bufs)
+        each!(self, io => io.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        match &self.0 {
+            Inner::Socket(socket) => socket.is_write_vectored(),
+            Inner::Transported(io) => io.is_write_vectored(),
+        }
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.socket).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, io => io.poll_flush(cx))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.socket).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, io => io.poll_shutdown(cx))
     }
 }
 
@@ -90,34 +131,4 @@ impl Connection for GuestStream {
     fn connected(&self) -> Connected {
         Connected::new()
     }
-}
-
-/// Bytes buffered per direction by [`relayed`]: a TLS record or a few SSH packets.
-const RELAY_BUFFER: usize = 64 * 1024;
-
-/// Moves bytes between `io` (a TLS stream, an SSH channel) and a new Unix socket pair in
-/// a task of its own; returns the other end as the stream. EOF on either side is passed
-/// on as a half-close (TLS `close_notify`, SSH channel EOF towards the engine), so a
-/// client's stdin EOF still reaches dockerd.
-pub(crate) fn relayed<T>(io: T) -> io::Result<GuestStream>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
-    ours.set_nonblocking(true)?;
-    theirs.set_nonblocking(true)?;
-    let theirs = tokio::net::UnixStream::from_std(theirs)?;
-    let ours = LeanSocket::new(ours.into())?;
-    tokio::spawn(async move {
-        let (mut io, mut theirs) = (io, theirs);
-        // Ends when both directions have ended or either fails; dropping both closes.
-        let _ = tokio::io::copy_bidirectional_with_sizes(
-            &mut theirs,
-            &mut io,
-            RELAY_BUFFER,
-            RELAY_BUFFER,
-        )
-        .await;
-    });
-    Ok(GuestStream::new(ours))
 }

@@ -2,9 +2,9 @@
 //! `--tlsverify`: the server's certificate must chain to `tlscacert` and name the host
 //! of the endpoint; berth shows `tlscert`/`tlskey` as its client certificate.
 //!
-//! The rest of berth sees a plain socket: TLS is ended in a relay task on one end of a
-//! Unix socket pair (`stream::relayed`), so that splice-based bridges, half-closes and the
-//! connection pool work the same for every transport (docs/conventions.md).
+//! The guest stream is the TLS stream itself (no relay task): the gateway reads and
+//! writes it through rustls, and its half-close is TLS `close_notify` followed by
+//! `shutdown(SHUT_WR)` (docs/conventions.md).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -107,13 +107,13 @@ impl TlsClient {
         })
     }
 
-    /// Handshakes over `tcp` and hands back the plain end of a relay to it.
+    /// Handshakes over `tcp`.
     pub(crate) async fn connect(&self, tcp: TcpStream) -> io::Result<GuestStream> {
         let tls = self
             .connector
             .connect(self.server_name.clone(), tcp)
             .await?;
-        crate::stream::relayed(tls)
+        Ok(GuestStream::transported(tls))
     }
 }
 

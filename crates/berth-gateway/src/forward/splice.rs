@@ -48,8 +48,8 @@ pub(crate) fn bridge(client: Upgraded, upstream: Upgraded) -> Bridge {
     }
 }
 
-/// Bridges a client to a guest stream: zero-copy for plain sockets, through user space
-/// for TLS clients (their bytes must be decrypted). `to_guest` and `to_client` are
+/// Bridges a client to a guest stream: zero-copy when both are sockets, through user
+/// space when either is TLS (its bytes must be decrypted) or an SSH channel. `to_guest` and `to_client` are
 /// bytes already read from one side that belong to the other.
 pub(crate) fn bridge_client(
     client: ClientStream,
@@ -60,11 +60,18 @@ pub(crate) fn bridge_client(
     match client {
         // A full close (not a half-close) of the client ends the exchange at once, as
         // closing a direct connection to dockerd would, even if the guest stays silent.
-        ClientStream::Plain(socket) => Bridge::Splice(
-            SpliceRelay::new(socket, guest.into_socket())
-                .with_prefixes(to_guest, vec![to_client])
-                .end_on_hangup_of_a(),
-        ),
+        ClientStream::Plain(socket) => match guest.into_socket() {
+            Ok(guest) => Bridge::Splice(
+                SpliceRelay::new(socket, guest)
+                    .with_prefixes(to_guest, vec![to_client])
+                    .end_on_hangup_of_a(),
+            ),
+            // A TLS stream or SSH channel: its bytes pass through the transport.
+            Err(guest) => Bridge::Copy(
+                Box::pin(berth_guest::copy_relay(socket, to_guest, guest, to_client)),
+                (0, 0),
+            ),
+        },
         tls @ ClientStream::Tls(_) => {
             let client = Prefixed::new(tls, Bytes::from(to_guest.concat()));
             Bridge::copy(client, Prefixed::new(guest, to_client))

@@ -141,9 +141,10 @@ impl IdleStreams {
         loop {
             let (g, stream) = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
             let mut probe = [0u8; 1];
-            if g == generation
-                && matches!(stream.socket().try_read_buf(&mut &mut probe[..]), Ok(None))
-            {
+            let quiet = stream
+                .socket()
+                .is_some_and(|s| matches!(s.try_read_buf(&mut &mut probe[..]), Ok(None)));
+            if g == generation && quiet {
                 return Some(stream);
             }
         }
@@ -198,12 +199,21 @@ impl StreamLease {
         Ok(held.as_mut().unwrap_or_else(|| unreachable!("set above")))
     }
 
+    /// A new connection; a socket, since the framed path reads and splices it
+    /// (`GuestConnector::streams_are_sockets` keeps other transports off that path).
     async fn connect(guest: &Guest) -> Result<GuestStream, GatewayError> {
-        guest
+        let stream = guest
             .connector()
             .connect()
             .await
-            .map_err(|e| guest.connect_error(&e))
+            .map_err(|e| guest.connect_error(&e))?;
+        match stream.socket() {
+            Some(_) => Ok(stream),
+            None => Err(GatewayError::Internal(format!(
+                "engine {:?}: a framed exchange over a stream that is not a socket",
+                guest.name()
+            ))),
+        }
     }
 
     /// Replaces the connection with a new one (the engine closed the one held).
@@ -216,9 +226,9 @@ impl StreamLease {
 
     /// The socket (a held lease always has one).
     pub(crate) fn socket(&self) -> &LeanSocket {
-        match &self.stream {
-            Some(stream) => stream.socket(),
-            None => unreachable!("a held lease has a stream"),
+        match self.stream.as_ref().and_then(GuestStream::socket) {
+            Some(socket) => socket,
+            None => unreachable!("a held lease has a socket stream (`connect`)"),
         }
     }
 

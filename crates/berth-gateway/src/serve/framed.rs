@@ -151,7 +151,8 @@ impl Shared {
                 }) => {
                     let work =
                         crate::host::plan(guest, &classified, path, after.map(|a| (index, a)));
-                    if work.is_some() {
+                    // A TLS stream or SSH channel cannot be spliced: hyper's.
+                    if work.is_some() || !guest.connector().streams_are_sockets() {
                         return Framed::HandOver(socket, buf);
                     }
                     Ok(Arc::clone(guest))
