@@ -549,3 +549,165 @@ fn every_spelling_of_an_exec_body_gets_what_berth_judged() {
         "{forbidden} forbidden, {passed} passed"
     );
 }
+
+/// Network aliases in every spelling (`crates/berth-policy/tests/endpoint-bodies/`: a
+/// create's `NetworkingConfig.EndpointsConfig.*` and a connect's `EndpointConfig`, with
+/// repeated, case-folded, `ſ`-folded and escaped `Aliases` keys, repeated endpoints and
+/// `NetworkingConfig`s, nulls, wrong types), sent directly to dockerd and through a
+/// tenant of berth on the same engine. The tenant's container must answer on exactly the
+/// networks, to exactly the aliases dockerd read from the body, plus its tenant-visible
+/// name (the alias berth adds, once); a body dockerd refuses berth refuses.
+#[test]
+fn every_spelling_of_network_aliases_is_what_dockerd_reads_through_a_tenant() {
+    let s = setup();
+    let dir = s.dir.path().join("tenant");
+    let tenant_sock = dir.join("tc.sock");
+    let config = format!(
+        "shared_images = [\"busybox:latest\"]\n[[machines]]\nname = \"e\"\nkind = \"external\"\nendpoint = \"unix://{}\"\n[[tenants]]\nname = \"tc\"\nsocket = \"{}\"\n",
+        s.engine.socket().display(),
+        tenant_sock.display()
+    );
+    let _berth = BerthProcess::start_config(Path::new(BERTH), &dir, &config).unwrap();
+    let engine = s.engine.socket();
+    let send = |socket: &Path, method: &str, path: &str, body: &[u8]| {
+        let headers = [("Content-Type", "application/json")];
+        wire::request(socket, method, &format!("/v1.41{path}"), &headers, body).unwrap()
+    };
+    // The tenant's networks: `backend` is `tc.backend` on the engine.
+    for net in ["backend", "front"] {
+        let body = format!(r#"{{"Name":"{net}"}}"#);
+        let res = send(&tenant_sock, "POST", "/networks/create", body.as_bytes());
+        assert_eq!(res.status, 201, "{res}");
+    }
+    // The aliases of each network a container is on, as the engine reports them (but
+    // its short ID, which dockerd adds at a connect).
+    let networks = |name: &str| -> Option<Vec<(String, Vec<String>)>> {
+        let v = inspect(s, name)?;
+        let short = &v["Id"].as_str()?[..12];
+        let map = v["NetworkSettings"]["Networks"].as_object()?.clone();
+        Some(
+            map.into_iter()
+                .map(|(net, e)| {
+                    let aliases = e["Aliases"].as_array().into_iter().flatten();
+                    let aliases = aliases
+                        .map(|a| a.as_str().unwrap().to_owned())
+                        .filter(|a| a != short)
+                        .collect();
+                    (net, aliases)
+                })
+                .collect(),
+        )
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../berth-policy/tests/endpoint-bodies");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 20, "the corpus shrank: {}", cases.len());
+    let (mut failures, mut refused) = (Vec::new(), 0);
+    for (i, case) in cases.iter().enumerate() {
+        let text = std::fs::read_to_string(case).unwrap();
+        let case = case.file_stem().unwrap().to_string_lossy().into_owned();
+        let local = format!("al-{i}");
+        let (direct, through) = (format!("bt-al-{i}-direct"), format!("tc.{local}"));
+        let fill = |net: &str, container: &str| {
+            text.replace("@NET@", net)
+                .replace("@NAME@", &local)
+                .replace("@CONTAINER@", container)
+        };
+        let (truth, got) = if case.starts_with("connect-") {
+            // A container on `front`, then connected to `backend` with the body.
+            let on_front = |socket: &Path, name: &str, net: &str| {
+                let body =
+                    format!(r#"{{"Image":"busybox","HostConfig":{{"NetworkMode":"{net}"}}}}"#);
+                let res = send(
+                    socket,
+                    "POST",
+                    &format!("/containers/create?name={name}"),
+                    body.as_bytes(),
+                );
+                assert_eq!(res.status, 201, "{case}: {res}");
+            };
+            on_front(engine, &direct, "tc.front");
+            on_front(&tenant_sock, &local, "front");
+            let d = send(
+                engine,
+                "POST",
+                "/networks/tc.backend/connect",
+                fill("", &direct).as_bytes(),
+            );
+            let t = send(
+                &tenant_sock,
+                "POST",
+                "/networks/backend/connect",
+                fill("", &local).as_bytes(),
+            );
+            (
+                (d.status < 300)
+                    .then(|| networks(&direct))
+                    .flatten()
+                    .ok_or(d),
+                (t.status < 300)
+                    .then(|| networks(&through))
+                    .flatten()
+                    .ok_or(t),
+            )
+        } else {
+            let d = create(engine, &direct, fill("tc.backend", "").as_bytes());
+            let t = create(&tenant_sock, &local, fill("backend", "").as_bytes());
+            (
+                (d.status == 201)
+                    .then(|| networks(&direct))
+                    .flatten()
+                    .ok_or(d),
+                (t.status == 201)
+                    .then(|| networks(&through))
+                    .flatten()
+                    .ok_or(t),
+            )
+        };
+        remove(s, &direct);
+        remove(s, &through);
+        let outcome = match (truth, got) {
+            (Err(_), Err(_)) => {
+                refused += 1;
+                Ok(())
+            }
+            (Ok(truth), Ok(got)) => {
+                // What dockerd read, plus the tenant's name, on the same networks.
+                let want: Vec<(String, Vec<String>)> = truth
+                    .into_iter()
+                    .map(|(net, mut aliases)| {
+                        if net != "tc.front" && !aliases.contains(&local) {
+                            aliases.push(local.clone());
+                        }
+                        (net, aliases)
+                    })
+                    .collect();
+                let got: Vec<_> = got
+                    .into_iter()
+                    .filter(|(net, _)| !case.starts_with("connect-") || net != "tc.front")
+                    .collect();
+                let want: Vec<_> = want
+                    .into_iter()
+                    .filter(|(net, _)| !case.starts_with("connect-") || net != "tc.front")
+                    .collect();
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!("the engine read {want:?} directly (+ the name), got {got:?} through the tenant"))
+                }
+            }
+            (truth, got) => Err(format!("directly {truth:?}, through the tenant {got:?}")),
+        };
+        if let Err(e) = outcome {
+            failures.push(format!("{case}: {e}"));
+        }
+    }
+    for net in ["tc.backend", "tc.front"] {
+        let _ = wire::request(engine, "DELETE", &format!("/networks/{net}"), &[], b"");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(refused >= 3, "only {refused} refused bodies");
+}

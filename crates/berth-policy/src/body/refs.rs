@@ -115,8 +115,8 @@ impl DockerBody<'_> {
 
     /// Adds `alias` to the names the container answers to on its networks: every
     /// endpoint of a create's `EndpointsConfig` (a create without one gets an endpoint
-    /// on its `NetworkMode` when that is a user-defined network), a connect's
-    /// `EndpointConfig`.
+    /// on its `NetworkMode` when that is a user-defined network; a `null` one stays
+    /// `null`: dockerd refuses it), a connect's `EndpointConfig`.
     pub fn add_alias(&mut self, alias: &str) {
         match &mut self.model {
             Model::Create(b) => {
@@ -125,14 +125,12 @@ impl DockerBody<'_> {
                 let endpoints = networking.endpoints.get_or_insert_with(Vec::new);
                 if endpoints.is_empty() {
                     match mode.filter(|m| !is_predefined_network(m)) {
-                        Some(network) => endpoints.push((network, None)),
+                        Some(network) => endpoints.push((network, Some(Endpoint::default()))),
                         None => return,
                     }
                 }
-                for (_, endpoint) in endpoints.iter_mut() {
-                    endpoint
-                        .get_or_insert_with(Endpoint::default)
-                        .add_alias(alias);
+                for endpoint in endpoints.iter_mut().filter_map(|(_, e)| e.as_mut()) {
+                    endpoint.add_alias(alias);
                 }
             }
             Model::Connect(b) => b
@@ -343,7 +341,7 @@ mod tests {
                 BodyKind::ContainerCreate,
                 br#"{"NetworkingConfig":{"EndpointsConfig":{"a":{"aliases":["x"],"IPAMConfig":null},"b":null,"a":{"Links":[]}}}}"#
             ),
-            r#"{"NetworkingConfig":{"EndpointsConfig":{"a":{"Aliases":["web"],"Links":[]},"b":{"Aliases":["web"]}}}}"#
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"a":{"Aliases":["web"],"Links":[]},"b":null}}}"#
         );
         for mode in ["host", "none", "bridge", "container:x"] {
             let body = format!(r#"{{"HostConfig":{{"NetworkMode":"{mode}"}}}}"#);
