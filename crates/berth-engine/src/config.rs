@@ -8,6 +8,10 @@ use crate::EngineError;
 /// Where the state directories of machines live by default.
 pub const DEFAULT_MACHINES_DIR: &str = "/var/lib/berth/machines";
 
+/// How long a running engine may leave `GET /_ping` unanswered before it counts as
+/// wedged: generous, because a VM under TCG on a busy host answers slowly while it works.
+pub const DEFAULT_LIVENESS_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Configuration of one managed machine: a dockerd in its own network namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineConfig {
@@ -27,6 +31,9 @@ pub struct MachineConfig {
     pub stop_timeout: Duration,
     /// Restart pacing after repeated failures, and when to give up.
     pub restart_backoff: BackoffConfig,
+    /// A running engine whose process is alive but that has not answered `GET /_ping`
+    /// for this long is wedged: it is killed and restarted (`None`: never checked).
+    pub liveness_timeout: Option<Duration>,
     /// Set for a VM machine: dockerd runs in a QEMU guest with its own kernel instead
     /// of in a network namespace of the host's kernel.
     pub vm: Option<VmConfig>,
@@ -103,6 +110,7 @@ impl Default for MachineConfig {
             start_timeout: Duration::from_secs(60),
             stop_timeout: Duration::from_secs(30),
             restart_backoff: BackoffConfig::default(),
+            liveness_timeout: Some(DEFAULT_LIVENESS_TIMEOUT),
             vm: None,
         }
     }

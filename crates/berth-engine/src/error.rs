@@ -127,6 +127,20 @@ pub enum EngineError {
         log_tail: String,
     },
 
+    /// The engine's process ran but did not answer `GET /_ping` for the liveness
+    /// timeout: it was killed (and is restarted with the backoff).
+    #[error("engine {machine:?} wedged: its process (pid {pid}) ran but did not answer /_ping for {silent_for:?} ({misses} probes in a row): killed")]
+    Wedged {
+        /// The machine name.
+        machine: String,
+        /// The process that was killed (dockerd, or QEMU for a VM).
+        pid: u32,
+        /// Time since the last answer (or since it became ready).
+        silent_for: Duration,
+        /// Consecutive probes without an answer.
+        misses: u32,
+    },
+
     /// The supervisor gave up after too many consecutive failures; `stop` resets it.
     #[error("engine {machine:?} failed {failures} times in a row, not retrying until it is stopped: {reason}")]
     GaveUp {

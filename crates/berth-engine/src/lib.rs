@@ -26,7 +26,9 @@ mod readiness;
 mod supervisor;
 mod vm;
 
-pub use config::{BackoffConfig, MachineConfig, VmConfig, DEFAULT_MACHINES_DIR};
+pub use config::{
+    BackoffConfig, MachineConfig, VmConfig, DEFAULT_LIVENESS_TIMEOUT, DEFAULT_MACHINES_DIR,
+};
 pub use error::EngineError;
 pub use readiness::{Generation, MachineState, MachineStatus};
 pub use supervisor::EngineSupervisor;

@@ -85,6 +85,9 @@ pub struct MachineStatus {
     pub adopted: bool,
     /// Consecutive failures counted towards giving up.
     pub consecutive_failures: u32,
+    /// The last failure since the machine was started (a failed start, an exit nobody
+    /// asked for, a wedge), and how long ago.
+    pub last_failure: Option<(String, Duration)>,
 }
 
 /// The phase part of the packed state word.

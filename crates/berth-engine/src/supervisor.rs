@@ -43,6 +43,12 @@ const FAILED_START_GRACE: Duration = Duration::from_secs(5);
 /// Longest pause between two readiness probes while dockerd starts.
 const MAX_PROBE_PAUSE: Duration = Duration::from_millis(10);
 
+/// Liveness probes of a running engine: at most this far apart...
+const MAX_LIVENESS_INTERVAL: Duration = Duration::from_secs(10);
+/// ...and at least this many missed in a row, besides the liveness timeout, before the
+/// engine counts as wedged (one slow answer is not a wedge).
+const LIVENESS_MISSES: u32 = 3;
+
 type StartOutcome = Result<Generation, EngineError>;
 
 /// Supervises the dockerd of one managed machine. Cheap to clone: clones share the
@@ -281,6 +287,10 @@ impl EngineSupervisor {
             generation,
             adopted: record.adopted,
             consecutive_failures: record.failures,
+            last_failure: record
+                .last_failure
+                .as_ref()
+                .map(|f| (f.error.to_string(), f.at.elapsed())),
         }
     }
 
@@ -424,6 +434,9 @@ impl Shared {
                 // still in the channel when the watcher looks.
                 self.cell.store(next, Phase::Running);
                 tokio::spawn(watch_exit(Arc::downgrade(self), next, exit));
+                if let Some(timeout) = self.config.liveness_timeout {
+                    tokio::spawn(liveness_task(Arc::downgrade(self), next, timeout));
+                }
                 Ok(next)
             }
             Err(error @ EngineError::StopRequested { .. }) => {
@@ -725,6 +738,91 @@ impl Shared {
         );
     }
 
+    /// The liveness watcher found the running engine wedged: kill it, abort the
+    /// connections still waiting on it, count a failure, and start it again (with the
+    /// backoff). Requests that come meanwhile wait for that start.
+    async fn on_wedged(
+        self: &Arc<Self>,
+        generation: Generation,
+        silent_for: Duration,
+        misses: u32,
+    ) {
+        let mut lifecycle = self.lifecycle.lock().await;
+        // A stop or an exit came first.
+        if !self
+            .cell
+            .transition(generation, Phase::Running, Phase::Stopping)
+        {
+            return;
+        }
+        let Some(process) = lifecycle.take() else {
+            self.cell.store(generation, Phase::Stopped);
+            return;
+        };
+        let error = EngineError::Wedged {
+            machine: self.config.name.clone(),
+            pid: process.pid(),
+            silent_for: Duration::from_secs(silent_for.as_secs()),
+            misses,
+        };
+        tracing::error!(machine = %self.config.name, %error, "engine wedged: killing and restarting it");
+        // A wedged guest cannot power off, and QEMU's own exit saves nothing more than
+        // SIGKILL does (its writes are in the host's page cache): SIGKILL at once. A
+        // dockerd gets SIGTERM first (it may stop its containers).
+        let killed = match &self.engine {
+            Engine::Vm(_) => match process.signal(rustix::process::Signal::KILL) {
+                Ok(()) => process.wait_exit(Duration::from_secs(10)).await,
+                Err(_) => false,
+            },
+            Engine::Namespace(_) => self
+                .terminate_with(&process, FAILED_START_GRACE)
+                .await
+                .is_ok(),
+        };
+        if !killed {
+            // The next start tries again and fails rather than run a second engine.
+            tracing::warn!(machine = %self.config.name, pid = process.pid(), "the wedged engine did not exit");
+            *lifecycle = Some(process);
+        }
+        if let Engine::Vm(vm) = &self.engine {
+            // Nothing answers or resets them now: a client would wait for ever.
+            vm.abort_connections().await;
+        }
+        self.sweep_mounts();
+        let failures = {
+            let mut record = self.record();
+            let ran_for = record.ready_at.map(|t| t.elapsed()).unwrap_or_default();
+            record.failures = if ran_for >= self.config.restart_backoff.max {
+                1
+            } else {
+                record.failures + 1
+            };
+            record.pid = None;
+            record.started_at = None;
+            record.ready_at = None;
+            record.adopted = false;
+            record.last_failure = Some(Failure {
+                at: Instant::now(),
+                error,
+            });
+            record.failures
+        };
+        let phase = if self.config.restart_backoff.gives_up_at(failures) {
+            Phase::Failed
+        } else {
+            Phase::Stopped
+        };
+        self.cell.store(generation, phase);
+        drop(lifecycle);
+        if phase == Phase::Stopped {
+            let supervisor = EngineSupervisor {
+                shared: self.clone(),
+            };
+            // Errors are logged by the start itself; the next request retries.
+            let _ = supervisor.ensure_running().await;
+        }
+    }
+
     fn sweep_mounts(&self) {
         if matches!(self.engine, Engine::Vm(_)) {
             // Nothing of a VM is mounted on the host.
@@ -777,6 +875,51 @@ impl Shared {
     fn cancelled(&self) -> EngineError {
         EngineError::Cancelled {
             machine: self.config.name.clone(),
+        }
+    }
+}
+
+/// [`watch_liveness`] as a named future type: it may restart the engine, whose start
+/// spawns the next watcher (the compiler cannot infer a recursive future's type).
+fn liveness_task(
+    shared: Weak<Shared>,
+    generation: Generation,
+    timeout: Duration,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(watch_liveness(shared, generation, timeout))
+}
+
+/// The liveness watcher of one run: `GET /_ping` every `interval`, each allowed
+/// `interval`; no answer for `timeout` and [`LIVENESS_MISSES`] probes in a row means
+/// the engine is wedged. Ends with the run.
+async fn watch_liveness(shared: Weak<Shared>, generation: Generation, timeout: Duration) {
+    let interval = (timeout / 4).clamp(Duration::from_millis(250), MAX_LIVENESS_INTERVAL);
+    let mut answered = Instant::now();
+    let mut misses = 0;
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.cell.running_generation() != Some(generation) {
+            return;
+        }
+        let alive = shared.ping(interval).await;
+        // Stopped or restarted while the probe ran: not this watcher's business.
+        if shared.cell.running_generation() != Some(generation) {
+            return;
+        }
+        if alive {
+            answered = Instant::now();
+            misses = 0;
+            continue;
+        }
+        misses += 1;
+        let silent_for = answered.elapsed();
+        tracing::debug!(machine = %shared.config.name, misses, ?silent_for, "liveness probe not answered");
+        if misses >= LIVENESS_MISSES && silent_for >= timeout {
+            shared.on_wedged(generation, silent_for, misses).await;
+            return;
         }
     }
 }

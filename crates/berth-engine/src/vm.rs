@@ -112,6 +112,8 @@ pub(crate) struct VmLauncher {
     netns_path: PathBuf,
     qemu: PathBuf,
     nsenter: PathBuf,
+    /// `ss` (iproute2): aborts the connections into a wedged guest.
+    ss: PathBuf,
     ip: IpCommand,
     search_path: OsString,
     /// Sockets made inside the namespace: the readiness ping and the poweroff request.
@@ -131,6 +133,7 @@ impl VmLauncher {
         netns_path: &Path,
     ) -> Result<Self, EngineError> {
         let qemu = programs.find_extra("qemu-system-x86_64", "qemu-system-x86")?;
+        let ss = programs.find_extra("ss", "iproute2")?;
         for share in &vm.shares {
             if !share.is_absolute() || share.to_string_lossy().contains([' ', ',', '\t', '\n']) {
                 return Err(EngineError::Vm {
@@ -157,6 +160,7 @@ impl VmLauncher {
             netns_path: netns_path.to_path_buf(),
             qemu,
             nsenter: programs.nsenter.clone(),
+            ss,
             ip: IpCommand::new(programs.ip.clone()),
             search_path: programs.search_path.clone(),
             sockets,
@@ -491,6 +495,38 @@ impl VmLauncher {
     /// Opens a stream to the guest's dockerd (inside the namespace).
     pub(crate) async fn connect_api(&self) -> std::io::Result<tokio::net::TcpStream> {
         self.sockets.connect_tcp(Self::api_addr()).await
+    }
+
+    /// Aborts every TCP connection in the machine's namespace (`ss -K`, the kernel's
+    /// socket destroy): all of them lead into the guest (API, forwarded ports), and once
+    /// its QEMU is killed nothing would ever answer or reset them.
+    pub(crate) async fn abort_connections(&self) {
+        let mut net = OsString::from("--net=");
+        net.push(&self.netns_path);
+        let out = tokio::process::Command::new(&self.nsenter)
+            .arg(net)
+            .arg("--")
+            .arg(&self.ss)
+            .args(["-K", "-t", "-n", "-H", "state", "connected"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await;
+        match out {
+            Ok(out) if out.status.success() => {
+                let aborted = out
+                    .stdout
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .count();
+                tracing::info!(machine = %self.machine, aborted, "aborted the connections into the guest");
+            }
+            Ok(out) => {
+                tracing::warn!(machine = %self.machine, status = %out.status, stderr = %String::from_utf8_lossy(&out.stderr), "cannot abort the connections into the guest")
+            }
+            Err(e) => {
+                tracing::warn!(machine = %self.machine, error = %e, "cannot run ss to abort the connections into the guest")
+            }
+        }
     }
 
     /// Asks the guest to power off cleanly; false if the request could not be sent.

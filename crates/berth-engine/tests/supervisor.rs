@@ -367,6 +367,41 @@ async fn killed_dockerd_is_restarted_with_a_new_generation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wedged_dockerd_is_killed_and_restarted() {
+    let m = Machine::with("be-wedge", |c| {
+        c.liveness_timeout = Some(Duration::from_secs(2));
+    });
+    let sup = &m.supervisor;
+    let first = sup.ensure_running().await.unwrap();
+    let pid = sup.status().pid.unwrap();
+
+    // Alive, but it answers nothing.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    eventually("the wedged dockerd is found and replaced", || {
+        sup.running_generation().is_some_and(|g| g > first)
+    })
+    .await;
+    let status = sup.status();
+    let (failure, _) = status.last_failure.clone().unwrap();
+    assert!(
+        failure.contains("wedged") && failure.contains(&format!("pid {pid}")),
+        "{failure}"
+    );
+    assert_eq!(status.consecutive_failures, 1);
+    assert!(!alive(pid), "the wedged dockerd was not killed");
+    let new_pid = status.pid.unwrap();
+    assert_eq!(m.dockerd_pids(), [new_pid]);
+    m.docker(&["info", "--format", "{{.ID}}"]);
+
+    sup.teardown().await.unwrap();
+    assert!(m.dockerd_pids().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_then_start_keeps_an_imported_image_and_containers_run() {
     let m = Machine::new("be-keep");
     let sup = &m.supervisor;

@@ -47,6 +47,12 @@ pub trait EngineLifecycle: Send + Sync + fmt::Debug + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<u64, ServiceError>> + Send + '_>>;
     /// The generation of the current (or last) run; cheap, called per request.
     fn generation(&self) -> u64;
+    /// Whether the engine runs now. A failed exchange with an engine that does not
+    /// (stopped, or restarting after it exited or was found wedged) is "not ready"
+    /// (503), not "unreachable".
+    fn is_running(&self) -> bool {
+        true
+    }
 }
 
 /// Brings a container's published ports to the host (engines in their own network
@@ -395,18 +401,27 @@ impl Guest {
                 Some(c) => c.to_string(),
                 None => describe_transport_error(e),
             };
-        GatewayError::GuestUnreachable {
-            engine: self.name.clone(),
-            reason,
-        }
+        self.unreachable(reason)
     }
 
     /// Maps a failed exchange on a held connection (see `lease`) like `upstream_error`.
     pub(crate) fn upstream_hyper_error(&self, e: &hyper::Error) -> GatewayError {
         self.readiness.reset();
-        GatewayError::GuestUnreachable {
-            engine: self.name.clone(),
-            reason: describe_transport_error(e),
+        self.unreachable(describe_transport_error(e))
+    }
+
+    /// Unreachable (502), or not ready (503) when a managed engine no longer runs: its
+    /// connections were cut because it stopped or is being restarted.
+    fn unreachable(&self, reason: String) -> GatewayError {
+        match &self.lifecycle {
+            Some(lifecycle) if !lifecycle.is_running() => GatewayError::GuestNotReady {
+                engine: self.name.clone(),
+                reason: format!("{reason} (the engine stopped or is restarting)"),
+            },
+            _ => GatewayError::GuestUnreachable {
+                engine: self.name.clone(),
+                reason,
+            },
         }
     }
 
@@ -423,10 +438,7 @@ impl Guest {
     /// Maps a failed exchange on a framed guest connection like `upstream_error`.
     pub(crate) fn upstream_io_error(&self, reason: impl Into<String>) -> GatewayError {
         self.readiness.reset();
-        GatewayError::GuestUnreachable {
-            engine: self.name.clone(),
-            reason: reason.into(),
-        }
+        self.unreachable(reason.into())
     }
 
     /// Maps a failed raw connect (hijack path) the same way as `upstream_error`.

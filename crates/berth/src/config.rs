@@ -38,9 +38,11 @@
 //! disk_size = "16GiB"
 //! shares = ["/home/me/src"]        # bind-mountable host directories (9p)
 //! # machine_type = "q35"           # default: microvm where it works, q35 otherwise
+//! # liveness_timeout = "60s"       # no /_ping answer this long while it runs: restarted
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Result;
 use serde::Deserialize;
@@ -262,6 +264,9 @@ pub(crate) struct MachineEntry {
     /// `managed`: stop the engine after this long (`90s`, `10m`, `1h`) with no running
     /// container and no open attach/exec/upload; the next request starts it again.
     pub(crate) idle_stop: Option<String>,
+    /// `managed`/`vm`: a running engine that leaves `GET /_ping` unanswered this long
+    /// (`60s`, `2m`; `off`) while its process runs is wedged: killed and restarted.
+    pub(crate) liveness_timeout: Option<String>,
     /// `tcp://` with TLS: verify the engine's certificate (the docker client's
     /// `--tlsverify`; berth never speaks TLS to an engine without verifying it).
     #[serde(default)]
@@ -458,6 +463,14 @@ impl FileConfig {
                 }
                 crate::machines::parse_idle_stop(text).map_err(|e| format!("machines[{i}].{e}"))?;
             }
+            if let Some(text) = &m.liveness_timeout {
+                if m.kind == MachineKind::External {
+                    return Err(format!(
+                        "machines[{i}].liveness_timeout: applies to managed machines only"
+                    ));
+                }
+                parse_liveness_timeout(text).map_err(|e| format!("machines[{i}].{e}"))?;
+            }
         }
         let set = berth_gateway::TenantSet::new(
             Vec::new(),
@@ -564,6 +577,41 @@ fn validate_vm(m: &MachineEntry) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `liveness_timeout`: a duration like `idle_stop`'s, or `off` (`None`).
+pub(crate) fn parse_liveness_timeout(text: &str) -> std::result::Result<Option<Duration>, String> {
+    match text.trim() {
+        "off" => Ok(None),
+        text => parse_duration("liveness_timeout", text).map(Some),
+    }
+}
+
+/// A `key`'s duration: one number, one unit (`ms`, `s`, `m`, `h`), at least one second.
+pub(crate) fn parse_duration(key: &str, text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{key}: {text:?} is not a duration like \"10m\""))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        "h" => Duration::from_secs(number.saturating_mul(3600)),
+        _ => {
+            return Err(format!(
+                "{key}: {text:?} needs a unit: ms, s, m or h (\"10m\")"
+            ))
+        }
+    };
+    if duration < Duration::from_secs(1) {
+        return Err(format!("{key}: {text:?} is shorter than one second"));
+    }
+    Ok(duration)
 }
 
 /// A size like `"1GiB"`, `"512MiB"`, `"2G"` (binary units) in MiB, at least 1 MiB.
@@ -745,6 +793,28 @@ endpoint = "unix:///var/run/docker.sock"
         let e = parse("[[machines]]\nname = \"m\"\nkind = \"managed\"\nmachine_type = \"q35\"\n")
             .unwrap_err();
         assert!(e.contains("vm machines only"), "{e}");
+    }
+
+    #[test]
+    fn liveness_timeout_is_a_duration_or_off_for_managed_machines() {
+        assert_eq!(
+            parse_liveness_timeout("2m"),
+            Ok(Some(Duration::from_secs(120)))
+        );
+        assert_eq!(parse_liveness_timeout(" off "), Ok(None));
+        for bad in ["60", "0s", "soon"] {
+            let e = parse_liveness_timeout(bad).unwrap_err();
+            assert!(e.starts_with("liveness_timeout: "), "{e}");
+        }
+        let c = parse("[[machines]]\nname = \"v\"\nkind = \"vm\"\nliveness_timeout = \"90s\"\n")
+            .unwrap();
+        assert_eq!(c.machines[0].liveness_timeout.as_deref(), Some("90s"));
+        let e = parse("[[machines]]\nname = \"m\"\nkind = \"managed\"\nliveness_timeout = \"9\"\n")
+            .unwrap_err();
+        assert!(e.contains("machines[0].liveness_timeout"), "{e}");
+        let e = parse("[[machines]]\nname = \"x\"\nkind = \"external\"\nendpoint = \"unix:///x.sock\"\nliveness_timeout = \"9s\"\n")
+            .unwrap_err();
+        assert!(e.contains("managed machines only"), "{e}");
     }
 
     #[test]

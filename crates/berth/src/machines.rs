@@ -240,6 +240,10 @@ fn build_machine(
                 config.dockerd = dockerd.clone();
             }
             config.dockerd_args = entry.dockerd_args.clone();
+            if let Some(text) = &entry.liveness_timeout {
+                config.liveness_timeout = crate::config::parse_liveness_timeout(text)
+                    .map_err(|e| UsageError(format!("machine {}: {e}", entry.name)))?;
+            }
             if entry.kind == MachineKind::Vm {
                 config.vm = Some(vm_config(entry, state_dir)?);
                 // A guest boots its kernel before dockerd; under TCG on a busy host
@@ -394,6 +398,10 @@ impl EngineLifecycle for ManagedLifecycle {
     /// Even while a dockerd runs, odd once it stopped: a stopped machine (`berth machine
     /// stop`, idle stop) must be verified, and so started, again by the next request,
     /// and connections pooled to the old dockerd are dropped.
+    fn is_running(&self) -> bool {
+        self.0.running_generation().is_some()
+    }
+
     fn generation(&self) -> u64 {
         match self.0.running_generation() {
             Some(g) => g.get() * 2,
@@ -419,6 +427,12 @@ pub(crate) struct MachineReport {
     /// Remote machines that are down: why.
     #[serde(default)]
     pub(crate) last_error: Option<String>,
+    /// Managed machines: the last failure since the machine was started (a failed
+    /// start, an exit nobody asked for, a wedged engine killed), and how long ago.
+    #[serde(default)]
+    pub(crate) last_failure: Option<String>,
+    #[serde(default)]
+    pub(crate) last_failure_secs: Option<u64>,
     /// A VM machine's virtual CPUs.
     #[serde(default)]
     pub(crate) vcpus: Option<u32>,
@@ -442,7 +456,7 @@ pub(crate) struct MachineReport {
 impl Machine {
     /// A report; asks the engine for its version and container count only if it runs.
     pub(crate) async fn report(&self) -> MachineReport {
-        let (kind, state, pid, uptime_secs) = match &self.supervisor {
+        let (kind, state, pid, uptime_secs, last_failure) = match &self.supervisor {
             Some(sup) => {
                 let status = sup.status();
                 (
@@ -454,9 +468,10 @@ impl Machine {
                     status.state.to_string(),
                     status.pid,
                     status.uptime.map(|d| d.as_secs()),
+                    status.last_failure,
                 )
             }
-            None => ("external", "external".to_owned(), None, None),
+            None => ("external", "external".to_owned(), None, None, None),
         };
         let (state, state_secs, last_error) = match self.guest.health().state() {
             _ if self.supervisor.is_some() => (state, None, None),
@@ -499,6 +514,8 @@ impl Machine {
             running_containers,
             state_secs,
             last_error,
+            last_failure_secs: last_failure.as_ref().map(|(_, ago)| ago.as_secs()),
+            last_failure: last_failure.map(|(error, _)| error),
         }
     }
 }

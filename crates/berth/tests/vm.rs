@@ -4,9 +4,10 @@
 //! One VM for the whole binary (booting one is the expensive part, under TCG here), so
 //! the steps run in order in one test: cold start, the everyday CLI work, a shared host
 //! directory, published ports, machine stop/start keeping data, a berth killed and its
-//! VM adopted by the next berth, the QEMU process killed, a clean shutdown with berth
+//! VM adopted by the next berth, the VM wedged (found by the liveness check, killed and
+//! booted again), the QEMU process killed, a clean shutdown with berth
 //! and the VM restored (on q35, the fallback machine type) at berth's next start, idle
-//! stop and the next request starting it again, and `machine rm`. Five boots in all.
+//! stop and the next request starting it again, and `machine rm`. Six boots in all.
 //! Images are imported, never pulled.
 
 use std::io::{Read, Write};
@@ -108,6 +109,72 @@ fn http_get(port: u16, path: &str, within: Duration) -> String {
             _ => std::thread::sleep(Duration::from_millis(200)),
         }
     }
+}
+
+/// The liveness timeout of the berth that adopts the VM: short, so the wedge step is.
+const LIVENESS: Duration = Duration::from_secs(10);
+
+/// SIGSTOP the running QEMU; see the step in the test.
+fn wedge_and_recover(berth: &ManagedBerth) {
+    use nix::sys::signal::{kill, Signal};
+    let pid = report(berth)["pid"].as_u64().unwrap();
+    let qemu = nix::unistd::Pid::from_raw(pid as i32);
+    kill(qemu, Signal::SIGSTOP).unwrap();
+    let stopped = Instant::now();
+    // A client on the wedged engine: an error within the liveness timeout (plus the
+    // probes' slack), in Docker's shape and naming the machine, not a wait for ever.
+    let answer = berth_test::wire::exchange(
+        &berth.socket(),
+        b"GET /v1.41/containers/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        LIVENESS * 4,
+    )
+    .unwrap();
+    let waited = stopped.elapsed();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    eprintln!("a request to the wedged VM, after {waited:?}: {answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 503") || answer.starts_with("HTTP/1.1 504"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("{\"message\":") && answer.contains(MACHINE),
+        "{answer}"
+    );
+    assert!(waited < LIVENESS * 3, "the request waited {waited:?}");
+    // berth said so, killed the stopped QEMU and started a new one by itself.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let back = loop {
+        let now = report(berth);
+        if now["state"] == "running" && now["pid"].as_u64() != Some(pid) {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new VM: {now}\n{}",
+            berth.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let failure = back["last_failure"].as_str().unwrap_or_default();
+    assert!(failure.contains("wedged"), "{back}");
+    let table = ok(&berth.berth(&["status"]), "berth status");
+    assert!(
+        table.contains(&format!("{MACHINE}: last failure")) && table.contains("wedged"),
+        "{table}"
+    );
+    assert!(berth.log().contains("engine wedged"), "{}", berth.log());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the wedged QEMU still runs"
+    );
+    let after = ok(
+        &berth.docker(&["run", "--rm", IMAGE, "echo", "after the wedge"]),
+        "docker run after the wedge",
+    );
+    assert_eq!(after, "after the wedge");
+    eprintln!("wedge noticed and recovered in {:?}", stopped.elapsed());
 }
 
 #[test]
@@ -390,9 +457,13 @@ fn vm_machine_runs_the_docker_cli_everyday_work() {
     );
     assert!(images.contains("bt-vm-built"), "{images}");
 
-    // berth killed: its VM keeps running, and the next berth adopts it (no boot).
+    // berth killed: its VM keeps running, and the next berth adopts it (no boot). That
+    // berth checks the engine's liveness with a short timeout (the wedge below).
     let qemu = report(&berth)["pid"].as_u64().unwrap();
     berth.kill().unwrap();
+    let mut config = std::fs::read_to_string(berth.config()).unwrap();
+    config.push_str(&format!("liveness_timeout = \"{}s\"\n", LIVENESS.as_secs()));
+    std::fs::write(berth.config(), config).unwrap();
     berth.restart().unwrap();
     let adopted = wait_state(&berth, "running", Duration::from_secs(60));
     assert_eq!(adopted["pid"].as_u64(), Some(qemu), "{adopted}");
@@ -408,6 +479,12 @@ fn vm_machine_runs_the_docker_cli_everyday_work() {
         "docker images through the adopted VM",
     );
     assert!(images.contains("bt-vm-built"), "{images}");
+
+    // The VM wedged: QEMU alive but stopped, so nothing answers. berth finds it wedged
+    // within its liveness_timeout, kills it and boots it again; a client that waited on
+    // the wedged engine gets an error naming the machine, not a hang, and the next
+    // command is served by the new VM.
+    wedge_and_recover(&berth);
 
     // The VM process killed: the next request is served by a restarted VM.
     let pid = report(&berth)["pid"].as_u64().unwrap() as i32;

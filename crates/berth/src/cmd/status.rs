@@ -55,6 +55,7 @@ pub(crate) fn run(common: &CommonArgs, output: &OutputFormat) -> Result<()> {
             );
             print_down_reasons(records(&report["machines"]));
             print_vm_facts(records(&report["machines"]));
+            print_last_failures(records(&report["machines"]));
             let forwards = records(&report["forwards"]);
             if !forwards.is_empty() {
                 print!("\n{}", format::table(FORWARD_COLUMNS, forwards));
@@ -89,6 +90,20 @@ pub(crate) fn print_down_reasons(machines: &[Value]) {
                 "{}: down for {}s: {error}",
                 m["name"].as_str().unwrap_or("?"),
                 m["state_secs"]
+            );
+        }
+    }
+}
+
+/// A managed machine's last failure (a wedged engine killed, an exit, a failed
+/// start), under the table.
+pub(crate) fn print_last_failures(machines: &[Value]) {
+    for m in machines {
+        if let Some(failure) = m["last_failure"].as_str() {
+            println!(
+                "{}: last failure {}s ago: {failure}",
+                m["name"].as_str().unwrap_or("?"),
+                m["last_failure_secs"]
             );
         }
     }

@@ -16,29 +16,7 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Parses `90s`, `10m`, `1h`, `500ms` (one number, one unit; at least one second).
 pub(crate) fn parse_idle_stop(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("idle_stop: {text:?} is not a duration like \"10m\""))?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number.saturating_mul(60)),
-        "h" => Duration::from_secs(number.saturating_mul(3600)),
-        _ => {
-            return Err(format!(
-                "idle_stop: {text:?} needs a unit: ms, s, m or h (\"10m\")"
-            ))
-        }
-    };
-    if duration < Duration::from_secs(1) {
-        return Err(format!("idle_stop: {text:?} is shorter than one second"));
-    }
-    Ok(duration)
+    crate::config::parse_duration("idle_stop", text)
 }
 
 /// Watches one managed machine and stops its engine once it has been idle `after`.
