@@ -15,6 +15,7 @@
 //!   bind is refused except the Docker socket, which becomes the tenant's socket.
 
 mod archive;
+mod containers;
 mod images;
 mod lookup;
 mod names;
@@ -68,6 +69,9 @@ pub(crate) struct AnswerMap {
 enum AnswerKind {
     Pass,
     Names(Shape),
+    /// A container list; the IDs it asked for when it is the tenant's whole list
+    /// (those it lacks are gone).
+    Containers(Option<Vec<String>>, Arc<TenantSet>),
     Images(Arc<Tenant>, Arc<TenantSet>),
     /// One image's inspect, or its history.
     Image(Arc<Tenant>, Arc<TenantSet>),
@@ -333,6 +337,14 @@ async fn scope_inner(
         )
         .into()),
         Plan::Pass => forward(None, AnswerKind::Pass),
+        Plan::List(Shape::ContainerList) => {
+            let q = query::scoped_filters(query, name, None)?;
+            let (q, whole) = by_known_ids(&lookup, query, q).await?;
+            forward(
+                Some(uri(&path, Some(&q))?),
+                AnswerKind::Containers(whole, Arc::clone(set)),
+            )
+        }
         Plan::List(shape) => {
             let names = |n: &str| inward(name, n);
             let map: Option<&dyn Fn(&str) -> String> =
@@ -521,13 +533,7 @@ async fn scope_inner(
         }
         Plan::Build => {
             let q = scope_build(&lookup, req, query).await?;
-            // dockerd's `BoolValue`.
-            let quiet = query::get(query, "q").is_some_and(|v| {
-                !matches!(
-                    v.to_ascii_lowercase().as_str(),
-                    "" | "0" | "no" | "false" | "none"
-                )
-            });
+            let quiet = query::bool_value(query, "q");
             forward(
                 Some(uri(&path, Some(&q))?),
                 AnswerKind::Made(Arc::clone(set), quiet),
@@ -945,11 +951,20 @@ impl AnswerMap {
         };
         match &self.kind {
             AnswerKind::Pass | AnswerKind::Events | AnswerKind::Made(..) => {}
-            AnswerKind::Created(tenant, guest, _) => {
+            AnswerKind::Created(tenant, guest, set) => {
                 let id = value["Id"].as_str().unwrap_or_default();
+                set.containers().add(tenant.name(), id);
                 hold_to_quotas(tenant, guest, id).await?;
             }
             AnswerKind::Names(shape) => map_out(&self.tenant, *shape, &mut value),
+            AnswerKind::Containers(whole, set) => {
+                if let Some(asked) = whole {
+                    let present = value.as_array().into_iter().flatten();
+                    let present = present.filter_map(|c| c["Id"].as_str()).collect();
+                    set.containers().keep_found(&self.tenant, asked, &present);
+                }
+                map_out(&self.tenant, Shape::ContainerList, &mut value);
+            }
             AnswerKind::Images(tenant, set) => {
                 if let Value::Array(list) = &mut value {
                     list.retain_mut(|i| images::view(tenant, set, i));
@@ -1130,6 +1145,52 @@ async fn hold_to_quotas(tenant: &Tenant, guest: &Guest, id: &str) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+/// A container list's scoped query (`scoped`) also asking by the tenant's container IDs
+/// (`containers.rs`: dockerd then looks up only those), and the IDs asked when the
+/// answer is the tenant's whole list. Filters by ID, name, `since` or `before` ask by
+/// label alone (the set is not meant to answer those).
+async fn by_known_ids(
+    lookup: &Lookup<'_>,
+    query: Option<&str>,
+    scoped: String,
+) -> Result<(String, Option<Vec<String>>), GatewayError> {
+    let keys = query::filter_keys(query)?;
+    if keys
+        .iter()
+        .any(|k| matches!(k.as_str(), "id" | "name" | "since" | "before"))
+    {
+        return Ok((scoped, None));
+    }
+    let (set, name) = (lookup.set, lookup.tenant.name());
+    let mut asking = set.containers().known(name);
+    if asking == containers::Asking::Unseeded {
+        let asked = std::time::Instant::now();
+        let all = owned_list(lookup, "/containers/json", "&all=1").await?;
+        let found = all.as_array().into_iter().flatten();
+        let found = found.filter_map(|c| c["Id"].as_str().map(str::to_owned));
+        set.containers().seed(name, asked, found);
+        asking = set.containers().known(name);
+    }
+    let containers::Asking::Ids(ids) = asking else {
+        return Ok((scoped, None));
+    };
+    // No ID at all: one no container has ("none" is not hex), not an empty filter (which
+    // dockerd reads as none).
+    let asked = if ids.is_empty() {
+        vec!["none".to_owned()]
+    } else {
+        ids
+    };
+    let q = query::with_ids(&scoped, &asked);
+    let all = query::bool_value(query, "all");
+    // dockerd's `limit` (a number above 0 cuts the list).
+    let limited = query::get(query, "limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .is_some_and(|l| l > 0);
+    let whole = all && keys.is_empty() && !limited;
+    Ok((q, whole.then_some(asked)))
 }
 
 /// `GET path` of the tenant's objects (label-filtered).

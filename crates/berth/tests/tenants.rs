@@ -658,6 +658,59 @@ fn a_star_shares_only_the_images_no_tenant_owns() {
     direct().run(&["rmi", &public]).ok();
 }
 
+/// A tenant's container list asks dockerd by the tenant's container IDs (berth keeps
+/// them) with the owner label as the guard: it stays exactly the tenant's containers when
+/// a `--rm` container ends, when the engine removes one behind berth's back, and a
+/// container given the tenant's label on the engine shows at once when asked by name and
+/// in the whole list from berth's next seed (at most 10 s).
+#[test]
+fn a_tenants_list_is_whole_when_asked_by_its_container_ids() {
+    let sock = setup().dir.join("tl.sock");
+    let add = berth_cmd(&["add", "tl", "--socket", &sock.display().to_string()]);
+    assert!(add.success(), "{add}");
+    let t = tenant("tl");
+    let names = |args: &[&str]| {
+        let mut all = vec!["ps", "-a", "--format", "{{.Names}}"];
+        all.extend_from_slice(args);
+        lines(&t.run(&all))
+    };
+    t.run(&["create", "--name", "c1", IMAGE, "true"]).ok();
+    t.run(&["create", "--name", "c2", IMAGE, "true"]).ok();
+    assert_eq!(names(&[]), ["c1", "c2"]);
+    t.run(&["run", "--rm", "--name", "gone", IMAGE, "true"])
+        .ok();
+    t.run(&["run", "-d", "--name", "c3", IMAGE, "true"]).ok();
+    assert_eq!(names(&[]), ["c1", "c2", "c3"]);
+    direct().run(&["rm", "tl.c2"]).ok();
+    assert_eq!(names(&[]), ["c1", "c3"]);
+    assert_eq!(names(&["--filter", "status=created"]), ["c1"]);
+    // Labelled as the tenant's on the engine, unknown to berth.
+    direct()
+        .run(&[
+            "create",
+            "--name",
+            "tl.adm",
+            "--label",
+            "berth.tenant=tl",
+            IMAGE,
+            "true",
+        ])
+        .ok();
+    assert_eq!(names(&["--filter", "name=adm"]), ["adm"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while names(&[]) != ["adm", "c1", "c3"] {
+        assert!(std::time::Instant::now() < deadline, "{:?}", names(&[]));
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert!(berth_cmd(&["rm", "tl"]).success());
+    assert_eq!(
+        direct()
+            .run(&["ps", "-aq", "--filter", "label=berth.tenant=tl"])
+            .ok(),
+        ""
+    );
+}
+
 #[test]
 fn containers_reach_each_other_by_the_tenants_names() {
     let sock = setup().dir.join("tn.sock");

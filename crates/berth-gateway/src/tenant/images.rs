@@ -376,7 +376,7 @@ pub async fn remove_images(
         }
         count += 1;
     }
-    set.forget_images(name);
+    set.forget(name);
     Ok(count)
 }
 

@@ -106,6 +106,41 @@ pub(crate) fn scoped_filters(
     Ok(set(query, "filters", &Value::Object(filters).to_string()))
 }
 
+/// `key` as dockerd's `BoolValue` reads it.
+pub(crate) fn bool_value(query: Option<&str>, key: &str) -> bool {
+    get(query, key).is_some_and(|v| {
+        !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "" | "0" | "no" | "false" | "none"
+        )
+    })
+}
+
+/// The keys of `filters` as dockerd reads them (none: no filters).
+pub(crate) fn filter_keys(query: Option<&str>) -> Result<Vec<String>, GatewayError> {
+    match get(query, "filters").filter(|f| !f.is_empty()) {
+        None => Ok(Vec::new()),
+        Some(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => Ok(map.keys().cloned().collect()),
+            _ => Err(GatewayError::BadRequest(format!("invalid filter: {text}"))),
+        },
+    }
+}
+
+/// A query of [`scoped_filters`] with an `id` filter of `ids` added (dockerd keeps a
+/// container whose ID any of them is a prefix of, and looks up only those).
+pub(crate) fn with_ids(scoped: &str, ids: &[String]) -> String {
+    let mut filters: Map<String, Value> = get(Some(scoped), "filters")
+        .and_then(|f| serde_json::from_str(&f).ok())
+        .unwrap_or_default();
+    let ids = ids
+        .iter()
+        .map(|id| (id.clone(), Value::Bool(true)))
+        .collect();
+    filters.insert("id".into(), Value::Object(ids));
+    set(Some(scoped), "filters", &Value::Object(filters).to_string())
+}
+
 /// An image list's `filters` with every `reference` pattern also in the tenant's
 /// repository (`map`): dockerd keeps an image any pattern matches, so the tenant's own
 /// `app` and a shared `busybox` both still match. `None`: no `reference` filter.
@@ -192,6 +227,19 @@ mod tests {
             serde_json::json!({"reference": {"app": true, "ns/app": true}})
         );
         assert_eq!(reference_filters(Some("all=1"), &own).unwrap(), None);
+        let scoped = scoped_filters(
+            Some("all=1&filters=%7B%22status%22%3A%5B%22exited%22%5D%7D"),
+            "ci",
+            None,
+        )
+        .unwrap();
+        assert_eq!(filter_keys(Some(&scoped)).unwrap(), ["label", "status"]);
+        let q = with_ids(&scoped, &["a1".into(), "b2".into()]);
+        let f: Value = serde_json::from_str(&get(Some(&q), "filters").unwrap()).unwrap();
+        assert_eq!(
+            f,
+            serde_json::json!({"status": {"exited": true}, "label": {"berth.tenant=ci": true}, "id": {"a1": true, "b2": true}})
+        );
         assert_eq!(
             set(Some("name=a&x=1&name=b"), "name", "ci.w"),
             "x=1&name=ci.w"

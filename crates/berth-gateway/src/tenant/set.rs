@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::containers::ContainerIds;
 use crate::conn::PeerIdentity;
 
 /// One tenant: a name and the clients that are it.
@@ -178,6 +179,8 @@ pub struct TenantSet {
     /// Tenants whose default network is known to exist (a create needs no look-up);
     /// forgotten when one of their networks is removed or a create misses one.
     default_networks: Mutex<BTreeSet<String>>,
+    /// Each tenant's containers by ID (what its lists ask dockerd for).
+    containers: ContainerIds,
 }
 
 impl TenantSet {
@@ -195,6 +198,7 @@ impl TenantSet {
             images: Mutex::new(BTreeMap::new()),
             images_file: None,
             default_networks: Mutex::new(BTreeSet::new()),
+            containers: ContainerIds::default(),
         }
     }
 
@@ -250,9 +254,10 @@ impl TenantSet {
             .any(|(t, ids)| t != name && ids.contains(id))
     }
 
-    /// Forgets what tenant `name` made (it is removed).
-    pub(crate) fn forget_images(&self, name: &str) {
+    /// Forgets what berth knows of tenant `name` (it is removed).
+    pub(crate) fn forget(&self, name: &str) {
         self.set_default_network_known(name, false);
+        self.containers.forget(name);
         let mut images = self.images_lock();
         if images.remove(name).is_some() {
             self.save_images(&images);
@@ -380,6 +385,10 @@ impl TenantSet {
         self.default_networks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn containers(&self) -> &ContainerIds {
+        &self.containers
     }
 
     pub(crate) fn docker_sockets(&self) -> &[PathBuf] {
