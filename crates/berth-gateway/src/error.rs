@@ -98,7 +98,7 @@ impl GatewayError {
     /// The same answer as whole bytes for a socket hyper does not serve (a first
     /// request that is not HTTP, a refused raw hijack, a framed exchange), with the
     /// trace id; `close` when the connection is closed after it.
-    pub(crate) fn to_raw_response(&self, trace_id: &HeaderValue, close: bool) -> Vec<u8> {
+    pub(crate) fn to_raw_response(&self, trace_id: &[u8], close: bool) -> Vec<u8> {
         let status = self.status();
         let body = self.json_body();
         let mut raw = format!(
@@ -106,7 +106,7 @@ impl GatewayError {
             status.as_u16(),
             status.canonical_reason().unwrap_or(""),
             body.len(),
-            String::from_utf8_lossy(trace_id.as_bytes()),
+            String::from_utf8_lossy(trace_id),
             if close { "Connection: close\r\n" } else { "" },
         )
         .into_bytes();
@@ -190,7 +190,7 @@ mod tests {
     #[test]
     fn raw_answers_carry_the_same_body_as_hyper_answers() {
         let e = GatewayError::BadRequest("malformed HTTP request: invalid token".into());
-        let raw = e.to_raw_response(&HeaderValue::from_static("abc"), true);
+        let raw = e.to_raw_response(b"abc", true);
         let raw = String::from_utf8(raw).unwrap();
         let (head, body) = raw.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");

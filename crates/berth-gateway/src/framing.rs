@@ -145,7 +145,7 @@ pub fn parse_request(buf: &[u8], head: &mut Head) -> Result<bool, FramingError> 
         let name = &buf[line.name.clone()];
         let value = &buf[line.value.clone()];
         framing.read(name, value)?;
-        if name.eq_ignore_ascii_case(b"expect") {
+        if name.len() == 6 && name.eq_ignore_ascii_case(b"expect") {
             head.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
         }
     }
@@ -212,17 +212,21 @@ struct Framing {
 
 impl Framing {
     fn read(&mut self, name: &[u8], value: &[u8]) -> Result<(), FramingError> {
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = digits(value).ok_or(FramingError::InvalidLength)?;
-            if self.length.is_some_and(|m| m != n) {
-                return Err(FramingError::InvalidLength);
+        // By length first: this runs on every line of every framed head.
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                let n = digits(value).ok_or(FramingError::InvalidLength)?;
+                if self.length.is_some_and(|m| m != n) {
+                    return Err(FramingError::InvalidLength);
+                }
+                self.length = Some(n);
             }
-            self.length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            self.transfer_encodings += 1;
-            self.chunked = value.eq_ignore_ascii_case(b"chunked");
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            self.upgrade = true;
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                self.transfer_encodings += 1;
+                self.chunked = value.eq_ignore_ascii_case(b"chunked");
+            }
+            7 if name.eq_ignore_ascii_case(b"upgrade") => self.upgrade = true,
+            _ => {}
         }
         Ok(())
     }
@@ -250,13 +254,12 @@ fn record_lines(buf: &[u8], headers: &[httparse::Header<'_>], head: &mut Head) {
     for h in headers {
         let name = range_in(buf, h.name.as_bytes());
         let value = range_in(buf, h.value);
-        // The value holds no CR or LF (httparse refuses obs-fold and bare CR): the
-        // line ends at the next LF.
-        let end = buf[value.end..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(buf.len(), |i| value.end + i + 1);
-        if h.name.eq_ignore_ascii_case("connection") {
+        // Lines follow each other (httparse refuses obs-fold): one ends where the next
+        // begins; the last one's end is found below.
+        if let Some(previous) = head.headers.last_mut() {
+            previous.line.end = name.start;
+        }
+        if h.name.len() == 10 && h.name.eq_ignore_ascii_case("connection") {
             head.connection = true;
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -265,10 +268,19 @@ fn record_lines(buf: &[u8], headers: &[httparse::Header<'_>], head: &mut Head) {
             }
         }
         head.headers.push(HeaderLine {
-            line: name.start..end,
+            line: name.start..value.end,
             name,
             value,
         });
+    }
+    if let Some(last) = head.headers.last_mut() {
+        // The value holds no CR or LF (httparse refuses bare CR): the line ends at
+        // the next LF.
+        let end = last.value.end;
+        last.line.end = buf[end..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(buf.len(), |i| end + i + 1);
     }
     head.first_line = head.headers.first().map_or_else(
         || {

@@ -192,7 +192,7 @@ async fn raw_hijack(
                 "POST",
                 target.path(),
                 peer,
-                &trace,
+                trace.as_bytes(),
                 refused.status(),
             ));
         }
@@ -311,7 +311,7 @@ impl Shared {
                 let decision = if refused {
                     Decision::refused(&e)
                 } else {
-                    span.in_scope(|| log_answered(&e, &trace_id));
+                    span.in_scope(|| log_answered(&e, trace_id.to_str().unwrap_or_default()));
                     Decision::Allow
                 };
                 (
@@ -331,7 +331,7 @@ impl Shared {
                 method.as_str(),
                 path,
                 peer,
-                &trace_id,
+                trace_id.as_bytes(),
                 res.status(),
             ));
         }
@@ -486,7 +486,7 @@ impl Decision {
         method: &str,
         path: &str,
         peer: &PeerIdentity,
-        trace_id: &HeaderValue,
+        trace_id: &[u8],
         status: http::StatusCode,
     ) -> audit::AuditRecord {
         let (decision, rule) = match self {
@@ -501,7 +501,7 @@ impl Decision {
             path: path.to_owned(),
             decision,
             rule,
-            trace_id: String::from_utf8_lossy(trace_id.as_bytes()).into_owned(),
+            trace_id: String::from_utf8_lossy(trace_id).into_owned(),
             status: status.as_u16(),
         }
     }
@@ -509,11 +509,11 @@ impl Decision {
 
 /// The log line of an error berth answered (not a refusal). The trace id is named here
 /// too: at the default level the request span is off.
-fn log_answered(e: &GatewayError, trace_id: &HeaderValue) {
+fn log_answered(e: &GatewayError, trace_id: &str) {
     tracing::info!(
         status = %e.status(),
         error = %e,
-        trace_id = trace_id.to_str().unwrap_or_default(),
+        trace_id,
         "berth answered"
     );
 }
@@ -548,7 +548,7 @@ struct RawHijack {
 async fn answer_raw(stream: &mut ClientStream, error: &GatewayError, trace_id: &HeaderValue) {
     use tokio::io::AsyncWriteExt;
     let _ = stream
-        .write_all(&error.to_raw_response(trace_id, true))
+        .write_all(&error.to_raw_response(trace_id.as_bytes(), true))
         .await;
     let _ = stream.shutdown().await;
 }

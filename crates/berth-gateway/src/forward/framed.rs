@@ -24,7 +24,6 @@ use std::time::Duration;
 use berth_guest::splice::splice_exact;
 use berth_guest::LeanSocket;
 use bytes::{Buf, BufMut, BytesMut};
-use http::HeaderValue;
 
 use crate::error::GatewayError;
 use crate::framing::{self, BodyLength, ChunkedScanner, FramingError, Head};
@@ -99,7 +98,7 @@ pub(crate) async fn exchange(
     client: &LeanSocket,
     client_buf: &mut BytesMut,
     req: &Head,
-    trace_id: &HeaderValue,
+    trace_id: &[u8],
     head_deadline: Option<Duration>,
     scratch: &mut Scratch,
 ) -> Result<Exchanged, Failed> {
@@ -297,7 +296,7 @@ async fn answer(
     client: &LeanSocket,
     head_request: bool,
     client_closes: bool,
-    trace_id: &HeaderValue,
+    trace_id: &[u8],
     head_deadline: Option<Duration>,
     bufs: Buffers<'_>,
 ) -> Result<Answered, Unanswered> {
@@ -577,7 +576,7 @@ fn untouched(buf: &[u8], head: &Head, name: &[u8]) -> Option<bool> {
 fn write_response_head(
     buf: &[u8],
     head: &Head,
-    trace_id: &HeaderValue,
+    trace_id: &[u8],
     keep_alive: bool,
     out: &mut Vec<u8>,
 ) {
@@ -597,7 +596,7 @@ fn write_response_head(
         }
     }
     out.extend_from_slice(b"X-Trace-Id: ");
-    out.extend_from_slice(trace_id.as_bytes());
+    out.extend_from_slice(trace_id);
     out.extend_from_slice(b"\r\n");
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -646,8 +645,7 @@ mod tests {
             Ok(true)
         );
         let mut out = Vec::new();
-        let trace = HeaderValue::from_static("t1");
-        write_response_head(raw.as_bytes(), &head, &trace, keep_alive, &mut out);
+        write_response_head(raw.as_bytes(), &head, b"t1", keep_alive, &mut out);
         out
     }
 

@@ -11,9 +11,10 @@
 //! (`admit::admit_head`) as hyper's path would. TLS connections and tenants' are
 //! hyper's from the start (`Shared::frames`).
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use berth_guest::LeanSocket;
 use bytes::BytesMut;
@@ -33,7 +34,7 @@ use crate::guest::lease::StreamLease;
 use crate::metrics::Kind;
 use crate::normalize::normalize;
 use crate::route::Routed;
-use crate::trace::{new_trace_id, trace_id};
+use crate::trace::{TraceId, TRACE_ID_NAME};
 
 /// What a framed client connection became.
 pub(super) enum Framed {
@@ -64,22 +65,35 @@ impl Shared {
         let mut head = Head::default();
         let mut scratch = Scratch::default();
         let mut held: Option<StreamLease> = None;
+        let mut last_uri: Option<Uri> = None;
         // One wait for the stop signal per connection, not one per read: it stays
-        // registered with the watch while the connection lives.
+        // registered with the watch while the connection lives, and once registered it
+        // is polled again only when `probe` sees the signal change (polling it costs
+        // a lock and a coop budget unit on every idle read).
+        let probe = shutdown.clone();
         let mut stop = pin!(stopped(shutdown));
+        let mut stop_registered = false;
         loop {
             match framing::parse_request(&buf, &mut head) {
                 Ok(true) => {}
                 Ok(false) if buf.len() >= MAX_SNIFF => return Framed::HandOver(socket, buf),
                 Ok(false) => {
                     buf.reserve(4096);
-                    let read = tokio::select! {
-                        biased;
-                        read = poll_fn(|cx| socket.poll_read_buf(cx, &mut buf)) => read,
-                        _ = &mut stop => return Framed::Ended,
-                    };
+                    let read = poll_fn(|cx| {
+                        if let Poll::Ready(read) = socket.poll_read_buf(cx, &mut buf) {
+                            return Poll::Ready(Some(read));
+                        }
+                        if !stop_registered || probe.has_changed().unwrap_or(true) {
+                            stop_registered = true;
+                            if stop.as_mut().poll(cx).is_ready() {
+                                return Poll::Ready(None);
+                            }
+                        }
+                        Poll::Pending
+                    })
+                    .await;
                     match read {
-                        Ok(n) if n > 0 => continue,
+                        Some(Ok(n)) if n > 0 => continue,
                         _ => return Framed::Ended,
                     }
                 }
@@ -89,14 +103,14 @@ impl Shared {
                 }
                 Err(e) => {
                     let error = GatewayError::BadRequest(format!("malformed HTTP request: {e}"));
-                    answer_and_close(socket, &error, &new_trace_id()).await;
+                    answer_and_close(socket, &error, TraceId::of(None).as_bytes()).await;
                     return Framed::Ended;
                 }
             }
-            let Some(line) = plain_request(&buf, &head) else {
+            let Some(line) = plain_request(&buf, &head, &mut last_uri) else {
                 return Framed::HandOver(socket, buf);
             };
-            let trace_id = trace_id(&line.headers);
+            let trace_id = TraceId::of(line.headers.get(&TRACE_ID_NAME));
             let meta = normalize(&line.uri);
             let path = meta.path(&line.uri);
             let classified = classify(&line.method, path, &line.headers);
@@ -199,7 +213,7 @@ impl Shared {
             };
             let span = tracing::debug_span!(
                 "request",
-                trace_id = trace_id.to_str().unwrap_or_default(),
+                trace_id = trace_id.as_str(),
                 method = %line.method,
                 path,
                 endpoint = ?classified.endpoint,
@@ -221,7 +235,7 @@ impl Shared {
                     &socket,
                     &mut buf,
                     &head,
-                    &trace_id,
+                    trace_id.as_bytes(),
                     deadline,
                     &mut scratch,
                 )
@@ -253,12 +267,12 @@ impl Shared {
                         r.answered(error.status());
                     }
                     self.audit_framed(&line, peer, &trace_id, error.status());
-                    span.in_scope(|| log_answered(&error, &trace_id));
+                    span.in_scope(|| log_answered(&error, trace_id.as_str()));
                     if !request_read || head.close {
-                        answer_and_close(socket, &error, &trace_id).await;
+                        answer_and_close(socket, &error, trace_id.as_bytes()).await;
                         return Framed::Ended;
                     }
-                    if answer(&socket, &error, &trace_id).await.is_err() {
+                    if answer(&socket, &error, trace_id.as_bytes()).await.is_err() {
                         return Framed::Ended;
                     }
                 }
@@ -282,15 +296,15 @@ impl Shared {
         head: &Head,
         line: &RequestLine,
         peer: &PeerIdentity,
-        trace_id: &HeaderValue,
+        trace_id: &TraceId,
         error: GatewayError,
     ) -> bool {
         self.audit_framed(line, peer, trace_id, error.status());
-        log_answered(&error, trace_id);
+        log_answered(&error, trace_id.as_str());
         if framed::discard_request(socket, buf, head).await && !head.close {
-            return answer(socket, &error, trace_id).await.is_ok();
+            return answer(socket, &error, trace_id.as_bytes()).await.is_ok();
         }
-        let raw = error.to_raw_response(trace_id, true);
+        let raw = error.to_raw_response(trace_id.as_bytes(), true);
         if framed::write_all(socket, &raw, &[]).await.is_ok() {
             linger(socket).await;
         }
@@ -302,7 +316,7 @@ impl Shared {
         &self,
         line: &RequestLine,
         peer: &PeerIdentity,
-        trace_id: &HeaderValue,
+        trace_id: &TraceId,
         status: StatusCode,
     ) {
         if let Some(audit) = self
@@ -314,7 +328,7 @@ impl Shared {
                 line.method.as_str(),
                 line.uri.path(),
                 peer,
-                trace_id,
+                trace_id.as_bytes(),
                 status,
             ));
         }
@@ -337,8 +351,10 @@ static STAGE_HEADERS: [HeaderName; 5] = [
 /// The request line and the stages' headers of a head berth frames itself, or `None`
 /// when it is hyper's: HTTP/1.0, `Expect`, `Upgrade` or `CONNECT`, a target not in
 /// origin form, a value `http` refuses. (httparse took only token names and the
-/// values `http` takes, as hyper's server relies on too.)
-fn plain_request(buf: &[u8], head: &Head) -> Option<RequestLine> {
+/// values `http` takes, as hyper's server relies on too.) `last_uri` is the
+/// connection's last target, parsed: a keep-alive client often asks for the same one
+/// again (a poller's `/_ping` or `/containers/json`), and parsing a `Uri` copies it.
+fn plain_request(buf: &[u8], head: &Head, last_uri: &mut Option<Uri>) -> Option<RequestLine> {
     if !head.http11 || head.expect_continue || head.upgrade {
         return None;
     }
@@ -347,7 +363,14 @@ fn plain_request(buf: &[u8], head: &Head) -> Option<RequestLine> {
         return None;
     }
     let method = Method::from_bytes(&buf[head.method.clone()]).ok()?;
-    let uri = Uri::try_from(target).ok()?;
+    let uri = match last_uri {
+        // The same bytes parse to the same `Uri` (a target with a fragment never
+        // matches: the parsed one lost it).
+        Some(uri) if uri.path_and_query().map(|p| p.as_str().as_bytes()) == Some(target) => {
+            uri.clone()
+        }
+        _ => last_uri.insert(Uri::try_from(target).ok()?).clone(),
+    };
     let mut headers = HeaderMap::new();
     for line in &head.headers {
         let name = &buf[line.name.clone()];
@@ -390,13 +413,13 @@ fn header_str<'a>(buf: &'a [u8], head: &Head, name: &[u8]) -> Option<&'a str> {
 async fn answer(
     socket: &LeanSocket,
     error: &GatewayError,
-    trace_id: &HeaderValue,
+    trace_id: &[u8],
 ) -> std::io::Result<()> {
     framed::write_all(socket, &error.to_raw_response(trace_id, false), &[]).await
 }
 
 /// Answers with berth's error and closes.
-async fn answer_and_close(socket: LeanSocket, error: &GatewayError, trace_id: &HeaderValue) {
+async fn answer_and_close(socket: LeanSocket, error: &GatewayError, trace_id: &[u8]) {
     let raw = error.to_raw_response(trace_id, true);
     if framed::write_all(&socket, &raw, &[]).await.is_ok() {
         linger(&socket).await;
