@@ -410,11 +410,7 @@ fn header_str<'a>(buf: &'a [u8], head: &Head, name: &[u8]) -> Option<&'a str> {
 }
 
 /// Answers with berth's error on a connection that goes on.
-async fn answer(
-    socket: &LeanSocket,
-    error: &GatewayError,
-    trace_id: &[u8],
-) -> std::io::Result<()> {
+async fn answer(socket: &LeanSocket, error: &GatewayError, trace_id: &[u8]) -> std::io::Result<()> {
     framed::write_all(socket, &error.to_raw_response(trace_id, false), &[]).await
 }
 
