@@ -9,6 +9,13 @@
 //!   (`head -c` of /dev/zero, read to EOF), through berth's SSH machine against straight
 //!   to the engine's TLS port. Target: 0.8× to 1.3×. The same through a berth whose
 //!   machine is that engine's TLS port (what berth's own TLS transport costs; no target).
+//!   Two more sides split the SSH row (no target): an OpenSSH `ssh -N -L local.sock:
+//!   remote.sock` forward to the same sshd with berth's cipher (what the sshd hop costs
+//!   with OpenSSH instead of berth on this side), and the far engine's own Unix socket
+//!   (dockerd without TLS or any hop: the floor of both). A sixth side is berth's own SSH
+//!   client in the benchmark's process (`berth_guest`'s channel, no gateway and no hop
+//!   between the client and sshd): what a GET costs with sshd in the path and nothing
+//!   else, the floor of the SSH row.
 //! - Placement: `POST /containers/create` (the CLI's body) naming no platform, through a
 //!   berth with three machines (local, TLS, SSH; the image on all three, so placement asks
 //!   every machine and keeps the default), against the same create naming the default
@@ -30,6 +37,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::client;
+use crate::procfs;
 use crate::stats::{median, percentile};
 
 const IMAGE: &str = "bb-busybox:latest";
@@ -127,6 +135,13 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
         std::env::var("PATH").unwrap_or_default()
     );
 
+    let forward = OpenSshForward::start(
+        &wrapper,
+        &dir.join("forward.sock"),
+        far.socket(),
+        &format!("root@{far_addr}"),
+    )?;
+
     let tls_client = Arc::new(tls_config(&far_certs)?);
     let far_tls = format!("{far_addr}:2376");
 
@@ -134,6 +149,7 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        let in_process = in_process_ssh(&sshd, far_addr, far.socket())?;
         // A running container for the exec rows, on the far engine.
         let created = client::api_ok(
             far.socket(),
@@ -152,9 +168,10 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
         .await?;
 
         let mut ps = (Vec::new(), Vec::new());
-        // [berth ssh, berth tls, TLS direct]
-        let mut json = [Vec::new(), Vec::new(), Vec::new()];
-        let mut hijack = [Vec::new(), Vec::new(), Vec::new()];
+        // [berth ssh, berth tls, TLS direct, ssh -L, unix direct]
+        let mut json: [Vec<f64>; SIDES] = Default::default();
+        let mut hijack: [Vec<f64>; SIDES] = Default::default();
+        let mut cpu: [Vec<Cpu>; SIDES] = Default::default();
         let mut create = (Vec::new(), Vec::new());
         for round in 0..p.rounds {
             let flip = round % 2 == 1;
@@ -182,22 +199,39 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
                 [&mut ps.0, &mut ps.1][side].push(m);
             }
             // GET /containers/json and the exec hijack: berth's SSH machine, berth's TLS
-            // machine, straight to the TLS port; the order rotates per round.
-            for side in (0..3).map(|i| (i + round) % 3) {
+            // machine, straight to the TLS port, the OpenSSH forward, the engine's own
+            // socket; the order rotates per round.
+            for side in (0..SIDES).map(|i| (i + round) % SIDES) {
                 let conn = || async {
                     Ok::<_, anyhow::Error>(match side {
                         0 => Box::new(client::connect(berth_ssh.socket()).await?) as Box<dyn Io>,
                         1 => Box::new(client::connect(berth_tls.socket()).await?),
-                        _ => Box::new(connect_tls(&tls_client, &far_tls, far_addr).await?),
+                        2 => Box::new(connect_tls(&tls_client, &far_tls, far_addr).await?),
+                        3 => Box::new(client::connect(forward.socket()).await?),
+                        4 => Box::new(client::connect(far.socket()).await?),
+                        _ => Box::new(in_process.connect().await?),
                     })
                 };
+                let procs = Processes {
+                    berth: match side {
+                        0 => Some(berth_ssh.pid()),
+                        1 => Some(berth_tls.pid()),
+                        _ => None,
+                    },
+                    ssh: (side == 3).then(|| forward.pid()),
+                    netns: far.netns(),
+                    dockerd: far.dockerd_pid(),
+                };
+                let before = procs.cpu();
                 let p50 = list_p50(conn().await?, p.requests).await?;
+                let spent = procs.cpu().since(&before, p.requests);
+                cpu[side].push(spent);
                 let secs = exec_hijack(conn().await?, conn().await?, &exec_box, p.hijack_bytes).await?;
                 eprintln!(
-                    "[{}/{}] {}: json p50 {p50:.0} µs, hijack {:.0} MiB/s",
+                    "[{}/{}] {}: json p50 {p50:.0} µs (CPU per GET: {spent}), hijack {:.0} MiB/s",
                     round + 1,
                     p.rounds,
-                    ["berth ssh", "berth tls", "TLS direct"][side],
+                    SIDE_NAMES[side],
                     p.hijack_bytes as f64 / (1 << 20) as f64 / secs
                 );
                 json[side].push(p50);
@@ -218,6 +252,12 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
         let hijack_ratio = ratio(&hijack[0], &hijack[2]);
         let json_tls_ratio = ratio(&json[1], &json[2]);
         let hijack_tls_ratio = ratio(&hijack[1], &hijack[2]);
+        let json_fwd_ratio = ratio(&json[3], &json[2]);
+        let hijack_fwd_ratio = ratio(&hijack[3], &hijack[2]);
+        let json_unix_ratio = ratio(&json[4], &json[2]);
+        let json_own_ratio = ratio(&json[5], &json[2]);
+        let hijack_own_ratio = ratio(&hijack[5], &hijack[2]);
+        let hijack_unix_ratio = ratio(&hijack[4], &hijack[2]);
         let create_ratio = ratio(&create.0, &create.1);
         let within = |r: f64| if (0.8..=1.3).contains(&r) { "pass" } else { "FAIL" };
         let mib = p.hijack_bytes >> 20;
@@ -228,17 +268,229 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
              | {mib} MiB exec hijack (s): berth's SSH machine vs the engine's TLS port | {:.2} | {:.2} | {hijack_ratio:.2}× | 0.8× to 1.3× | {} |\n\
              | `GET /containers/json` p50 µs: berth's TLS machine vs the engine's TLS port | {:.0} | {:.0} | {json_tls_ratio:.2}× | (none) | |\n\
              | {mib} MiB exec hijack (s): berth's TLS machine vs the engine's TLS port | {:.2} | {:.2} | {hijack_tls_ratio:.2}× | (none) | |\n\
+             | split: `GET /containers/json` p50 µs: OpenSSH `ssh -L` forward (no berth) vs the engine's TLS port | {:.0} | {:.0} | {json_fwd_ratio:.2}× | (none) | |\n\
+             | split: {mib} MiB exec hijack (s): OpenSSH `ssh -L` forward (no berth) vs the engine's TLS port | {:.2} | {:.2} | {hijack_fwd_ratio:.2}× | (none) | |\n\
+             | split: `GET /containers/json` p50 µs: the engine's own Unix socket vs its TLS port | {:.0} | {:.0} | {json_unix_ratio:.2}× | (none) | |\n\
+             | split: {mib} MiB exec hijack (s): the engine's own Unix socket vs its TLS port | {:.2} | {:.2} | {hijack_unix_ratio:.2}× | (none) | |\n\
+             | split: `GET /containers/json` p50 µs: berth's SSH client in the benchmark's process (sshd, no gateway) vs the engine's TLS port | {:.0} | {:.0} | {json_own_ratio:.2}× | (none) | |\n\
+             | split: {mib} MiB exec hijack (s): berth's SSH client in the benchmark's process (sshd, no gateway) vs the engine's TLS port | {:.2} | {:.2} | {hijack_own_ratio:.2}× | (none) | |\n\
              | `POST /containers/create` p50 µs: placed among three machines vs `platform=` | {:.0} | {:.0} | {create_ratio:.3}× | ≤ 1.1× | {} |\n\n\
+             {}\n\
              Median over {rounds} rounds of the per-round ratio ({runs} `docker ps` per side, {req} GETs on one kept-alive connection, {creates} creates per side and round, each removed after it is timed).\n",
             median(&ps.0), median(&ps.1), if ps_speedup >= 10.0 { "pass" } else { "FAIL" },
             median(&json[0]), median(&json[2]), within(json_ratio),
             median(&hijack[0]), median(&hijack[2]), within(hijack_ratio),
             median(&json[1]), median(&json[2]),
             median(&hijack[1]), median(&hijack[2]),
+            median(&json[3]), median(&json[2]),
+            median(&hijack[3]), median(&hijack[2]),
+            median(&json[4]), median(&json[2]),
+            median(&hijack[4]), median(&hijack[2]),
+            median(&json[5]), median(&json[2]),
+            median(&hijack[5]), median(&hijack[2]),
             median(&create.0), median(&create.1), if create_ratio <= 1.1 { "pass" } else { "FAIL" },
+            cpu_table(&cpu),
             runs = p.ps_runs, rounds = p.rounds, req = p.requests, creates = p.creates,
         ))
     })
+}
+
+/// The sides of the json and hijack rows: berth's SSH machine, berth's TLS machine,
+/// the engine's TLS port, the OpenSSH forward, the engine's Unix socket.
+const SIDES: usize = 6;
+
+/// The names of the sides, in the order of [`SIDES`].
+const SIDE_NAMES: [&str; SIDES] = [
+    "berth ssh",
+    "berth tls",
+    "TLS direct",
+    "ssh -L",
+    "unix direct",
+    "in-process ssh",
+];
+
+/// berth's SSH client in this process: a channel per connection to the far engine's
+/// socket over one SSH connection, as berth's SSH machine opens them.
+fn in_process_ssh(
+    sshd: &TestSshd,
+    addr: std::net::Ipv4Addr,
+    remote_socket: &Path,
+) -> Result<berth_guest::GuestConnector> {
+    use berth_guest::ssh::{SshSettings, SshTunnel};
+    let destination = berth_guest::SshDestination {
+        user: Some("root".into()),
+        host: addr.to_string(),
+        port: None,
+    };
+    let timeout = std::time::Duration::from_secs(10);
+    let tunnel = SshTunnel::start(SshSettings {
+        machine: "bench".into(),
+        destination: destination.clone(),
+        identity_file: Some(sshd.identity_file()),
+        known_hosts: Some(sshd.known_hosts()),
+        remote_socket: remote_socket.to_owned(),
+        dial_stdio: false,
+        connect_timeout: timeout,
+    })?;
+    Ok(berth_guest::GuestConnector::over_ssh(
+        berth_guest::GuestEndpoint::Ssh(destination),
+        tunnel,
+        timeout,
+    ))
+}
+
+/// The processes a GET passes through besides the benchmark's own.
+struct Processes<'a> {
+    berth: Option<u32>,
+    /// The OpenSSH forward's local `ssh`.
+    ssh: Option<u32>,
+    /// The far engine's namespace: its sshd processes.
+    netns: &'a str,
+    dockerd: u32,
+}
+
+/// CPU time (s), or per GET (µs) once [`Cpu::since`] made it so.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cpu {
+    berth: f64,
+    ssh: f64,
+    sshd: f64,
+    dockerd: f64,
+}
+
+impl Processes<'_> {
+    fn cpu(&self) -> Cpu {
+        let of = |pid: Option<u32>| pid.and_then(|p| procfs::cpu_secs(p, false)).unwrap_or(0.0);
+        Cpu {
+            berth: of(self.berth),
+            ssh: of(self.ssh),
+            sshd: sshd_pids(self.netns)
+                .into_iter()
+                .filter_map(|p| procfs::cpu_secs(p, false))
+                .sum(),
+            dockerd: of(Some(self.dockerd)),
+        }
+    }
+}
+
+impl Cpu {
+    /// µs per request between `before` and now (`self`).
+    fn since(&self, before: &Cpu, requests: usize) -> Cpu {
+        let per = |now: f64, then: f64| (now - then).max(0.0) * 1e6 / requests as f64;
+        Cpu {
+            berth: per(self.berth, before.berth),
+            ssh: per(self.ssh, before.ssh),
+            sshd: per(self.sshd, before.sshd),
+            dockerd: per(self.dockerd, before.dockerd),
+        }
+    }
+}
+
+impl std::fmt::Display for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "berth {:.0} µs, ssh {:.0}, sshd {:.0}, dockerd {:.0}",
+            self.berth, self.ssh, self.sshd, self.dockerd
+        )
+    }
+}
+
+/// The CPU split of a GET per side, medians over the rounds.
+fn cpu_table(cpu: &[Vec<Cpu>; SIDES]) -> String {
+    let mut out = String::from(
+        "\n| CPU per `GET /containers/json` (µs, median of rounds) | berth | local `ssh` | sshd | dockerd |\n|---|---|---|---|---|\n",
+    );
+    for (side, rounds) in cpu.iter().enumerate() {
+        let m = |f: fn(&Cpu) -> f64| median(&rounds.iter().map(f).collect::<Vec<_>>());
+        out.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
+            SIDE_NAMES[side],
+            m(|c| c.berth),
+            m(|c| c.ssh),
+            m(|c| c.sshd),
+            m(|c| c.dockerd)
+        ));
+    }
+    out
+}
+
+/// The sshd processes of a namespace (the listener and the per-connection ones).
+fn sshd_pids(netns: &str) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(ns) = std::fs::metadata(format!("/var/run/netns/{netns}")) else {
+        return Vec::new();
+    };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                .is_ok_and(|m| m.ino() == ns.ino() && m.dev() == ns.dev())
+                && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "sshd")
+        })
+        .collect()
+}
+
+/// `ssh -N -L local.sock:remote.sock` with the options of the CLI's `ssh` wrapper and
+/// berth's cipher (AES-128-GCM); killed when dropped.
+struct OpenSshForward {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl OpenSshForward {
+    fn start(ssh: &Path, socket: &Path, remote: &Path, destination: &str) -> Result<Self> {
+        let _ = std::fs::remove_file(socket);
+        let child = Command::new(ssh)
+            .args([
+                "-N",
+                "-c",
+                "aes128-gcm@openssh.com",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-L",
+            ])
+            .arg(format!("{}:{}", socket.display(), remote.display()))
+            .arg(destination)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .context("ssh -L")?;
+        let mut forward = Self {
+            child,
+            socket: socket.to_owned(),
+        };
+        let started = Instant::now();
+        while !socket.exists() {
+            if let Some(status) = forward.child.try_wait()? {
+                bail!("ssh -L exited ({status})");
+            }
+            if started.elapsed() > std::time::Duration::from_secs(10) {
+                bail!("ssh -L did not listen within 10 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(forward)
+    }
+
+    fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for OpenSshForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
 }
 
 /// The side order of a round (0 = berth), alternating.

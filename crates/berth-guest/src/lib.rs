@@ -150,7 +150,10 @@ impl GuestConnector {
                     s.set_nodelay(true).map_err(Failure::Io)?;
                     keep_alive(&s).map_err(Failure::Io)?;
                     match &self.transport {
-                        Transport::Tls(tls) => tls.connect(s).await.map_err(Failure::Tls),
+                        Transport::Tls(tls) => {
+                            let s = LeanSocket::from_tcp(s).map_err(Failure::Io)?;
+                            tls.connect(s).await.map_err(Failure::Tls)
+                        }
                         _ => LeanSocket::from_tcp(s)
                             .map(GuestStream::new)
                             .map_err(Failure::Io),

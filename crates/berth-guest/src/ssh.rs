@@ -238,6 +238,8 @@ impl SshTunnel {
                 .map_err(|e| format!("connect to {host} port {port}: {e}"))?;
             tcp.set_nodelay(true).map_err(|e| e.to_string())?;
             crate::keep_alive(&tcp).map_err(|e| e.to_string())?;
+            // A LeanSocket: no `read(2)` that finds nothing after each short read.
+            let tcp = crate::LeanSocket::from_tcp(tcp).map_err(|e| e.to_string())?;
             // Buffered: russh reads each packet's length and then its rest, two reads
             // per packet straight on the socket.
             let tcp = tokio::io::BufReader::with_capacity(READ_BUFFER, tcp);

@@ -13,10 +13,9 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::GuestStream;
+use crate::{GuestStream, LeanSocket};
 
 /// Where a TLS machine's certificates are, as the docker client's flags name them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,8 +106,9 @@ impl TlsClient {
         })
     }
 
-    /// Handshakes over `tcp`.
-    pub(crate) async fn connect(&self, tcp: TcpStream) -> io::Result<GuestStream> {
+    /// Handshakes over `tcp` (a [`LeanSocket`]: no `read(2)` that finds nothing after
+    /// each short read, as tokio's `TcpStream` makes).
+    pub(crate) async fn connect(&self, tcp: LeanSocket) -> io::Result<GuestStream> {
         let tls = self
             .connector
             .connect(self.server_name.clone(), tcp)
