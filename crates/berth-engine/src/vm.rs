@@ -388,9 +388,12 @@ impl VmLauncher {
         accel: Accelerator,
         machine_type: MachineType,
     ) -> Vec<OsString> {
+        // `loglevel=5` after `quiet`: warnings too (3 lines at boot), so a soft lockup or
+        // an RCU stall prints its stacks into vm.log (vm.log.1 once berth restarted a
+        // wedged guest).
         let mut append = format!(
-            "console=ttyS0 quiet panic=-1 berth.addr={GUEST_IP}/{GUEST_PREFIX} berth.gw={} \
-             berth.port={API_PORT} berth.control={CONTROL_PORT}",
+            "console=ttyS0 quiet loglevel=5 panic=-1 berth.addr={GUEST_IP}/{GUEST_PREFIX} \
+             berth.gw={} berth.port={API_PORT} berth.control={CONTROL_PORT}",
             HOST_ADDR.split('/').next().unwrap_or_default()
         );
         if accel == Accelerator::Tcg {
@@ -424,7 +427,7 @@ impl VmLauncher {
                 "-M",
                 machine_type.qemu_machine(),
                 "-accel",
-                accel.qemu_name(),
+                accel.qemu_accel(),
                 "-cpu",
                 accel.qemu_cpu(),
                 "-smp",

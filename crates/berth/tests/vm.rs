@@ -2,12 +2,13 @@
 //! kernel, behind berth's socket, driven by the real docker CLI.
 //!
 //! One VM for the whole binary (booting one is the expensive part, under TCG here), so
-//! the steps run in order in one test: cold start, the everyday CLI work, a shared host
-//! directory, published ports, machine stop/start keeping data, a berth killed and its
-//! VM adopted by the next berth, the VM wedged (found by the liveness check, killed and
-//! booted again), the QEMU process killed, a clean shutdown with berth
-//! and the VM restored (on q35, the fallback machine type) at berth's next start, idle
-//! stop and the next request starting it again, and `machine rm`. Six boots in all.
+//! the steps run in order in one test: cold start, the everyday CLI work, kernel text
+//! patched at run time, a shared host directory, published ports, machine stop/start
+//! keeping data, a berth killed and its VM adopted by the next berth, the VM wedged
+//! (found by the liveness check, killed and booted again), the QEMU process killed, a
+//! clean shutdown with berth and the VM restored (on q35, the fallback machine type) at
+//! berth's next start, idle stop and the next request starting it again, and `machine
+//! rm`. Six boots in all.
 //! Images are imported, never pulled.
 
 use std::io::{Read, Write};
@@ -238,6 +239,45 @@ fn vm_machine_runs_the_docker_cli_everyday_work() {
         "docker run --rm",
     );
     assert_eq!(echoed, "hello from the guest");
+
+    // Kernel text patched while the guest runs (a static key flipped, as the first
+    // container's memory cgroup does) with the other vCPU in the patched code: under
+    // multi-threaded TCG a vCPU could keep running a stale translation, and both spun
+    // at the patch site for ever. Five seconds of sched_schedstats flips beside a
+    // container that forks without pause.
+    ok(
+        &berth.docker(&[
+            "run",
+            "-d",
+            "--name",
+            "bt-vm-busy",
+            IMAGE,
+            "sh",
+            "-c",
+            "while :; do busybox true; done",
+        ]),
+        "docker run -d (busy)",
+    );
+    let flips = ok(
+        &berth.docker(&[
+            "run",
+            "--rm",
+            "--privileged",
+            IMAGE,
+            "sh",
+            "-c",
+            "n=0; end=$(($(busybox date +%s) + 5)); while [ $(busybox date +%s) -lt $end ]; do \
+             echo 1 > /proc/sys/kernel/sched_schedstats; echo 0 > /proc/sys/kernel/sched_schedstats; \
+             n=$((n + 1)); done; echo $n",
+        ]),
+        "flipping a static key",
+    );
+    assert!(flips.parse::<u32>().unwrap() > 0, "{flips}");
+    eprintln!("static key flips in 5 s: {flips}");
+    ok(
+        &berth.docker(&["rm", "-f", "bt-vm-busy"]),
+        "docker rm -f (busy)",
+    );
 
     // A shared host directory, written on each side.
     std::fs::write(share.path().join("from-host.txt"), "host wrote this\n").unwrap();

@@ -23,6 +23,18 @@ impl Accelerator {
         }
     }
 
+    /// QEMU's `-accel` value. TCG runs every vCPU in one host thread (`thread=single`):
+    /// with one thread per vCPU (QEMU 7.2's default for x86), a vCPU can go on running
+    /// a stale translation of kernel text another vCPU just patched (a static key
+    /// flipped: the first container's memory cgroup, sched_schedstats, ...) and both
+    /// spin at the patch site for ever (soft lockups in runc at the first `docker run`).
+    pub(crate) fn qemu_accel(self) -> &'static str {
+        match self {
+            Self::Kvm => "kvm",
+            Self::Tcg => "tcg,thread=single",
+        }
+    }
+
     /// `-cpu host` fails on some nested hosts (MSRs); QEMU's default model is safe for
     /// KVM, `max` gives TCG every feature it emulates.
     pub(crate) fn qemu_cpu(self) -> &'static str {
