@@ -934,7 +934,7 @@ impl AnswerMap {
                 made_line(&tenant, &set, quiet, line)
             }));
         }
-        let (mut parts, body) = res.into_parts();
+        let (parts, body) = res.into_parts();
         let bytes = body
             .collect()
             .await
@@ -943,6 +943,17 @@ impl AnswerMap {
                 reason: format!("reading an answer: {e}"),
             })?
             .to_bytes();
+        if let AnswerKind::Containers(whole, set) = &self.kind {
+            // The one answer that grows with the engine: mapped field by field.
+            let mut ids = Vec::new();
+            if let Some(out) = names::map_container_list(&self.tenant, &bytes, &mut ids) {
+                if let Some(asked) = whole {
+                    let present = ids.iter().map(String::as_str).collect();
+                    set.containers().keep_found(&self.tenant, asked, &present);
+                }
+                return Ok(whole_answer(parts, Bytes::from(out)));
+            }
+        }
         let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
             return Ok(Response::from_parts(
                 parts,
@@ -977,16 +988,17 @@ impl AnswerMap {
             AnswerKind::Deleted(set) => images::map_deleted(&self.tenant, set, &mut value),
         }
         // dockerd's encoder ends every document with a newline.
-        let out = Bytes::from(format!("{value}\n"));
-        parts.headers.remove(http::header::TRANSFER_ENCODING);
-        parts
-            .headers
-            .insert(http::header::CONTENT_LENGTH, out.len().into());
-        Ok(Response::from_parts(
-            parts,
-            Either::Left(Either::Right(Full::new(out))),
-        ))
+        Ok(whole_answer(parts, Bytes::from(format!("{value}\n"))))
     }
+}
+
+/// An answer berth rewrote, sent whole.
+fn whole_answer(mut parts: http::response::Parts, out: Bytes) -> Response<ClientBody> {
+    parts.headers.remove(http::header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(http::header::CONTENT_LENGTH, out.len().into());
+    Response::from_parts(parts, Either::Left(Either::Right(Full::new(out))))
 }
 
 /// A streamed answer (events, build/load/import progress) with `map` applied to each

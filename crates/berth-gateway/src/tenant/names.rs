@@ -2,6 +2,10 @@
 //! tenant writes and reads `<name>`. What the engine answers is mapped back here
 //! (lists, inspects, what a create returns).
 
+use std::collections::BTreeMap;
+
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// The engine name of a tenant's object.
@@ -73,6 +77,82 @@ pub(crate) fn map_out(tenant: &str, shape: Shape, answer: &mut Value) {
         }
         Shape::Volume => map_field(tenant, answer, "Name"),
     }
+}
+
+/// The fields of a container list entry berth maps (but `NetworkSettings`).
+const LIST_MAPPED: [&str; 4] = ["Names", "Image", "HostConfig", "Mounts"];
+
+/// A field of a container list entry: as the engine wrote it, or mapped.
+enum Field<'a> {
+    Engine(&'a RawValue),
+    Mapped(Box<RawValue>),
+}
+
+impl Serialize for Field<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Engine(raw) => raw.serialize(s),
+            Self::Mapped(raw) => raw.serialize(s),
+        }
+    }
+}
+
+/// A container list (`body`, as the engine sent it) mapped out as [`map_out`] maps it,
+/// without reading it whole into `Value`s: of each entry only the fields berth maps are
+/// read (`NetworkSettings` for its network names only), the rest passed as the engine
+/// wrote them. The entries' IDs go to `ids`. `None` when the answer is not a list of
+/// objects this way (then it is mapped as a `Value`).
+pub(crate) fn map_container_list(
+    tenant: &str,
+    body: &[u8],
+    ids: &mut Vec<String>,
+) -> Option<Vec<u8>> {
+    let raw = |v: &Value| serde_json::value::to_raw_value(v).ok();
+    let list: Vec<BTreeMap<&str, &RawValue>> = serde_json::from_slice(body).ok()?;
+    let mut out = Vec::with_capacity(list.len());
+    for entry in &list {
+        if let Some(id) = entry.get("Id") {
+            ids.push(serde_json::from_str(id.get()).ok()?);
+        }
+        let mut read = serde_json::Map::new();
+        for key in LIST_MAPPED {
+            if let Some(v) = entry.get(key) {
+                read.insert(key.into(), serde_json::from_str(v.get()).ok()?);
+            }
+        }
+        let mut one = Value::Array(vec![Value::Object(read)]);
+        map_out(tenant, Shape::ContainerList, &mut one);
+        let mut fields: BTreeMap<&str, Field<'_>> =
+            entry.iter().map(|(k, v)| (*k, Field::Engine(v))).collect();
+        for key in LIST_MAPPED {
+            if let Some(v) = one[0].get(key) {
+                fields.insert(key, Field::Mapped(raw(v)?));
+            }
+        }
+        if let Some(settings) = entry.get("NetworkSettings") {
+            let mut settings: BTreeMap<&str, &RawValue> =
+                serde_json::from_str(settings.get()).ok()?;
+            let networks: Option<BTreeMap<String, &RawValue>> = match settings.get("Networks") {
+                Some(n) => serde_json::from_str(n.get()).ok()?,
+                None => None,
+            };
+            let mapped;
+            if let Some(networks) = networks {
+                let renamed: BTreeMap<&str, &RawValue> = networks
+                    .iter()
+                    .map(|(k, v)| (outward(tenant, k), *v))
+                    .collect();
+                mapped = serde_json::value::to_raw_value(&renamed).ok()?;
+                settings.insert("Networks", &mapped);
+            }
+            let settings = serde_json::value::to_raw_value(&settings).ok()?;
+            fields.insert("NetworkSettings", Field::Mapped(settings));
+        }
+        out.push(fields);
+    }
+    let mut bytes = serde_json::to_vec(&out).ok()?;
+    bytes.push(b'\n');
+    Some(bytes)
 }
 
 /// What a container list entry and an inspect share.
@@ -151,6 +231,18 @@ mod tests {
             json!([{"Names": ["/web", "/a/b"], "HostConfig": {"NetworkMode": "backend"},
                 "NetworkSettings": {"Networks": {"backend": {}}}, "Mounts": [{"Name": "data"}]}])
         );
+        // Mapped field by field, the rest as the engine wrote it: the same answer.
+        let engine = br#"[{"Id":"a1","Names":["/ci.web"],"Image":"berth.tenant/ci/app","Command":"sh -c 'x'","Labels":{"berth.tenant":"ci","k":"v\u003c"},"HostConfig":{"NetworkMode":"ci.backend"},"NetworkSettings":{"Networks":{"ci.backend":{"IPAddress":"10.0.0.2","Aliases":null}},"Other":1},"Mounts":[{"Name":"ci.data","Type":"volume"}],"SizeRw":12345678901}]"#;
+        let mut ids = Vec::new();
+        let fast = map_container_list("ci", engine, &mut ids).unwrap();
+        let mut slow: Value = serde_json::from_slice(engine).unwrap();
+        map_out("ci", Shape::ContainerList, &mut slow);
+        assert_eq!(serde_json::from_slice::<Value>(&fast).unwrap(), slow);
+        assert!(String::from_utf8(fast)
+            .unwrap()
+            .contains(r#""k":"v\u003c""#));
+        assert_eq!(ids, ["a1"]);
+        assert_eq!(map_container_list("ci", b"{}", &mut ids), None);
         assert_eq!(outward("ci", "cix.web"), "cix.web");
         assert_eq!(outward("ci", "ci.web"), "web");
         let mut vols = json!({"Volumes": [{"Name": "ci.data"}], "Warnings": null});
