@@ -691,6 +691,27 @@ impl Shared {
         }
     }
 
+    /// Forgets the ended run and counts its failure; returns the failures in a row.
+    fn record_failure(&self, error: EngineError) -> u32 {
+        let mut record = self.record();
+        let ran_for = record.ready_at.map(|t| t.elapsed()).unwrap_or_default();
+        // A long healthy run forgets earlier failures.
+        record.failures = if ran_for >= self.config.restart_backoff.max {
+            1
+        } else {
+            record.failures + 1
+        };
+        record.pid = None;
+        record.started_at = None;
+        record.ready_at = None;
+        record.adopted = false;
+        record.last_failure = Some(Failure {
+            at: Instant::now(),
+            error,
+        });
+        record.failures
+    }
+
     /// An exit `stop` did not ask for: retire the generation and count a failure.
     fn on_unexpected_exit(&self, generation: Generation, status: String) {
         if !self
@@ -700,32 +721,12 @@ impl Shared {
             // `stop` is ending it, or a newer run has begun.
             return;
         }
-        let backoff = self.config.restart_backoff;
-        let log_tail = self.log.tail(ERROR_TAIL_LINES);
-        let failures = {
-            let mut record = self.record();
-            let ran_for = record.ready_at.map(|t| t.elapsed()).unwrap_or_default();
-            // A long healthy run forgets earlier failures.
-            record.failures = if ran_for >= backoff.max {
-                1
-            } else {
-                record.failures + 1
-            };
-            record.pid = None;
-            record.started_at = None;
-            record.ready_at = None;
-            record.adopted = false;
-            record.last_failure = Some(Failure {
-                at: Instant::now(),
-                error: EngineError::Exited {
-                    machine: self.config.name.clone(),
-                    status: status.clone(),
-                    log_tail,
-                },
-            });
-            record.failures
-        };
-        if backoff.gives_up_at(failures) {
+        let failures = self.record_failure(EngineError::Exited {
+            machine: self.config.name.clone(),
+            status: status.clone(),
+            log_tail: self.log.tail(ERROR_TAIL_LINES),
+        });
+        if self.config.restart_backoff.gives_up_at(failures) {
             self.cell
                 .transition(generation, Phase::Stopped, Phase::Failed);
         }
@@ -789,24 +790,7 @@ impl Shared {
             vm.abort_connections().await;
         }
         self.sweep_mounts();
-        let failures = {
-            let mut record = self.record();
-            let ran_for = record.ready_at.map(|t| t.elapsed()).unwrap_or_default();
-            record.failures = if ran_for >= self.config.restart_backoff.max {
-                1
-            } else {
-                record.failures + 1
-            };
-            record.pid = None;
-            record.started_at = None;
-            record.ready_at = None;
-            record.adopted = false;
-            record.last_failure = Some(Failure {
-                at: Instant::now(),
-                error,
-            });
-            record.failures
-        };
+        let failures = self.record_failure(error);
         let phase = if self.config.restart_backoff.gives_up_at(failures) {
             Phase::Failed
         } else {

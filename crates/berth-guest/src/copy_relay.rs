@@ -115,7 +115,8 @@ impl AsyncWrite for &Watched<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
+    use crate::relay_test_io::{big_payload, send_then_half_close};
+    use std::io::Read;
     use std::os::fd::OwnedFd;
     use std::os::unix::net::UnixStream;
     use std::time::Duration;
@@ -148,23 +149,12 @@ mod tests {
 
     #[tokio::test]
     async fn prefixes_go_first_then_bytes_and_half_closes_pass_both_ways() {
-        let (mut client, mut guest, relay) = relay(
+        let (client, mut guest, relay) = relay(
             vec![Bytes::from_static(b"head "), Bytes::from_static(b"body ")],
             Bytes::from_static(b"early "),
         );
-        let big: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
-        let sent = big.clone();
-        let client_side = tokio::task::spawn_blocking(move || {
-            let mut reader = client.try_clone().unwrap();
-            let read = std::thread::spawn(move || {
-                let mut got = Vec::new();
-                reader.read_to_end(&mut got).unwrap();
-                got
-            });
-            client.write_all(&sent).unwrap();
-            client.shutdown(std::net::Shutdown::Write).unwrap();
-            read.join().unwrap()
-        });
+        let big = big_payload();
+        let client_side = send_then_half_close(client, big.clone());
         // The client's half-close arrives as EOF while this side can still write.
         let mut at_guest = Vec::new();
         guest.read_to_end(&mut at_guest).await.unwrap();

@@ -24,6 +24,8 @@ mod error;
 mod lean_listener;
 mod lean_socket;
 pub mod netns;
+#[cfg(test)]
+mod relay_test_io;
 pub mod splice;
 pub mod ssh;
 mod stream;

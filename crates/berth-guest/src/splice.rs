@@ -331,6 +331,7 @@ impl SplicePipe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relay_test_io::{big_payload, send_then_half_close};
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
 
@@ -370,7 +371,7 @@ mod tests {
 
     #[tokio::test]
     async fn prefixes_go_first_then_bytes_and_half_closes_pass_both_ways() {
-        let (mut client, mut guest, relay) = relay(|r| {
+        let (client, mut guest, relay) = relay(|r| {
             r.with_prefixes(
                 vec![
                     Bytes::from_static(b"head "),
@@ -380,20 +381,9 @@ mod tests {
                 vec![Bytes::from_static(b"early ")],
             )
         });
-        // 3 MiB each way: several pipe fills, so the pipe grows on the way.
-        let big: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
-        let sent = big.clone();
-        let client_side = blocking(move || {
-            let mut reader = client.try_clone().unwrap();
-            let read = std::thread::spawn(move || {
-                let mut got = Vec::new();
-                reader.read_to_end(&mut got).unwrap();
-                got
-            });
-            client.write_all(&sent).unwrap();
-            client.shutdown(std::net::Shutdown::Write).unwrap();
-            read.join().unwrap()
-        });
+        // Several pipe fills each way, so the pipe grows on the way.
+        let big = big_payload();
+        let client_side = send_then_half_close(client, big.clone());
         let sent = big.clone();
         let guest_side = blocking(move || {
             let mut got = Vec::new();
