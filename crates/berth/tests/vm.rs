@@ -36,15 +36,28 @@ fn ok(out: &Output, what: &str) -> String {
 
 /// Polls the machine's report until `state`, for at most `within`.
 fn wait_state(berth: &ManagedBerth, state: &str, within: Duration) -> serde_json::Value {
+    wait_report(berth, within, &format!("machine not {state}"), |now| {
+        now["state"] == state
+    })
+}
+
+/// Polls the machine's report until `done` holds, for at most `within`; `what` names
+/// the failure.
+fn wait_report(
+    berth: &ManagedBerth,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + within;
     loop {
         let now = report(berth);
-        if now["state"] == state {
+        if done(&now) {
             return now;
         }
         assert!(
             Instant::now() < deadline,
-            "machine not {state} after {within:?}: {now}\n{}",
+            "{what} after {within:?}: {now}\n{}",
             berth.log()
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -143,19 +156,9 @@ fn wedge_and_recover(berth: &ManagedBerth) {
     );
     assert!(waited < LIVENESS * 3, "the request waited {waited:?}");
     // berth said so, killed the stopped QEMU and started a new one by itself.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let back = loop {
-        let now = report(berth);
-        if now["state"] == "running" && now["pid"].as_u64() != Some(pid) {
-            break now;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no new VM: {now}\n{}",
-            berth.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let back = wait_report(berth, Duration::from_secs(300), "no new VM", |now| {
+        now["state"] == "running" && now["pid"].as_u64() != Some(pid)
+    });
     let failure = back["last_failure"].as_str().unwrap_or_default();
     assert!(failure.contains("wedged"), "{back}");
     let table = ok(&berth.berth(&["status"]), "berth status");
