@@ -2,19 +2,22 @@
 //! one tenant owning 100 of 1000 containers (10 tenants) on one engine, through berth,
 //! against the same 100 containers listed directly on an engine that holds only them
 //! (target ≤ 1.2×); `POST /containers/create` through a tenant's socket against the same
-//! berth's untenanted (admin) socket (target ≤ 1.05×). Interleaved per round.
+//! berth's untenanted (admin) socket (target ≤ 1.05×). Interleaved per round. Split
+//! sides ask the engine directly what berth asks it (the list by the tenant's IDs, the
+//! create's scoped body), and each side's CPU per request of berth and dockerd is counted.
 
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use berth_test::{BerthProcess, TestEngine};
 use bytes::Bytes;
-use http::{Method, Uri};
-use http_body_util::Empty;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{Method, Request, Uri};
+use http_body_util::{Empty, Full};
 
-use crate::client;
 use crate::stats::{median, percentile};
+use crate::{client, procfs};
 
 const TENANTS: usize = 10;
 const OWNED: usize = 100;
@@ -84,79 +87,171 @@ pub(crate) fn run(berth_bin: &Path, rounds: usize, requests: usize) -> Result<St
             .collect();
         let by_ids = serde_json::json!({"label": {"berth.tenant=t0": true}, "id": ids});
         let by_ids: Uri = query(&by_ids.to_string()).parse()?;
-        let mut through = Vec::new();
-        let mut direct = Vec::new();
-        let mut engine_filtered = Vec::new();
-        let mut engine_ids = Vec::new();
+        let mut list_sides = Sides::new(["tenant", "direct", "filter", "ids"]);
         for round in 0..rounds {
             // Four sides, in an order that turns each round.
             for side in 0..4 {
-                let (which, socket, uri, out) = match (side + round) % 4 {
-                    0 => ("tenant", tenant0.as_path(), &list, &mut through),
-                    1 => ("direct", alone.socket(), &list, &mut direct),
-                    2 => ("filter", shared.socket(), &filtered, &mut engine_filtered),
-                    _ => ("ids", shared.socket(), &by_ids, &mut engine_ids),
+                let i = (side + round) % 4;
+                let (socket, uri, engine) = match i {
+                    0 => (tenant0.as_path(), &list, &shared),
+                    1 => (alone.socket(), &list, &alone),
+                    2 => (shared.socket(), &filtered, &shared),
+                    _ => (shared.socket(), &by_ids, &shared),
                 };
+                let cpu = Cpu::of(berth.pid(), engine.dockerd_pid());
                 let p50 = list_p50(socket, uri, requests).await?;
-                eprintln!("[{}/{rounds}] list {which:7} p50 {p50:.0} µs", round + 1);
-                out.push(p50);
+                list_sides.add(i, p50, cpu.since(berth.pid(), engine.dockerd_pid()));
+                eprintln!("[{}/{rounds}] list {:7} p50 {p50:.0} µs", round + 1, list_sides.names[i]);
             }
         }
-        let body = Bytes::from(format!(r#"{{"Image":"{IMAGE}","Cmd":["true"]}}"#));
+        let body = serde_json::json!({"Image": IMAGE, "Cmd": ["true"]});
         // The tenant's first create makes its default network: not timed.
-        client::create_p50(&tenant0, berth.socket(), "", &body, 1).await?;
-        let mut tenanted = Vec::new();
-        let mut plain = Vec::new();
+        creates_p50(&tenant0, &shared, &body, None, 1).await?;
+        // What berth sends the engine for the tenant's create (its default network with
+        // the tenant's name as an alias, the owner label, a namespaced name).
+        let network = "t0.bridge";
+        let scoped = serde_json::json!({
+            "Image": IMAGE, "Cmd": ["true"], "Labels": {"berth.tenant": "t0"},
+            "HostConfig": {"NetworkMode": network},
+            "NetworkingConfig": {"EndpointsConfig": {network: {"Aliases": ["bench"]}}},
+        });
+        let mut create_sides = Sides::new(["tenant", "admin", "engine"]);
         for round in 0..rounds {
-            for first in [round % 2 == 0, round % 2 != 0] {
-                let (which, socket) = if first {
-                    ("tenant", tenant0.as_path())
-                } else {
-                    ("admin", berth.socket())
+            for side in 0..3 {
+                let i = (side + round) % 3;
+                let (socket, body, named) = match i {
+                    0 => (tenant0.as_path(), &body, None),
+                    1 => (berth.socket(), &body, None),
+                    _ => (shared.socket(), &scoped, Some(format!("t0.b{round}"))),
                 };
-                let p50 = client::create_p50(socket, berth.socket(), "", &body, requests).await?;
-                eprintln!("[{}/{rounds}] create {which:6} p50 {p50:.0} µs", round + 1);
-                if first { &mut tenanted } else { &mut plain }.push(p50);
+                let cpu = Cpu::of(berth.pid(), shared.dockerd_pid());
+                let p50 = creates_p50(socket, &shared, body, named.as_deref(), requests).await?;
+                create_sides.add(i, p50, cpu.since(berth.pid(), shared.dockerd_pid()));
+                eprintln!("[{}/{rounds}] create {:6} p50 {p50:.0} µs", round + 1, create_sides.names[i]);
             }
         }
-        let ratio = |a: &[f64], b: &[f64]| {
-            median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>())
+        let n = (rounds * requests) as f64;
+        let (l, c) = (&list_sides, &create_sides);
+        let row = |what: &str, (a, b): (usize, usize), s: &Sides, target: Option<f64>| {
+            let r = s.ratio(b, a);
+            let verdict = match target {
+                None => " | |".to_owned(),
+                Some(t) if r <= t => format!(" ≤ {t}× | pass |"),
+                Some(t) => format!(" ≤ {t}× | FAIL (> {t}×) |"),
+            };
+            format!(
+                "| {what} | {:.0} | {:.0} | {r:.3}× |{verdict}\n",
+                median(&s.p50[a]),
+                median(&s.p50[b])
+            )
         };
-        let (list_ratio, create_ratio) = (ratio(&through, &direct), ratio(&tenanted, &plain));
-        let (filter_ratio, ids_ratio, berth_ratio) = (
-            ratio(&engine_filtered, &direct),
-            ratio(&engine_ids, &direct),
-            ratio(&through, &engine_ids),
+        let mut out = String::from("| row | baseline | tenant | ratio | target | verdict |\n|---|---|---|---|---|---|\n");
+        out += &row("`GET /containers/json?all=1`, p50 µs (100 of 1000, 10 tenants, vs an engine with only the 100)", (1, 0), l, Some(1.2));
+        out += &row("split: the engine's label-filtered list of the 1000 (what berth asked before), p50 µs, vs the engine with only the 100", (1, 2), l, None);
+        out += &row("split: the engine's list of the 1000 by the tenant's IDs + label (what berth asks), p50 µs, vs the engine with only the 100", (1, 3), l, None);
+        out += &row("split: through berth vs that list asked directly", (3, 0), l, None);
+        out += &row("`POST /containers/create`, p50 µs (tenant socket vs the same berth's admin socket)", (1, 0), c, Some(1.05));
+        out += &row("split: the engine asked directly what berth asks for the tenant (its network, alias, label, name) vs the admin socket", (1, 2), c, None);
+        out += &row("split: through the tenant's socket vs that asked directly", (2, 0), c, None);
+        out += &format!(
+            "\nMedian over {rounds} rounds of the per-round ratio of p50s ({requests} requests per round and side; each create removed, untimed, on the engine directly).\n\n\
+             CPU per request, µs (all rounds; /proc schedstat of berth's and the engine's dockerd's threads):\n\n\
+             | side | berth | dockerd |\n|---|---|---|\n"
         );
-        let verdict = |r: f64, target: f64| {
-            if r <= target {
-                "pass".to_owned()
-            } else {
-                format!("FAIL (> {target}×)")
+        for (what, s) in [("list", l), ("create", c)] {
+            for (i, name) in s.names.iter().enumerate() {
+                out += &format!("| {what} {name} | {:.0} | {:.0} |\n", s.cpu[i].0 * 1e6 / n, s.cpu[i].1 * 1e6 / n);
             }
-        };
-        Ok(format!(
-            "| row | baseline | tenant | ratio | target | verdict |\n|---|---|---|---|---|---|\n\
-             | `GET /containers/json?all=1`, p50 µs (100 of 1000, 10 tenants, vs an engine with only the 100) | {:.0} | {:.0} | {list_ratio:.3}× | ≤ 1.2× | {} |\n\
-             | split: the engine's label-filtered list of the 1000 (what berth asked before), p50 µs, vs the engine with only the 100 | {:.0} | {:.0} | {filter_ratio:.3}× | | |\n\
-             | split: the engine's list of the 1000 by the tenant's IDs + label (what berth asks), p50 µs, vs the engine with only the 100 | {:.0} | {:.0} | {ids_ratio:.3}× | | |\n\
-             | split: through berth vs that list asked directly | {:.0} | {:.0} | {berth_ratio:.3}× | | |\n\
-             | `POST /containers/create`, p50 µs (tenant socket vs the same berth's admin socket) | {:.0} | {:.0} | {create_ratio:.3}× | ≤ 1.05× | {} |\n\n\
-             Median over {rounds} rounds of the per-round ratio of p50s ({requests} requests per round and side; each create removed after it is timed).\n",
-            median(&direct),
-            median(&through),
-            verdict(list_ratio, 1.2),
-            median(&direct),
-            median(&engine_filtered),
-            median(&direct),
-            median(&engine_ids),
-            median(&engine_ids),
-            median(&through),
-            median(&plain),
-            median(&tenanted),
-            verdict(create_ratio, 1.05),
-        ))
+        }
+        Ok(out)
     })
+}
+
+/// Each side's p50s per round and CPU seconds (berth, dockerd) over all rounds.
+struct Sides {
+    names: Vec<&'static str>,
+    p50: Vec<Vec<f64>>,
+    cpu: Vec<(f64, f64)>,
+}
+
+impl Sides {
+    fn new<const N: usize>(names: [&'static str; N]) -> Self {
+        Self {
+            names: names.to_vec(),
+            p50: vec![Vec::new(); N],
+            cpu: vec![(0.0, 0.0); N],
+        }
+    }
+
+    fn add(&mut self, side: usize, p50: f64, cpu: (f64, f64)) {
+        self.p50[side].push(p50);
+        self.cpu[side].0 += cpu.0;
+        self.cpu[side].1 += cpu.1;
+    }
+
+    /// Median of the per-round ratios of side `a`'s p50 to side `b`'s.
+    fn ratio(&self, a: usize, b: usize) -> f64 {
+        let r: Vec<f64> = self.p50[a]
+            .iter()
+            .zip(&self.p50[b])
+            .map(|(x, y)| x / y)
+            .collect();
+        median(&r)
+    }
+}
+
+/// CPU seconds of berth and a dockerd at one moment.
+struct Cpu(f64, f64);
+
+impl Cpu {
+    fn of(berth: u32, dockerd: u32) -> Self {
+        let of = |pid| procfs::cpu_secs(pid, false).unwrap_or(0.0);
+        Self(of(berth), of(dockerd))
+    }
+
+    /// What each used since `self`.
+    fn since(&self, berth: u32, dockerd: u32) -> (f64, f64) {
+        let now = Self::of(berth, dockerd);
+        (now.0 - self.0, now.1 - self.1)
+    }
+}
+
+/// p50 (µs) of `n` container creates (`body`, named `{name}-{i}` when `name` is given)
+/// on one keep-alive connection to `socket`; each container is removed, untimed, on
+/// `engine` directly.
+async fn creates_p50(
+    socket: &Path,
+    engine: &TestEngine,
+    body: &serde_json::Value,
+    name: Option<&str>,
+    n: usize,
+) -> Result<f64> {
+    let (mut sender, _conn) = client::http::<Full<Bytes>>(socket).await?;
+    let body = Bytes::from(body.to_string());
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let query = name.map(|n| format!("?name={n}-{i}")).unwrap_or_default();
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/v1.41/containers/create{query}"))
+            .header(HOST, client::HOST_VALUE)
+            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_LENGTH, body.len())
+            .body(Full::new(body.clone()))?;
+        let t = Instant::now();
+        let (status, answer) = client::send(&mut sender, req).await?;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        if !status.is_success() {
+            bail!("create: {status}: {}", String::from_utf8_lossy(&answer));
+        }
+        let id = serde_json::from_slice::<serde_json::Value>(&answer)?["Id"]
+            .as_str()
+            .context("create answered no Id")?
+            .to_owned();
+        let uri = format!("/v1.41/containers/{id}?force=1");
+        client::api_ok(engine.socket(), Method::DELETE, &uri, None).await?;
+    }
+    Ok(percentile(&mut times, 50.0))
 }
 
 /// `n` containers of tenant `t` on the engine behind `socket`, eight at a time.
