@@ -71,7 +71,7 @@ enum AnswerKind {
     Names(Shape),
     /// A container list; the IDs it asked for when it is the tenant's whole list
     /// (those it lacks are gone).
-    Containers(Option<Vec<String>>, Arc<TenantSet>),
+    Containers(Option<Arc<containers::IdFilter>>, Arc<TenantSet>),
     Images(Arc<Tenant>, Arc<TenantSet>),
     /// One image's inspect, or its history.
     Image(Arc<Tenant>, Arc<TenantSet>),
@@ -943,13 +943,27 @@ impl AnswerMap {
                 reason: format!("reading an answer: {e}"),
             })?
             .to_bytes();
+        if let AnswerKind::Created(tenant, guest, set) = &self.kind {
+            // Nothing of it is mapped: passed as the engine wrote it.
+            #[derive(serde::Deserialize)]
+            struct Created<'a> {
+                #[serde(rename = "Id", borrow)]
+                id: std::borrow::Cow<'a, str>,
+            }
+            if let Ok(created) = serde_json::from_slice::<Created<'_>>(&bytes) {
+                set.containers().add(tenant.name(), &created.id);
+                hold_to_quotas(tenant, guest, &created.id).await?;
+                return Ok(whole_answer(parts, bytes));
+            }
+        }
         if let AnswerKind::Containers(whole, set) = &self.kind {
             // The one answer that grows with the engine: mapped field by field.
             let mut ids = Vec::new();
             if let Some(out) = names::map_container_list(&self.tenant, &bytes, &mut ids) {
                 if let Some(asked) = whole {
                     let present = ids.iter().map(String::as_str).collect();
-                    set.containers().keep_found(&self.tenant, asked, &present);
+                    set.containers()
+                        .keep_found(&self.tenant, &asked.ids, &present);
                 }
                 return Ok(whole_answer(parts, Bytes::from(out)));
             }
@@ -972,7 +986,8 @@ impl AnswerMap {
                 if let Some(asked) = whole {
                     let present = value.as_array().into_iter().flatten();
                     let present = present.filter_map(|c| c["Id"].as_str()).collect();
-                    set.containers().keep_found(&self.tenant, asked, &present);
+                    set.containers()
+                        .keep_found(&self.tenant, &asked.ids, &present);
                 }
                 map_out(&self.tenant, Shape::ContainerList, &mut value);
             }
@@ -1167,7 +1182,7 @@ async fn by_known_ids(
     lookup: &Lookup<'_>,
     query: Option<&str>,
     scoped: String,
-) -> Result<(String, Option<Vec<String>>), GatewayError> {
+) -> Result<(String, Option<Arc<containers::IdFilter>>), GatewayError> {
     let keys = query::filter_keys(query)?;
     if keys
         .iter()
@@ -1185,17 +1200,10 @@ async fn by_known_ids(
         set.containers().seed(name, asked, found);
         asking = set.containers().known(name);
     }
-    let containers::Asking::Ids(ids) = asking else {
+    let containers::Asking::Ids(asked) = asking else {
         return Ok((scoped, None));
     };
-    // No ID at all: one no container has ("none" is not hex), not an empty filter (which
-    // dockerd reads as none).
-    let asked = if ids.is_empty() {
-        vec!["none".to_owned()]
-    } else {
-        ids
-    };
-    let q = query::with_ids(&scoped, &asked);
+    let q = query::with_ids(&scoped, &asked.value);
     let all = query::bool_value(query, "all");
     // dockerd's `limit` (a number above 0 cuts the list).
     let limited = query::get(query, "limit")

@@ -12,7 +12,7 @@
 //! containers go at the next seed at the latest.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a seed holds before the next list seeds again.
@@ -33,12 +33,24 @@ struct Known {
     seeded: Option<Instant>,
     /// Creates answered lately, and when: those after a seed's list was asked stay.
     recent: Vec<(Instant, String)>,
+    /// What a list asks by, made at the first list after `ids` changed.
+    asking: Option<Arc<IdFilter>>,
+}
+
+/// The IDs a list asks by, and their `id` filter as a query value.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct IdFilter {
+    /// The set's IDs, or the one no container has (`none`, not hex) when it is empty:
+    /// an empty filter is no filter to dockerd.
+    pub(crate) ids: Vec<String>,
+    /// `query::ids_value` of `ids`.
+    pub(crate) value: String,
 }
 
 /// What a tenant's list can ask by.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Asking {
-    Ids(Vec<String>),
+    Ids(Arc<IdFilter>),
     /// Never seeded, or too long ago: seed it.
     Unseeded,
     /// More than a query should carry: ask by label alone.
@@ -48,17 +60,25 @@ pub(crate) enum Asking {
 impl ContainerIds {
     /// What tenant `name`'s list can ask by.
     pub(crate) fn known(&self, name: &str) -> Asking {
-        let tenants = self.lock();
-        let Some(known) = tenants.get(name) else {
+        let mut tenants = self.lock();
+        let Some(known) = tenants.get_mut(name) else {
             return Asking::Unseeded;
         };
         if known.seeded.is_none_or(|at| at.elapsed() >= RESEED) {
-            Asking::Unseeded
-        } else if known.ids.len() > MAX_IDS {
-            Asking::TooMany
-        } else {
-            Asking::Ids(known.ids.iter().cloned().collect())
+            return Asking::Unseeded;
         }
+        if known.ids.len() > MAX_IDS {
+            return Asking::TooMany;
+        }
+        let asking = known.asking.get_or_insert_with(|| {
+            let mut ids: Vec<String> = known.ids.iter().cloned().collect();
+            if ids.is_empty() {
+                ids.push("none".to_owned());
+            }
+            let value = super::query::ids_value(&ids);
+            Arc::new(IdFilter { ids, value })
+        });
+        Asking::Ids(Arc::clone(asking))
     }
 
     /// The set is what a label-filtered list asked at `asked` found, with the creates
@@ -73,13 +93,16 @@ impl ContainerIds {
             .ids
             .extend(since.map(|(_, id)| id.clone()).collect::<Vec<_>>());
         known.seeded = Some(asked);
+        known.asking = None;
     }
 
     /// Container `id` was created by tenant `name`.
     pub(crate) fn add(&self, name: &str, id: &str) {
         let mut tenants = self.lock();
         let known = entry(&mut tenants, name);
-        known.ids.insert(id.to_owned());
+        if known.ids.insert(id.to_owned()) {
+            known.asking = None;
+        }
         known.recent.push((Instant::now(), id.to_owned()));
     }
 
@@ -87,7 +110,9 @@ impl ContainerIds {
     pub(crate) fn keep_found(&self, name: &str, asked: &[String], present: &HashSet<&str>) {
         if let Some(known) = self.lock().get_mut(name) {
             for id in asked.iter().filter(|id| !present.contains(id.as_str())) {
-                known.ids.remove(id);
+                if known.ids.remove(id) {
+                    known.asking = None;
+                }
             }
         }
     }
@@ -107,6 +132,7 @@ fn entry<'m>(tenants: &'m mut HashMap<String, Known>, name: &str) -> &'m mut Kno
         ids: HashSet::new(),
         seeded: None,
         recent: Vec::new(),
+        asking: None,
     })
 }
 
@@ -117,7 +143,8 @@ mod tests {
     #[test]
     fn a_tenant_is_asked_by_its_ids_once_seeded() {
         let sorted = |k: Asking| match k {
-            Asking::Ids(mut v) => {
+            Asking::Ids(f) => {
+                let mut v = f.ids.clone();
                 v.sort();
                 v
             }
@@ -134,6 +161,15 @@ mod tests {
         assert_eq!(sorted(ids.known("ci")), ["c0", "c1"]);
         ids.seed("ci", Instant::now(), ["c0".to_owned()]);
         assert_eq!(sorted(ids.known("ci")), ["c0"]);
+        // The filter is made once per change of the set.
+        let (Asking::Ids(a), Asking::Ids(b)) = (ids.known("ci"), ids.known("ci")) else {
+            panic!("not asked by IDs")
+        };
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.value, super::super::query::ids_value(&["c0".to_owned()]));
+        ids.keep_found("ci", &a.ids, &HashSet::new());
+        assert_eq!(sorted(ids.known("ci")), ["none"]);
+        ids.seed("ci", Instant::now(), ["c0".to_owned()]);
         ids.add("ci", "c2");
         let asked = sorted(ids.known("ci"));
         ids.keep_found("ci", &asked, &HashSet::from(["c2"]));

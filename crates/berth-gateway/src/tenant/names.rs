@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Serialize, Serializer};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -79,80 +79,107 @@ pub(crate) fn map_out(tenant: &str, shape: Shape, answer: &mut Value) {
     }
 }
 
-/// The fields of a container list entry berth maps (but `NetworkSettings`).
-const LIST_MAPPED: [&str; 4] = ["Names", "Image", "HostConfig", "Mounts"];
-
-/// A field of a container list entry: as the engine wrote it, or mapped.
-enum Field<'a> {
-    Engine(&'a RawValue),
-    Mapped(Box<RawValue>),
+/// The fields of a container list entry berth reads, borrowed as the engine wrote them
+/// (a field given twice makes the entry unreadable this way).
+#[derive(Deserialize)]
+struct ListEntry<'a> {
+    #[serde(rename = "Id", borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(rename = "Names", borrow)]
+    names: Option<&'a RawValue>,
+    #[serde(rename = "Image", borrow)]
+    image: Option<&'a RawValue>,
+    #[serde(rename = "HostConfig", borrow)]
+    host_config: Option<&'a RawValue>,
+    #[serde(rename = "Mounts", borrow)]
+    mounts: Option<&'a RawValue>,
+    #[serde(rename = "NetworkSettings", borrow)]
+    network_settings: Option<&'a RawValue>,
 }
 
-impl Serialize for Field<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Engine(raw) => raw.serialize(s),
-            Self::Mapped(raw) => raw.serialize(s),
-        }
-    }
+#[derive(Deserialize)]
+struct ListNetworkSettings<'a> {
+    #[serde(rename = "Networks", borrow)]
+    networks: Option<&'a RawValue>,
 }
 
 /// A container list (`body`, as the engine sent it) mapped out as [`map_out`] maps it,
-/// without reading it whole into `Value`s: of each entry only the fields berth maps are
-/// read (`NetworkSettings` for its network names only), the rest passed as the engine
-/// wrote them. The entries' IDs go to `ids`. `None` when the answer is not a list of
-/// objects this way (then it is mapped as a `Value`).
+/// without reading it whole into `Value`s: the answer is the engine's bytes with only
+/// the values berth maps replaced (`Names`, `Image`, `HostConfig`, `Mounts`, the keys
+/// of `NetworkSettings.Networks`), each read on its own. The entries' IDs go to `ids`.
+/// `None` when the answer is not a list of objects this way (then it is mapped as a
+/// `Value`).
 pub(crate) fn map_container_list(
     tenant: &str,
     body: &[u8],
     ids: &mut Vec<String>,
 ) -> Option<Vec<u8>> {
-    let raw = |v: &Value| serde_json::value::to_raw_value(v).ok();
-    let list: Vec<BTreeMap<&str, &RawValue>> = serde_json::from_slice(body).ok()?;
-    let mut out = Vec::with_capacity(list.len());
+    let list: Vec<ListEntry<'_>> = serde_json::from_slice(body).ok()?;
+    // Where a borrowed value starts in `body`.
+    let at = |raw: &RawValue| (raw.get().as_ptr() as usize).checked_sub(body.as_ptr() as usize);
+    // (start, length, replacement), in no order yet.
+    let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
     for entry in &list {
-        if let Some(id) = entry.get("Id") {
+        if let Some(id) = entry.id {
             ids.push(serde_json::from_str(id.get()).ok()?);
         }
+        let mapped = [
+            ("Names", entry.names),
+            ("Image", entry.image),
+            ("HostConfig", entry.host_config),
+            ("Mounts", entry.mounts),
+        ];
         let mut read = serde_json::Map::new();
-        for key in LIST_MAPPED {
-            if let Some(v) = entry.get(key) {
-                read.insert(key.into(), serde_json::from_str(v.get()).ok()?);
+        for (key, raw) in mapped {
+            if let Some(raw) = raw {
+                read.insert(key.into(), serde_json::from_str(raw.get()).ok()?);
             }
         }
-        let mut one = Value::Array(vec![Value::Object(read)]);
+        let mut one = Value::Array(vec![Value::Object(read.clone())]);
         map_out(tenant, Shape::ContainerList, &mut one);
-        let mut fields: BTreeMap<&str, Field<'_>> =
-            entry.iter().map(|(k, v)| (*k, Field::Engine(v))).collect();
-        for key in LIST_MAPPED {
-            if let Some(v) = one[0].get(key) {
-                fields.insert(key, Field::Mapped(raw(v)?));
-            }
-        }
-        if let Some(settings) = entry.get("NetworkSettings") {
-            let mut settings: BTreeMap<&str, &RawValue> =
-                serde_json::from_str(settings.get()).ok()?;
-            let networks: Option<BTreeMap<String, &RawValue>> = match settings.get("Networks") {
-                Some(n) => serde_json::from_str(n.get()).ok()?,
-                None => None,
+        for (key, raw) in mapped {
+            let (Some(raw), Some(out)) = (raw, one[0].get(key)) else {
+                continue;
             };
-            let mapped;
-            if let Some(networks) = networks {
-                let renamed: BTreeMap<&str, &RawValue> = networks
-                    .iter()
-                    .map(|(k, v)| (outward(tenant, k), *v))
-                    .collect();
-                mapped = serde_json::value::to_raw_value(&renamed).ok()?;
-                settings.insert("Networks", &mapped);
+            if read.get(key) != Some(out) {
+                edits.push((at(raw)?, raw.get().len(), serde_json::to_vec(out).ok()?));
             }
-            let settings = serde_json::value::to_raw_value(&settings).ok()?;
-            fields.insert("NetworkSettings", Field::Mapped(settings));
         }
-        out.push(fields);
+        let Some(settings) = entry.network_settings else {
+            continue;
+        };
+        let settings: ListNetworkSettings<'_> = serde_json::from_str(settings.get()).ok()?;
+        let Some(raw) = settings.networks else {
+            continue;
+        };
+        let networks: Option<BTreeMap<String, &RawValue>> = serde_json::from_str(raw.get()).ok()?;
+        let Some(networks) = networks.filter(|n| n.keys().any(|k| outward(tenant, k) != k)) else {
+            continue;
+        };
+        let renamed: BTreeMap<&str, &RawValue> = networks
+            .iter()
+            .map(|(k, v)| (outward(tenant, k), *v))
+            .collect();
+        edits.push((
+            at(raw)?,
+            raw.get().len(),
+            serde_json::to_vec(&renamed).ok()?,
+        ));
     }
-    let mut bytes = serde_json::to_vec(&out).ok()?;
-    bytes.push(b'\n');
-    Some(bytes)
+    edits.sort_unstable_by_key(|e| e.0);
+    let mut out = Vec::with_capacity(body.len() + 1);
+    let mut from = 0;
+    for (start, len, with) in edits {
+        out.extend_from_slice(body.get(from..start)?);
+        out.extend_from_slice(&with);
+        from = start + len;
+    }
+    out.extend_from_slice(body.get(from..)?);
+    // dockerd's encoder ends every document with a newline.
+    if !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    Some(out)
 }
 
 /// What a container list entry and an inspect share.
@@ -238,11 +265,30 @@ mod tests {
         let mut slow: Value = serde_json::from_slice(engine).unwrap();
         map_out("ci", Shape::ContainerList, &mut slow);
         assert_eq!(serde_json::from_slice::<Value>(&fast).unwrap(), slow);
-        assert!(String::from_utf8(fast)
+        assert!(String::from_utf8(fast.clone())
             .unwrap()
             .contains(r#""k":"v\u003c""#));
         assert_eq!(ids, ["a1"]);
+        // Only what is mapped changes: the engine's order and spelling stay.
+        let fast = String::from_utf8(fast).unwrap();
+        assert!(
+            fast.starts_with(r#"[{"Id":"a1","Names":["/web"],"Image":"app","Command""#),
+            "{fast}"
+        );
+        assert!(fast.contains(
+            r#""Networks":{"backend":{"IPAddress":"10.0.0.2","Aliases":null}},"Other":1}"#
+        ));
+        let other = map_container_list("zz", engine, &mut ids).unwrap();
+        assert_eq!(other, [&engine[..], b"\n"].concat());
         assert_eq!(map_container_list("ci", b"{}", &mut ids), None);
+        assert_eq!(
+            map_container_list(
+                "ci",
+                br#"[{"Names":["/ci.a"],"Names":["/ci.b"]}]"#,
+                &mut ids
+            ),
+            None
+        );
         assert_eq!(outward("ci", "cix.web"), "cix.web");
         assert_eq!(outward("ci", "ci.web"), "web");
         let mut vols = json!({"Volumes": [{"Name": "ci.data"}], "Warnings": null});

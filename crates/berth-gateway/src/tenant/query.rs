@@ -127,18 +127,36 @@ pub(crate) fn filter_keys(query: Option<&str>) -> Result<Vec<String>, GatewayErr
     }
 }
 
-/// A query of [`scoped_filters`] with an `id` filter of `ids` added (dockerd keeps a
-/// container whose ID any of them is a prefix of, and looks up only those).
-pub(crate) fn with_ids(scoped: &str, ids: &[String]) -> String {
-    let mut filters: Map<String, Value> = get(Some(scoped), "filters")
-        .and_then(|f| serde_json::from_str(&f).ok())
-        .unwrap_or_default();
+/// The `id` filter of `ids` (`{"<id>":true,…}`) as a query value (escaped): made once
+/// per change of a tenant's container set, not per list.
+pub(crate) fn ids_value(ids: &[String]) -> String {
     let ids = ids
         .iter()
         .map(|id| (id.clone(), Value::Bool(true)))
         .collect();
-    filters.insert("id".into(), Value::Object(ids));
-    set(Some(scoped), "filters", &Value::Object(filters).to_string())
+    query_escape(&Value::Object(ids).to_string())
+}
+
+/// A query of [`scoped_filters`] with the `id` filter `ids` (of [`ids_value`]) in place
+/// of any it had (dockerd keeps a container whose ID any of them is a prefix of, and
+/// looks up only those).
+pub(crate) fn with_ids(scoped: &str, ids: &str) -> String {
+    let mut filters: Map<String, Value> = get(Some(scoped), "filters")
+        .and_then(|f| serde_json::from_str(&f).ok())
+        .unwrap_or_default();
+    filters.remove("id");
+    let rest = Value::Object(filters).to_string();
+    let mut q = set(Some(scoped), "filters", "");
+    q.push_str(&query_escape("{\"id\":"));
+    q.push_str(ids);
+    match rest.strip_prefix('{') {
+        Some(rest) if rest != "}" => {
+            q.push_str("%2C");
+            q.push_str(&query_escape(rest));
+        }
+        _ => q.push_str("%7D"),
+    }
+    q
 }
 
 /// An image list's `filters` with every `reference` pattern also in the tenant's
@@ -234,12 +252,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(filter_keys(Some(&scoped)).unwrap(), ["label", "status"]);
-        let q = with_ids(&scoped, &["a1".into(), "b2".into()]);
+        let q = with_ids(&scoped, &ids_value(&["a1".into(), "b2".into()]));
         let f: Value = serde_json::from_str(&get(Some(&q), "filters").unwrap()).unwrap();
         assert_eq!(
             f,
             serde_json::json!({"status": {"exited": true}, "label": {"berth.tenant=ci": true}, "id": {"a1": true, "b2": true}})
         );
+        // An `id` filter already there is replaced, not repeated (dockerd's decoder
+        // would read the last one).
+        let q = with_ids(&q, &ids_value(&["c3".into()]));
+        let f = get(Some(&q), "filters").unwrap();
+        assert_eq!(f.matches("\"id\"").count(), 1, "{f}");
+        let f: Value = serde_json::from_str(&f).unwrap();
+        assert_eq!(f["id"], serde_json::json!({"c3": true}));
+        let f = get(Some(&with_ids("all=1", &ids_value(&[]))), "filters").unwrap();
+        assert_eq!(f, r#"{"id":{}}"#);
         assert_eq!(
             set(Some("name=a&x=1&name=b"), "name", "ci.w"),
             "x=1&name=ci.w"
