@@ -1,12 +1,14 @@
-//! socat and HAProxy forwarding a socket to the engine, each under a small shell
-//! watchdog that stops it (and socat's per-connection children) when the benchmark goes
-//! away, however it goes.
+//! socat, HAProxy and the reference forwarders of [`crate::floor`] forwarding a socket to
+//! the engine, each under a small shell watchdog that stops it (and socat's
+//! per-connection children) when the benchmark goes away, however it goes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+
+use crate::floor::Floor;
 
 /// A forwarding process listening on `socket`.
 #[derive(Debug)]
@@ -52,6 +54,20 @@ impl Forwarder {
         )?;
         let cmd = format!("{} -f {} -db", haproxy.display(), cfg.display());
         Self::spawn("haproxy", dir, socket, &cmd)
+    }
+
+    /// A reference forwarder of [`crate::floor`]: this binary run again with `--floor`.
+    pub(crate) fn floor(kind: Floor, dir: &Path, engine: &Path) -> Result<Self> {
+        let exe = std::env::current_exe().context("finding berth-bench's own binary")?;
+        let name = kind.name();
+        let socket = dir.join(format!("{name}.sock"));
+        let cmd = format!(
+            "{} --floor {name} --floor-listen {} --floor-upstream {}",
+            exe.display(),
+            socket.display(),
+            engine.display()
+        );
+        Self::spawn(name, dir, socket, &cmd)
     }
 
     fn spawn(name: &'static str, dir: &Path, socket: PathBuf, cmd: &str) -> Result<Self> {

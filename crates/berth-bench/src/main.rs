@@ -5,7 +5,8 @@
 //! client ──► direct ───────────────► dockerd (berth-test TestEngine, own netns)
 //!        ──► berth serve ──────────►   │
 //!        ──► socat (fork per conn) ─►   │
-//!        ──► HAProxy (TCP mode) ────►   ┘
+//!        ──► HAProxy (TCP mode) ────►   │
+//!        ──► minimal, spin ─────────►   ┘  (reference forwarders: floor.rs)
 //! ```
 //!
 //! Each round runs every scenario against every target, the target order rotating per
@@ -15,6 +16,7 @@ mod client;
 mod cold_start;
 mod data;
 mod engines;
+mod floor;
 mod forwarders;
 mod policy;
 mod ports;
@@ -35,18 +37,21 @@ use berth_test::{BerthProcess, TestEngine};
 use clap::Parser;
 use http::Method;
 
+use crate::floor::Floor;
 use crate::forwarders::Forwarder;
 use crate::report::Samples;
 use crate::scenarios::{Params, Probe, Scenario, Target};
 
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-pub(crate) const TARGETS: [&str; 6] = [
+pub(crate) const TARGETS: [&str; 8] = [
     "direct",
     "berth",
     "socat",
     "haproxy",
     "berth-metrics",
     "berth-hyper",
+    "minimal",
+    "spin",
 ];
 
 /// The targets that are the same berth started with more arguments: `berth-metrics`
@@ -78,7 +83,9 @@ struct Args {
     only: Vec<String>,
     /// Targets, comma-separated, in column order (`berth-metrics`: berth with
     /// `--metrics-addr`, for the cost of recording metrics; `berth-hyper`: berth with
-    /// `--hyper-pass-through`, for the framed pass-through's A/B).
+    /// `--hyper-pass-through`, for the framed pass-through's A/B; `minimal` and `spin`:
+    /// this benchmark's own byte forwarders, the floor of a process hop that sleeps and
+    /// of one that busy-polls).
     #[arg(
         long,
         value_delimiter = ',',
@@ -150,6 +157,14 @@ struct Args {
     /// Run nothing: print the report of samples written by --samples.
     #[arg(long, conflicts_with_all = ["samples", "only", "build", "quick"])]
     from_samples: Option<PathBuf>,
+    /// Be the reference forwarder of target `minimal` or `spin` (the benchmark starts
+    /// itself so): listen on --floor-listen, forward to --floor-upstream.
+    #[arg(long, hide = true, requires_all = ["floor_listen", "floor_upstream"])]
+    floor: Option<floor::Floor>,
+    #[arg(long, hide = true)]
+    floor_listen: Option<PathBuf>,
+    #[arg(long, hide = true)]
+    floor_upstream: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -164,6 +179,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
+    if let (Some(kind), Some(listen), Some(upstream)) =
+        (args.floor, &args.floor_listen, &args.floor_upstream)
+    {
+        return floor::serve(kind, listen, upstream);
+    }
     if args.vm {
         let params = vm::VmParams {
             rounds: args.rounds.unwrap_or(if args.quick { 2 } else { 3 }),
@@ -414,6 +434,16 @@ fn render(mut md: String, samples: &Samples, targets: &[&'static str], idle_n: u
         md.push('\n');
         md.push_str(&cpu);
     }
+    if Floor::ALL.iter().any(|f| targets.contains(&f.name())) {
+        md.push_str(
+            "\n`minimal` and `spin` are berth-bench's own byte forwarders (no HTTP), each a \
+             process of its own: `minimal` blocks a thread per direction in read(2), the least \
+             a forwarder that sleeps does per message; `spin` polls non-blocking sockets and \
+             never sleeps while a connection is open (no wake-up of its own, a core's CPU). \
+             They are the floors of a process hop on this machine; berth is not judged \
+             against them.\n",
+        );
+    }
     if !verdict.misses.is_empty() {
         md.push_str("\nWhere berth misses:\n\n");
         for m in &verdict.misses {
@@ -423,7 +453,8 @@ fn render(mut md: String, samples: &Samples, targets: &[&'static str], idle_n: u
     md
 }
 
-/// berth, socat and HAProxy in front of one engine (those among the targets).
+/// berth, socat, HAProxy and the reference forwarders in front of one engine (those
+/// among the targets).
 #[derive(Debug)]
 struct Forwarders {
     berth: Option<BerthProcess>,
@@ -431,6 +462,8 @@ struct Forwarders {
     variants: Vec<(&'static str, BerthProcess)>,
     socat: Option<Forwarder>,
     haproxy: Option<Forwarder>,
+    /// `minimal` and `spin`, by target name.
+    floors: Vec<(&'static str, Forwarder)>,
 }
 
 impl Forwarders {
@@ -466,11 +499,18 @@ impl Forwarders {
         } else {
             None
         };
+        let mut floors = Vec::new();
+        for kind in Floor::ALL {
+            if targets.contains(&kind.name()) {
+                floors.push((kind.name(), Forwarder::floor(kind, dir, engine.socket())?));
+            }
+        }
         Ok(Self {
             berth,
             variants,
             socat,
             haproxy,
+            floors,
         })
     }
 
@@ -495,6 +535,14 @@ impl Forwarders {
             }
             "haproxy" => {
                 let f = self.haproxy.as_ref().expect("haproxy started");
+                (f.socket().to_owned(), Probe::Process(f.pid()))
+            }
+            "minimal" | "spin" => {
+                let (_, f) = self
+                    .floors
+                    .iter()
+                    .find(|(name, _)| *name == target)
+                    .expect("reference forwarder started");
                 (f.socket().to_owned(), Probe::Process(f.pid()))
             }
             _ => (engine.to_owned(), Probe::None),
