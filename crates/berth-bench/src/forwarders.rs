@@ -61,8 +61,15 @@ impl Forwarder {
         let exe = std::env::current_exe().context("finding berth-bench's own binary")?;
         let name = kind.name();
         let socket = dir.join(format!("{name}.sock"));
+        // The spinner at SCHED_IDLE: it takes only CPU time nothing else wants, so it never
+        // holds up the client's or dockerd's wake-ups (a CPU running only it counts as
+        // idle to the scheduler), as if it had a core of its own.
+        let sched = match kind {
+            Floor::Minimal => "",
+            Floor::Spin => "chrt --idle 0 ",
+        };
         let cmd = format!(
-            "{} --floor {name} --floor-listen {} --floor-upstream {}",
+            "{sched}{} --floor {name} --floor-listen {} --floor-upstream {}",
             exe.display(),
             socket.display(),
             engine.display()
