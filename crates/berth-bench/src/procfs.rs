@@ -97,18 +97,23 @@ mod tests {
         let me = std::process::id();
         assert!(vm_rss_kib(me).unwrap() > 0);
         assert!(pss_kib(me).unwrap() > 0);
-        let t0 = cpu_secs(me, true).unwrap();
-        let spin = std::time::Instant::now();
-        while spin.elapsed() < std::time::Duration::from_millis(100) {
-            std::hint::black_box(0u64);
-        }
-        assert!(cpu_secs(me, true).unwrap() > t0);
-        let mut child = std::process::Command::new("sleep")
-            .arg("5")
+        // A child of its own that spins: this process's threads come and go with the other
+        // tests, and an ended thread's time leaves /proc/<pid>/task.
+        let mut busy = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
             .spawn()
             .unwrap();
-        assert!(children(me).contains(&child.id()));
-        child.kill().unwrap();
-        child.wait().unwrap();
+        assert!(children(me).contains(&busy.id()));
+        let t0 = cpu_secs(busy.id(), true).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while cpu_secs(busy.id(), true).unwrap() <= t0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no CPU time seen in 10 s"
+            );
+            std::thread::yield_now();
+        }
+        busy.kill().unwrap();
+        busy.wait().unwrap();
     }
 }
