@@ -78,9 +78,14 @@ struct Args {
     rounds: Option<usize>,
     /// Only these scenarios or groups, comma-separated: ping-ka, json-ka, ping-fresh,
     /// json-fresh (latency); rps-1, rps-16, rps-64, rps-256 (rps); download, load,
-    /// archive (stream); hijack; idle.
+    /// archive (stream); hijack; idle. With --remote: its rows ps, json, hijack, create.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// With --remote: the sides of the json and hijack rows, comma-separated (all when
+    /// absent; the engine's TLS port always runs): berth-ssh, berth-tls, tls, ssh-l,
+    /// socat-ssh-l, unix, in-process-ssh.
+    #[arg(long, value_delimiter = ',', requires = "remote")]
+    sides: Vec<String>,
     /// Targets, comma-separated, in column order (`berth-metrics`: berth with
     /// `--metrics-addr`, for the cost of recording metrics; `berth-hyper`: berth with
     /// `--hyper-pass-through`, for the framed pass-through's A/B; `minimal` and `spin`:
@@ -147,7 +152,7 @@ struct Args {
     /// through berth's SSH machine vs `docker -H ssh://`, `GET /containers/json` and an
     /// exec hijack through it vs the engine's TLS port, and placed creates among three
     /// machines vs `platform=`.
-    #[arg(long, conflicts_with_all = ["only", "from_samples", "engines", "policy_create", "ports", "cold_start", "vm"])]
+    #[arg(long, conflicts_with_all = ["from_samples", "engines", "policy_create", "ports", "cold_start", "vm"])]
     remote: bool,
     /// Instead of the rows above: tenants (issue "tenants"): one tenant's container list
     /// (100 of 1000) against the same 100 on an engine alone, and a create through a
@@ -207,6 +212,12 @@ fn run(args: &Args) -> Result<()> {
             requests: if args.quick { 200 } else { 1000 },
             hijack_bytes: args.hijack_mib.unwrap_or(if args.quick { 64 } else { 512 }) << 20,
             creates: if args.quick { 50 } else { 200 },
+            only: args.only.clone(),
+            sides: args
+                .sides
+                .iter()
+                .map(|s| remote::Side::parse(s))
+                .collect::<Result<_>>()?,
         };
         let report = remote::run(&berth_binary(args)?, &params)?;
         println!("{report}");

@@ -15,14 +15,19 @@
 //!   (dockerd without TLS or any hop: the floor of both). A sixth side is berth's own SSH
 //!   client in the benchmark's process (`berth_guest`'s channel, no gateway and no hop
 //!   between the client and sshd): what a GET costs with sshd in the path and nothing
-//!   else, the floor of the SSH row.
+//!   else, the floor of the SSH row. A seventh side is socat in front of that OpenSSH
+//!   forward: sshd plus one forwarding process of its own on this side, the least any
+//!   gateway in a process of its own can add to the SSH path.
+//!
+//!   CPU of each process on the path per GET and per MiB of the hijack (schedstat).
+//!   `--only` picks rows (ps, json, hijack, create), `--sides` the sides of the json and
+//!   hijack rows (the TLS port always runs: every ratio is against it).
 //! - Placement: `POST /containers/create` (the CLI's body) naming no platform, through a
 //!   berth with three machines (local, TLS, SSH; the image on all three, so placement asks
 //!   every machine and keeps the default), against the same create naming the default
 //!   machine's platform (no placement). Target ≤ 1.1×.
 
 use std::path::Path;
-use std::pin::Pin;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +42,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::client;
+use crate::forwarders::Forwarder;
 use crate::procfs;
 use crate::stats::{median, percentile};
 
@@ -57,6 +63,10 @@ pub(crate) struct RemoteParams {
     pub(crate) hijack_bytes: u64,
     /// Creates per side and round.
     pub(crate) creates: usize,
+    /// The rows to run (all when empty): ps, json, hijack, create.
+    pub(crate) only: Vec<String>,
+    /// The sides of the json and hijack rows (all when empty).
+    pub(crate) sides: Vec<Side>,
 }
 
 /// Runs the scenario and returns its Markdown report.
@@ -135,12 +145,26 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
         std::env::var("PATH").unwrap_or_default()
     );
 
-    let forward = OpenSshForward::start(
-        &wrapper,
-        &dir.join("forward.sock"),
-        far.socket(),
-        &format!("root@{far_addr}"),
-    )?;
+    let rows = Rows::of(&p.only)?;
+    let sides = Side::chosen(&p.sides);
+    let forward = if sides.iter().any(|s| matches!(s, Side::SshL | Side::SocatSshL)) {
+        Some(OpenSshForward::start(
+            &wrapper,
+            &dir.join("forward.sock"),
+            far.socket(),
+            &format!("root@{far_addr}"),
+        )?)
+    } else {
+        None
+    };
+    let socat = match &forward {
+        Some(forward) if sides.contains(&Side::SocatSshL) => {
+            let socat_dir = dir.join("socat");
+            std::fs::create_dir_all(&socat_dir)?;
+            Some(Forwarder::socat(&socat_dir, forward.socket())?)
+        }
+        _ => None,
+    };
 
     let tls_client = Arc::new(tls_config(&far_certs)?);
     let far_tls = format!("{far_addr}:2376");
@@ -168,15 +192,16 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
         .await?;
 
         let mut ps = (Vec::new(), Vec::new());
-        // [berth ssh, berth tls, TLS direct, ssh -L, unix direct]
-        let mut json: [Vec<f64>; SIDES] = Default::default();
-        let mut hijack: [Vec<f64>; SIDES] = Default::default();
-        let mut cpu: [Vec<Cpu>; SIDES] = Default::default();
+        let mut json = vec![Vec::new(); sides.len()];
+        let mut hijack = vec![Vec::new(); sides.len()];
+        let mut cpu_get: Vec<Vec<Cpu>> = vec![Vec::new(); sides.len()];
+        let mut cpu_mib: Vec<Vec<Cpu>> = vec![Vec::new(); sides.len()];
         let mut create = (Vec::new(), Vec::new());
+        let mib = p.hijack_bytes >> 20;
         for round in 0..p.rounds {
             let flip = round % 2 == 1;
             // docker ps: berth's SSH machine vs the CLI's ssh://.
-            for side in order(flip) {
+            for side in order(flip).into_iter().filter(|_| rows.ps) {
                 let host = if side == 0 {
                     berth_ssh.host()
                 } else {
@@ -198,48 +223,67 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
                 eprintln!("[{}/{}] docker ps {} median {m:.1} ms", round + 1, p.rounds, ["berth ssh", "docker ssh://"][side]);
                 [&mut ps.0, &mut ps.1][side].push(m);
             }
-            // GET /containers/json and the exec hijack: berth's SSH machine, berth's TLS
-            // machine, straight to the TLS port, the OpenSSH forward, the engine's own
-            // socket; the order rotates per round.
-            for side in (0..SIDES).map(|i| (i + round) % SIDES) {
+            // GET /containers/json and the exec hijack on every side; the order rotates
+            // per round.
+            for i in (0..sides.len()).map(|k| (k + round) % sides.len()).filter(|_| rows.json || rows.hijack) {
+                let side = sides[i];
                 let conn = || async {
                     Ok::<_, anyhow::Error>(match side {
-                        0 => Box::new(client::connect(berth_ssh.socket()).await?) as Box<dyn Io>,
-                        1 => Box::new(client::connect(berth_tls.socket()).await?),
-                        2 => Box::new(connect_tls(&tls_client, &far_tls, far_addr).await?),
-                        3 => Box::new(client::connect(forward.socket()).await?),
-                        4 => Box::new(client::connect(far.socket()).await?),
-                        _ => Box::new(in_process.connect().await?),
+                        Side::BerthSsh => Box::new(client::connect(berth_ssh.socket()).await?) as Box<dyn Io>,
+                        Side::BerthTls => Box::new(client::connect(berth_tls.socket()).await?),
+                        Side::TlsDirect => Box::new(connect_tls(&tls_client, &far_tls, far_addr).await?),
+                        Side::SshL => Box::new(client::connect(forward.as_ref().context("no forward")?.socket()).await?),
+                        Side::SocatSshL => Box::new(client::connect(socat.as_ref().context("no socat")?.socket()).await?),
+                        Side::Unix => Box::new(client::connect(far.socket()).await?),
+                        Side::InProcess => Box::new(in_process.connect().await?),
                     })
                 };
                 let procs = Processes {
                     berth: match side {
-                        0 => Some(berth_ssh.pid()),
-                        1 => Some(berth_tls.pid()),
+                        Side::BerthSsh => Some(berth_ssh.pid()),
+                        Side::BerthTls => Some(berth_tls.pid()),
                         _ => None,
                     },
-                    ssh: (side == 3).then(|| forward.pid()),
+                    ssh: matches!(side, Side::SshL | Side::SocatSshL)
+                        .then(|| forward.as_ref().map(OpenSshForward::pid))
+                        .flatten(),
+                    socat: (side == Side::SocatSshL)
+                        .then(|| socat.as_ref().map(Forwarder::pid))
+                        .flatten(),
                     netns: far.netns(),
                     dockerd: far.dockerd_pid(),
                 };
-                let before = procs.cpu();
-                let p50 = list_p50(conn().await?, p.requests).await?;
-                let spent = procs.cpu().since(&before, p.requests);
-                cpu[side].push(spent);
-                let secs = exec_hijack(conn().await?, conn().await?, &exec_box, p.hijack_bytes).await?;
-                eprintln!(
-                    "[{}/{}] {}: json p50 {p50:.0} µs (CPU per GET: {spent}), hijack {:.0} MiB/s",
-                    round + 1,
-                    p.rounds,
-                    SIDE_NAMES[side],
-                    p.hijack_bytes as f64 / (1 << 20) as f64 / secs
-                );
-                json[side].push(p50);
-                hijack[side].push(secs);
+                let mut line = format!("[{}/{}] {}:", round + 1, p.rounds, side.name());
+                if rows.json {
+                    // Connected first: the CPU counted is the GETs' alone.
+                    let io = conn().await?;
+                    let before = procs.cpu();
+                    let (p50, io) = list_p50(io, p.requests).await?;
+                    let spent = procs.cpu().since(&before, p.requests as f64);
+                    drop(io);
+                    line.push_str(&format!(" json p50 {p50:.0} µs (CPU per GET: {spent})"));
+                    json[i].push(p50);
+                    cpu_get[i].push(spent);
+                }
+                if rows.hijack {
+                    let setup = conn().await?;
+                    let mut io = conn().await?;
+                    let before = procs.cpu();
+                    let secs = exec_hijack(setup, &mut io, &exec_box, p.hijack_bytes).await?;
+                    let spent = procs.cpu().since(&before, mib as f64);
+                    drop(io);
+                    line.push_str(&format!(
+                        " hijack {:.0} MiB/s (CPU per MiB: {spent})",
+                        mib as f64 / secs
+                    ));
+                    hijack[i].push(secs);
+                    cpu_mib[i].push(spent);
+                }
+                eprintln!("{line}");
             }
             // Placement vs an explicit platform, same berth and machines.
             let create_body = Bytes::from_static(CREATE_BODY.as_bytes());
-            for side in order(flip) {
+            for side in order(flip).into_iter().filter(|_| rows.create) {
                 let query = if side == 0 { "" } else { "?platform=linux%2Famd64" };
                 let p50 = client::create_p50(berth_three.socket(), berth_three.socket(), query, &create_body, p.creates).await?;
                 eprintln!("[{}/{}] create {} p50 {p50:.0} µs", round + 1, p.rounds, ["placed", "platform"][side]);
@@ -247,67 +291,162 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
             }
         }
         let ratio = |a: &[f64], b: &[f64]| median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>());
-        let ps_speedup = ratio(&ps.1, &ps.0);
-        let json_ratio = ratio(&json[0], &json[2]);
-        let hijack_ratio = ratio(&hijack[0], &hijack[2]);
-        let json_tls_ratio = ratio(&json[1], &json[2]);
-        let hijack_tls_ratio = ratio(&hijack[1], &hijack[2]);
-        let json_fwd_ratio = ratio(&json[3], &json[2]);
-        let hijack_fwd_ratio = ratio(&hijack[3], &hijack[2]);
-        let json_unix_ratio = ratio(&json[4], &json[2]);
-        let json_own_ratio = ratio(&json[5], &json[2]);
-        let hijack_own_ratio = ratio(&hijack[5], &hijack[2]);
-        let hijack_unix_ratio = ratio(&hijack[4], &hijack[2]);
-        let create_ratio = ratio(&create.0, &create.1);
         let within = |r: f64| if (0.8..=1.3).contains(&r) { "pass" } else { "FAIL" };
-        let mib = p.hijack_bytes >> 20;
-        Ok(format!(
-            "| row | berth | other side | ratio | target | verdict |\n|---|---|---|---|---|---|\n\
-             | `docker ps` wall time, median of {runs} runs (ms): berth's SSH machine vs `docker -H ssh://` | {:.1} | {:.1} | berth {ps_speedup:.1}× faster | ≥ 10× faster | {} |\n\
-             | `GET /containers/json` p50 µs: berth's SSH machine vs the engine's TLS port | {:.0} | {:.0} | {json_ratio:.2}× | 0.8× to 1.3× | {} |\n\
-             | {mib} MiB exec hijack (s): berth's SSH machine vs the engine's TLS port | {:.2} | {:.2} | {hijack_ratio:.2}× | 0.8× to 1.3× | {} |\n\
-             | `GET /containers/json` p50 µs: berth's TLS machine vs the engine's TLS port | {:.0} | {:.0} | {json_tls_ratio:.2}× | (none) | |\n\
-             | {mib} MiB exec hijack (s): berth's TLS machine vs the engine's TLS port | {:.2} | {:.2} | {hijack_tls_ratio:.2}× | (none) | |\n\
-             | split: `GET /containers/json` p50 µs: OpenSSH `ssh -L` forward (no berth) vs the engine's TLS port | {:.0} | {:.0} | {json_fwd_ratio:.2}× | (none) | |\n\
-             | split: {mib} MiB exec hijack (s): OpenSSH `ssh -L` forward (no berth) vs the engine's TLS port | {:.2} | {:.2} | {hijack_fwd_ratio:.2}× | (none) | |\n\
-             | split: `GET /containers/json` p50 µs: the engine's own Unix socket vs its TLS port | {:.0} | {:.0} | {json_unix_ratio:.2}× | (none) | |\n\
-             | split: {mib} MiB exec hijack (s): the engine's own Unix socket vs its TLS port | {:.2} | {:.2} | {hijack_unix_ratio:.2}× | (none) | |\n\
-             | split: `GET /containers/json` p50 µs: berth's SSH client in the benchmark's process (sshd, no gateway) vs the engine's TLS port | {:.0} | {:.0} | {json_own_ratio:.2}× | (none) | |\n\
-             | split: {mib} MiB exec hijack (s): berth's SSH client in the benchmark's process (sshd, no gateway) vs the engine's TLS port | {:.2} | {:.2} | {hijack_own_ratio:.2}× | (none) | |\n\
-             | `POST /containers/create` p50 µs: placed among three machines vs `platform=` | {:.0} | {:.0} | {create_ratio:.3}× | ≤ 1.1× | {} |\n\n\
-             {}\n\
-             Median over {rounds} rounds of the per-round ratio ({runs} `docker ps` per side, {req} GETs on one kept-alive connection, {creates} creates per side and round, each removed after it is timed).\n",
-            median(&ps.0), median(&ps.1), if ps_speedup >= 10.0 { "pass" } else { "FAIL" },
-            median(&json[0]), median(&json[2]), within(json_ratio),
-            median(&hijack[0]), median(&hijack[2]), within(hijack_ratio),
-            median(&json[1]), median(&json[2]),
-            median(&hijack[1]), median(&hijack[2]),
-            median(&json[3]), median(&json[2]),
-            median(&hijack[3]), median(&hijack[2]),
-            median(&json[4]), median(&json[2]),
-            median(&hijack[4]), median(&hijack[2]),
-            median(&json[5]), median(&json[2]),
-            median(&hijack[5]), median(&hijack[2]),
-            median(&create.0), median(&create.1), if create_ratio <= 1.1 { "pass" } else { "FAIL" },
-            cpu_table(&cpu),
-            runs = p.ps_runs, rounds = p.rounds, req = p.requests, creates = p.creates,
-        ))
+        let mut out = String::from("| row | berth | other side | ratio | target | verdict |\n|---|---|---|---|---|---|\n");
+        if rows.ps {
+            let speedup = ratio(&ps.1, &ps.0);
+            out.push_str(&format!(
+                "| `docker ps` wall time, median of {} runs (ms): berth's SSH machine vs `docker -H ssh://` | {:.1} | {:.1} | berth {speedup:.1}× faster | ≥ 10× faster | {} |\n",
+                p.ps_runs, median(&ps.0), median(&ps.1), if speedup >= 10.0 { "pass" } else { "FAIL" },
+            ));
+        }
+        let tls = sides.iter().position(|s| *s == Side::TlsDirect).expect("always a side");
+        for (what, samples, digits, on) in [
+            ("`GET /containers/json` p50 µs", &json, 0, rows.json),
+            (&*format!("{mib} MiB exec hijack (s)"), &hijack, 2, rows.hijack),
+        ] {
+            for (i, side) in sides.iter().enumerate().filter(|(_, s)| on && **s != Side::TlsDirect) {
+                let r = ratio(&samples[i], &samples[tls]);
+                let (target, verdict) = if *side == Side::BerthSsh {
+                    ("0.8× to 1.3×", within(r))
+                } else {
+                    ("(none)", "")
+                };
+                out.push_str(&format!(
+                    "| {}{what}: {} vs the engine's TLS port | {:.digits$} | {:.digits$} | {r:.2}× | {target} | {verdict} |\n",
+                    if *side == Side::BerthSsh || *side == Side::BerthTls { "" } else { "split: " },
+                    side.label(),
+                    median(&samples[i]),
+                    median(&samples[tls]),
+                ));
+            }
+        }
+        if rows.create {
+            let r = ratio(&create.0, &create.1);
+            out.push_str(&format!(
+                "| `POST /containers/create` p50 µs: placed among three machines vs `platform=` | {:.0} | {:.0} | {r:.3}× | ≤ 1.1× | {} |\n",
+                median(&create.0), median(&create.1), if r <= 1.1 { "pass" } else { "FAIL" },
+            ));
+        }
+        if rows.json {
+            out.push_str(&cpu_table("CPU per `GET /containers/json` (µs, median of rounds)", &sides, &cpu_get));
+        }
+        if rows.hijack {
+            out.push_str(&cpu_table(&format!("CPU per MiB of the {mib} MiB hijack (µs, median of rounds)"), &sides, &cpu_mib));
+        }
+        out.push_str(&format!(
+            "\nMedian over {} rounds of the per-round ratio ({} `docker ps` per side, {} GETs on one kept-alive connection, {} creates per side and round, each removed after it is timed).\n",
+            p.rounds, p.ps_runs, p.requests, p.creates,
+        ));
+        Ok(out)
     })
 }
 
-/// The sides of the json and hijack rows: berth's SSH machine, berth's TLS machine,
-/// the engine's TLS port, the OpenSSH forward, the engine's Unix socket.
-const SIDES: usize = 6;
+/// The rows `--only` picks.
+struct Rows {
+    ps: bool,
+    json: bool,
+    hijack: bool,
+    create: bool,
+}
 
-/// The names of the sides, in the order of [`SIDES`].
-const SIDE_NAMES: [&str; SIDES] = [
-    "berth ssh",
-    "berth tls",
-    "TLS direct",
-    "ssh -L",
-    "unix direct",
-    "in-process ssh",
-];
+impl Rows {
+    fn of(only: &[String]) -> Result<Self> {
+        for o in only {
+            if !["ps", "json", "hijack", "create"].contains(&o.as_str()) {
+                bail!("--only with --remote: ps, json, hijack or create, not {o:?}");
+            }
+        }
+        let on = |row: &str| only.is_empty() || only.iter().any(|o| o == row);
+        Ok(Self {
+            ps: on("ps"),
+            json: on("json"),
+            hijack: on("hijack"),
+            create: on("create"),
+        })
+    }
+}
+
+/// A side of the json and hijack rows; each is measured against [`Side::TlsDirect`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// berth whose machine is the far engine over SSH (the row with the target).
+    BerthSsh,
+    /// berth whose machine is the far engine's TLS port.
+    BerthTls,
+    /// Straight to the engine's TLS port.
+    TlsDirect,
+    /// OpenSSH's `ssh -L` forward to the same sshd.
+    SshL,
+    /// socat in front of that forward.
+    SocatSshL,
+    /// The far engine's own Unix socket.
+    Unix,
+    /// berth's SSH client in the benchmark's process.
+    InProcess,
+}
+
+impl Side {
+    const ALL: [Side; 7] = [
+        Side::BerthSsh,
+        Side::BerthTls,
+        Side::TlsDirect,
+        Side::SshL,
+        Side::SocatSshL,
+        Side::Unix,
+        Side::InProcess,
+    ];
+
+    /// The name `--sides` takes.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Side::BerthSsh => "berth-ssh",
+            Side::BerthTls => "berth-tls",
+            Side::TlsDirect => "tls",
+            Side::SshL => "ssh-l",
+            Side::SocatSshL => "socat-ssh-l",
+            Side::Unix => "unix",
+            Side::InProcess => "in-process-ssh",
+        }
+    }
+
+    /// What the side is, in the report.
+    fn label(self) -> &'static str {
+        match self {
+            Side::BerthSsh => "berth's SSH machine",
+            Side::BerthTls => "berth's TLS machine",
+            Side::TlsDirect => "the engine's TLS port",
+            Side::SshL => "OpenSSH `ssh -L` forward (no berth)",
+            Side::SocatSshL => {
+                "socat in front of the OpenSSH `ssh -L` forward (sshd and one forwarding process, no berth)"
+            }
+            Side::Unix => "the engine's own Unix socket",
+            Side::InProcess => {
+                "berth's SSH client in the benchmark's process (sshd, no gateway)"
+            }
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Result<Side> {
+        Side::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .with_context(|| {
+                format!(
+                    "--sides: one of {}, not {name:?}",
+                    Side::ALL.map(Side::name).join(", ")
+                )
+            })
+    }
+
+    /// The sides to run, in [`Side::ALL`]'s order, the TLS port always among them.
+    fn chosen(wanted: &[Side]) -> Vec<Side> {
+        Side::ALL
+            .into_iter()
+            .filter(|s| wanted.is_empty() || *s == Side::TlsDirect || wanted.contains(s))
+            .collect()
+    }
+}
 
 /// berth's SSH client in this process: a channel per connection to the far engine's
 /// socket over one SSH connection, as berth's SSH machine opens them.
@@ -344,15 +483,20 @@ struct Processes<'a> {
     berth: Option<u32>,
     /// The OpenSSH forward's local `ssh`.
     ssh: Option<u32>,
+    /// socat's listener; its per-connection children are counted while they live.
+    socat: Option<u32>,
     /// The far engine's namespace: its sshd processes.
     netns: &'a str,
     dockerd: u32,
 }
 
-/// CPU time (s), or per GET (µs) once [`Cpu::since`] made it so.
+/// CPU time (s), or per unit (µs) once [`Cpu::since`] made it so.
 #[derive(Clone, Copy, Debug, Default)]
 struct Cpu {
+    /// The benchmark's own process (the client; berth's SSH client on the in-process side).
+    bench: f64,
     berth: f64,
+    socat: f64,
     ssh: f64,
     sshd: f64,
     dockerd: f64,
@@ -362,7 +506,15 @@ impl Processes<'_> {
     fn cpu(&self) -> Cpu {
         let of = |pid: Option<u32>| pid.and_then(|p| procfs::cpu_secs(p, false)).unwrap_or(0.0);
         Cpu {
+            bench: of(Some(std::process::id())),
             berth: of(self.berth),
+            socat: self.socat.map_or(0.0, |p| {
+                procfs::cpu_secs(p, true).unwrap_or(0.0)
+                    + procfs::children(p)
+                        .into_iter()
+                        .filter_map(|c| procfs::cpu_secs(c, false))
+                        .sum::<f64>()
+            }),
             ssh: of(self.ssh),
             sshd: sshd_pids(self.netns)
                 .into_iter()
@@ -374,11 +526,13 @@ impl Processes<'_> {
 }
 
 impl Cpu {
-    /// µs per request between `before` and now (`self`).
-    fn since(&self, before: &Cpu, requests: usize) -> Cpu {
-        let per = |now: f64, then: f64| (now - then).max(0.0) * 1e6 / requests as f64;
+    /// µs per unit (a GET, a MiB) between `before` and now (`self`).
+    fn since(&self, before: &Cpu, units: f64) -> Cpu {
+        let per = |now: f64, then: f64| (now - then).max(0.0) * 1e6 / units;
         Cpu {
+            bench: per(self.bench, before.bench),
             berth: per(self.berth, before.berth),
+            socat: per(self.socat, before.socat),
             ssh: per(self.ssh, before.ssh),
             sshd: per(self.sshd, before.sshd),
             dockerd: per(self.dockerd, before.dockerd),
@@ -390,23 +544,25 @@ impl std::fmt::Display for Cpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "berth {:.0} µs, ssh {:.0}, sshd {:.0}, dockerd {:.0}",
-            self.berth, self.ssh, self.sshd, self.dockerd
+            "bench {:.0} µs, berth {:.0}, socat {:.0}, ssh {:.0}, sshd {:.0}, dockerd {:.0}",
+            self.bench, self.berth, self.socat, self.ssh, self.sshd, self.dockerd
         )
     }
 }
 
-/// The CPU split of a GET per side, medians over the rounds.
-fn cpu_table(cpu: &[Vec<Cpu>; SIDES]) -> String {
-    let mut out = String::from(
-        "\n| CPU per `GET /containers/json` (µs, median of rounds) | berth | local `ssh` | sshd | dockerd |\n|---|---|---|---|---|\n",
+/// The CPU split per side, medians over the rounds.
+fn cpu_table(title: &str, sides: &[Side], cpu: &[Vec<Cpu>]) -> String {
+    let mut out = format!(
+        "\n| {title} | benchmark (client) | berth | socat | local `ssh` | sshd | dockerd |\n|---|---|---|---|---|---|---|\n"
     );
-    for (side, rounds) in cpu.iter().enumerate() {
+    for (side, rounds) in sides.iter().zip(cpu) {
         let m = |f: fn(&Cpu) -> f64| median(&rounds.iter().map(f).collect::<Vec<_>>());
         out.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
-            SIDE_NAMES[side],
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
+            side.name(),
+            m(|c| c.bench),
             m(|c| c.berth),
+            m(|c| c.socat),
             m(|c| c.ssh),
             m(|c| c.sshd),
             m(|c| c.dockerd)
@@ -545,10 +701,11 @@ async fn connect_tls(
         .await?)
 }
 
-/// p50 (µs) of `n` `GET /containers/json` on one kept-alive connection.
-async fn list_p50(io: Box<dyn Io>, n: usize) -> Result<f64> {
+/// p50 (µs) of `n` `GET /containers/json` on one kept-alive connection, and the
+/// connection (still open, so its processes are still there to be counted).
+async fn list_p50(io: Box<dyn Io>, n: usize) -> Result<(f64, OpenConnection)> {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    tokio::spawn(async move {
+    let conn = tokio::spawn(async move {
         let _ = conn.await;
     });
     let uri: http::Uri = "/v1.41/containers/json".parse()?;
@@ -566,14 +723,32 @@ async fn list_p50(io: Box<dyn Io>, n: usize) -> Result<f64> {
         res.into_body().collect().await?;
         times.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    Ok(percentile(&mut times, 50.0))
+    Ok((
+        percentile(&mut times, 50.0),
+        OpenConnection {
+            task: conn,
+            _sender: sender,
+        },
+    ))
+}
+
+/// A client connection kept open; closed when dropped.
+struct OpenConnection {
+    task: tokio::task::JoinHandle<()>,
+    _sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Seconds for `bytes` of an exec's stdout through a hijacked `exec start` on `io`
 /// (the exec is created on `setup`).
 async fn exec_hijack(
     setup: Box<dyn Io>,
-    io: Box<dyn Io>,
+    io: &mut Box<dyn Io>,
     container: &str,
     bytes: u64,
 ) -> Result<f64> {
@@ -600,7 +775,6 @@ async fn exec_hijack(
         .as_str()
         .context("no exec Id")?
         .to_owned();
-    let mut io: Pin<Box<dyn Io>> = Box::into_pin(io);
     let start = r#"{"Detach":false,"Tty":false}"#;
     let head = format!(
         "POST /v1.41/exec/{id}/start HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {}\r\n\r\n{start}",
