@@ -147,7 +147,10 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
 
     let rows = Rows::of(&p.only)?;
     let sides = Side::chosen(&p.sides);
-    let forward = if sides.iter().any(|s| matches!(s, Side::SshL | Side::SocatSshL)) {
+    let forward = if sides
+        .iter()
+        .any(|s| matches!(s, Side::SshL | Side::SocatSshL))
+    {
         Some(OpenSshForward::start(
             &wrapper,
             &dir.join("forward.sock"),
