@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what berth needs to build, run and test, when it is missing (Debian, as root).
-#   scripts/deps.sh          runtime + build + tests: docker.io, iproute2, util-linux, busybox-static, socat, openssh-server, openssl,
+#   scripts/deps.sh          runtime + build + tests: docker.io, iproute2, util-linux, busybox-static, socat, openssh-server, openssl, docker-registry,
 #                            qemu-system-x86 + linux-image-amd64 + e2fsprogs + xz-utils (vm machines), a Rust toolchain
 #   scripts/deps.sh --bench  also haproxy (with socat, the classic forwarders the benchmark compares against)
 set -euo pipefail
@@ -25,6 +25,8 @@ need ssh || pkgs+=(openssh-client)
 need openssl || pkgs+=(openssl)
 # The service test hands berth its listener as systemd does (systemd-socket-activate).
 need systemd-socket-activate || pkgs+=(systemd)
+# Tenants' pulls: a registry the test engine pulls from (crates/berth-test's TestRegistry).
+need docker-registry || pkgs+=(docker-registry)
 # Compose projects placed on one machine (remote machines' tests).
 need docker-compose || pkgs+=(docker-compose)
 # vm machines: QEMU, and Debian's kernel that berth builds the guest image from (its

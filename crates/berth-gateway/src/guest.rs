@@ -216,6 +216,19 @@ impl Guest {
         path: &str,
         json: Option<Bytes>,
     ) -> Result<(StatusCode, Bytes), GatewayError> {
+        self.request_headed(method, path, json, http::HeaderMap::new())
+            .await
+    }
+
+    /// [`Guest::request_with`] with `headers` added (a client's `X-Registry-Auth`
+    /// for a request berth makes on its behalf).
+    pub async fn request_headed(
+        &self,
+        method: http::Method,
+        path: &str,
+        json: Option<Bytes>,
+        headers: http::HeaderMap,
+    ) -> Result<(StatusCode, Bytes), GatewayError> {
         use http_body_util::BodyExt;
         let uri: http::Uri = path
             .parse()
@@ -223,6 +236,9 @@ impl Guest {
         let mut builder = Request::builder().method(method).uri(guest_uri_from(&uri));
         if json.is_some() {
             builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(h) = builder.headers_mut() {
+            h.extend(headers);
         }
         let req = builder
             .body(Either::Right(Full::new(json.unwrap_or_default())))

@@ -19,6 +19,7 @@ mod containers;
 mod images;
 mod lookup;
 mod names;
+mod pull;
 mod query;
 mod set;
 
@@ -86,6 +87,8 @@ enum AnswerKind {
     Created(Arc<Tenant>, Arc<Guest>, Arc<TenantSet>),
     /// The event stream: names mapped line by line as events arrive.
     Events,
+    /// A pull: the image made the tenant's when it ends.
+    Pulled(Box<pull::Pulling>),
 }
 
 /// `filters=…` (URL-encoded) selecting what tenant `name` owns: for the daemon's own
@@ -138,7 +141,7 @@ enum Plan<'p> {
     Image(&'p str, &'p str),
     ImagePrune,
     ImageLoad,
-    /// `POST /images/create`: an import (a pull is refused).
+    /// `POST /images/create`: a pull (`fromImage`) or an import.
     ImageCreate,
     Build,
     Commit,
@@ -508,12 +511,14 @@ async fn scope_inner(
             forward(None, AnswerKind::Made(Arc::clone(set), false))
         }
         Plan::ImageCreate => {
-            if query::get(query, "fromImage").is_some_and(|f| !f.is_empty()) {
-                return Err(refused(
-                    tenant,
-                    "pulling is not available to tenants (a pull names the image on the engine for everyone); import, load or build it",
-                )
-                .into());
+            if let Some(from) = query::get(query, "fromImage").filter(|f| !f.is_empty()) {
+                let headers = req.headers().clone();
+                return match pull::prepare(&lookup, set, &headers, &from, query).await? {
+                    pull::Prepared::Answer(res) => Err(Early::Answer(Box::new(res))),
+                    pull::Prepared::Pull(q, pulling) => {
+                        forward(Some(uri(&path, Some(&q))?), AnswerKind::Pulled(Box::new(pulling)))
+                    }
+                };
             }
             let q = scoped_repo(tenant, set, query)?;
             forward(
@@ -913,6 +918,23 @@ impl AnswerMap {
         self,
         res: Response<ResponseBody>,
     ) -> Result<Response<ClientBody>, GatewayError> {
+        match self.kind {
+            AnswerKind::Pulled(pulling) => Ok(pulling.answer(res)),
+            kind => {
+                let map = AnswerMap {
+                    tenant: self.tenant,
+                    kind,
+                };
+                map.finish_whole(res).await
+            }
+        }
+    }
+
+    /// [`AnswerMap::finish`] of every answer but a pull's.
+    async fn finish_whole(
+        self,
+        res: Response<ResponseBody>,
+    ) -> Result<Response<ClientBody>, GatewayError> {
         if let (AnswerKind::Created(tenant, _, set), StatusCode::NOT_FOUND) =
             (&self.kind, res.status())
         {
@@ -975,7 +997,10 @@ impl AnswerMap {
             ));
         };
         match &self.kind {
-            AnswerKind::Pass | AnswerKind::Events | AnswerKind::Made(..) => {}
+            AnswerKind::Pass
+            | AnswerKind::Events
+            | AnswerKind::Made(..)
+            | AnswerKind::Pulled(_) => {}
             AnswerKind::Created(tenant, guest, set) => {
                 let id = value["Id"].as_str().unwrap_or_default();
                 set.containers().add(tenant.name(), id);

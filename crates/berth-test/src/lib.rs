@@ -13,6 +13,7 @@
 //!   ([`gateway`]: guests for it, and an async client).
 //! - [`TestCerts`], [`TestSshd`]: make an engine a remote machine (mutual TLS on a
 //!   namespace address, or only an sshd there), after [`TestEngine::link_to_host`].
+//! - [`TestRegistry`]: a registry (Debian's docker-registry) the engine pulls from.
 //! - [`DockerCli`]: the real docker CLI against one socket, with a timeout.
 //! - [`wire`]: raw HTTP/1.1 over a Unix socket, for wire-level checks.
 //! - [`mutate`]: the mutation loop of the stable fuzz stand-ins.
@@ -36,6 +37,7 @@ mod images;
 mod managed;
 pub mod mutate;
 pub mod procfs;
+mod registry;
 mod remote;
 mod watchdog;
 pub mod wire;
@@ -47,6 +49,7 @@ pub use engine::{link_addresses, TestEngine};
 pub use gateway::TestGateway;
 pub use images::busybox_rootfs_tar;
 pub use managed::ManagedBerth;
+pub use registry::{TestRegistry, REGISTRY_ADDR};
 pub use remote::{TestCerts, TestSshd};
 
 /// `docker run` flags that let the host's `socat` run in a busybox container (its

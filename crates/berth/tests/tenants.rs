@@ -1019,3 +1019,136 @@ fn tenants_added_at_run_time_outlive_a_restart() {
     );
     assert!(!tp.run(&["ps"]).success());
 }
+
+/// A tenant's `docker pull` from a real registry (Debian's docker-registry in the
+/// engine's namespace, the image pushed there directly, not through berth): the image
+/// is the tenant's under the name it pulled (images, inspect, run), another tenant's
+/// is not, two tenants pulling the same reference at once both get it, an engine name
+/// the admin has is never moved, a shared name is not pulled for a tenant, and nothing
+/// is left under the registry's names on the engine; `berth tenant rm` removes it.
+#[test]
+fn a_tenants_pull_is_its_own_and_names_nothing_on_the_engine() {
+    let engine = &setup().fronted.engine;
+    let _registry = berth_test::TestRegistry::start(engine).expect("registry");
+    let d = direct();
+    let remote = |tag: &str| format!("{}/bt/pulled:{tag}", berth_test::REGISTRY_ADDR);
+    // An image the engine does not have, in the registry as :1, :2 and :3.
+    d.run(&[
+        "run",
+        "--name",
+        "bt-ten-pushed",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo pulled > /pulled",
+    ])
+    .ok();
+    d.run(&["commit", "bt-ten-pushed", &remote("1")]).ok();
+    d.run(&["rm", "bt-ten-pushed"]).ok();
+    let pushed = d
+        .run(&["image", "inspect", "-f", "{{.Id}}", &remote("1")])
+        .ok()
+        .trim()
+        .to_owned();
+    for t in ["2", "3"] {
+        d.run(&["tag", &remote("1"), &remote(t)]).ok();
+    }
+    for t in ["1", "2", "3"] {
+        d.run(&["push", &remote(t)]).ok();
+        d.run(&["rmi", &remote(t)]).ok();
+    }
+    assert!(!d.run(&["image", "inspect", &pushed]).success());
+    // The admin's own :3 on the engine: another image.
+    d.run(&["tag", IMAGE, &remote("3")]).ok();
+    let busybox = d
+        .run(&["image", "inspect", "-f", "{{.Id}}", IMAGE])
+        .ok()
+        .trim()
+        .to_owned();
+    for t in ["pa", "pb"] {
+        let sock = setup().dir.join(format!("{t}.sock"));
+        let add = berth_cmd(&["add", t, "--socket", &sock.display().to_string()]);
+        assert!(add.success(), "{add}");
+    }
+    let (pa, pb) = (tenant("pa"), tenant("pb"));
+    let id_in = |cli: &DockerCli, r: &str| {
+        cli.run(&["image", "inspect", "-f", "{{.Id}}", r])
+            .ok()
+            .trim()
+            .to_owned()
+    };
+    // Two tenants pull the same reference at once.
+    std::thread::scope(|s| {
+        let pulls = [&pa, &pb].map(|cli| s.spawn(|| cli.run(&["pull", &remote("1")])));
+        for pull in pulls {
+            let out = pull.join().unwrap();
+            assert!(
+                out.ok().contains(&format!("image for {}", remote("1"))),
+                "{out}"
+            );
+            assert!(
+                !out.stdout.contains("berth.tenant") && !out.stdout.contains("@sha256"),
+                "{out}"
+            );
+        }
+    });
+    for cli in [&pa, &pb] {
+        assert_eq!(id_in(cli, &remote("1")), pushed);
+        let images = cli.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+        assert!(lines(&images).contains(&remote("1")), "{images}");
+        let run = cli.run(&["run", "--rm", &remote("1"), "cat", "/pulled"]);
+        assert_eq!(run.ok().trim(), "pulled");
+    }
+    // `docker run` pulls what is missing; the other tenant does not see it.
+    let run = pb.run(&["run", "--rm", &remote("2"), "cat", "/pulled"]);
+    assert_eq!(run.ok().trim(), "pulled", "{run}");
+    assert_missing(&pa, &["image", "inspect", &remote("2")], "No such image");
+    // The admin's :3 stays the admin's; the tenant's :3 is the registry's.
+    pa.run(&["pull", &remote("3")]).ok();
+    assert_eq!(id_in(&pa, &remote("3")), pushed);
+    assert_eq!(id_in(&d, &remote("3")), busybox);
+    // A shared name is the admin's to pull: the tenant keeps using it.
+    let shared = pa.run(&["pull", IMAGE]);
+    assert!(shared.ok().contains("shared image"), "{shared}");
+    assert_eq!(id_in(&d, IMAGE), busybox);
+    // What dockerd refuses, refused; digests and every tag refused by berth.
+    let missing = pa.run(&["pull", &remote("nope")]);
+    assert!(
+        !missing.success() && !missing.stderr.contains("berth.tenant"),
+        "{missing}"
+    );
+    let digest = pa.run(&[
+        "pull",
+        &format!(
+            "{}/bt/pulled@sha256:{}",
+            berth_test::REGISTRY_ADDR,
+            "0".repeat(64)
+        ),
+    ]);
+    assert!(digest.stderr.contains("by digest"), "{digest}");
+    // Nothing under the registry's names on the engine but the admin's :3.
+    let named = d.run(&[
+        "images",
+        "--digests",
+        "--format",
+        "{{.Repository}}:{{.Tag}}@{{.Digest}}",
+    ]);
+    let registry_names: Vec<String> = lines(&named)
+        .into_iter()
+        .filter(|l| l.starts_with(berth_test::REGISTRY_ADDR))
+        .collect();
+    assert_eq!(
+        registry_names,
+        [format!("{}@<none>", remote("3"))],
+        "{named}"
+    );
+    // rmi in one tenant leaves the other's; `tenant rm` leaves nothing pulled.
+    pa.run(&["rmi", &remote("1")]).ok();
+    assert_missing(&pa, &["image", "inspect", &remote("1")], "No such image");
+    assert_eq!(id_in(&pb, &remote("1")), pushed);
+    for t in ["pa", "pb"] {
+        assert!(berth_cmd(&["rm", t]).success());
+    }
+    assert!(!d.run(&["image", "inspect", &pushed]).success());
+    d.run(&["rmi", &remote("3")]).ok();
+}

@@ -26,9 +26,11 @@ fn prefix(tenant: &str) -> String {
 }
 
 /// The engine name of the tenant's image reference `reference` (`app`, `app:1`,
-/// `docker.io/library/app`, `ghcr.io/x/y@sha256:…`): `berth.tenant/<tenant>/<familiar
-/// path>[:tag][@digest]`. `None` for what cannot be named in the namespace (empty, a
-/// registry with a port).
+/// `docker.io/library/app`, `ghcr.io/x/y@sha256:…`, `127.0.0.1:5000/x`):
+/// `berth.tenant/<tenant>/<familiar path>[:tag][@digest]`, a registry's port written
+/// `host__port` (a path component cannot hold ':'). `None` for what cannot be named in
+/// the namespace (empty; an uppercase registry; a first component already spelled
+/// `…__<digits>`, which would read back as a port).
 pub(crate) fn inward(tenant: &str, reference: &str) -> Option<String> {
     // The name ends at a digest, or at the last ':' after the last '/' (a tag).
     let name_end = reference.find('@').unwrap_or(reference.len());
@@ -37,29 +39,59 @@ pub(crate) fn inward(tenant: &str, reference: &str) -> Option<String> {
         _ => name_end,
     };
     let (name, rest) = reference.split_at(name_end);
+    let first = name.split('/').next().unwrap_or_default();
+    if name.contains('/') && escaped_port(first).is_some() {
+        return None;
+    }
     let path = match name.split_once('/') {
         Some((first, tail))
             if first.contains('.') || first.contains(':') || first == "localhost" =>
         {
-            match first {
-                "docker.io" | "index.docker.io" => tail,
-                _ if first.contains(':') => return None,
-                _ => name,
+            match first.split_once(':') {
+                _ if matches!(first, "docker.io" | "index.docker.io") => tail.to_owned(),
+                Some((host, port))
+                    if !port.is_empty()
+                        && port.bytes().all(|b| b.is_ascii_digit())
+                        && host == host.to_ascii_lowercase() =>
+                {
+                    format!("{host}__{port}/{tail}")
+                }
+                Some(_) => return None,
+                None => name.to_owned(),
             }
         }
-        _ => name,
+        _ => name.to_owned(),
     };
-    let path = path.strip_prefix("library/").unwrap_or(path);
+    let path = path.strip_prefix("library/").unwrap_or(&path);
     (!path.is_empty()).then(|| format!("{}{path}{rest}", prefix(tenant)))
 }
 
+/// `host__port` (a registry's port as the namespace writes it): where the `__` is.
+fn escaped_port(component: &str) -> Option<usize> {
+    let at = component.rfind("__")?;
+    let port = &component[at + 2..];
+    (at > 0 && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())).then_some(at)
+}
+
+/// A path in the tenant's namespace (what follows its prefix) as the tenant names it:
+/// a first component `host__port` is `host:port`.
+fn unescape(path: &str) -> std::borrow::Cow<'_, str> {
+    let first_end = path.find('/').unwrap_or(path.len());
+    match escaped_port(&path[..first_end]) {
+        // Only a registry (a first component followed by more path) has a port.
+        Some(at) if first_end < path.len() => format!("{}:{}", &path[..at], &path[at + 2..]).into(),
+        _ => path.into(),
+    }
+}
+
 /// The tenant's name for an engine reference in its namespace (`None`: not its).
-pub(crate) fn outward<'a>(tenant: &str, engine: &'a str) -> Option<&'a str> {
-    engine
+pub(crate) fn outward<'a>(tenant: &str, engine: &'a str) -> Option<std::borrow::Cow<'a, str>> {
+    let own = engine
         .strip_prefix(NAMESPACE)?
         .strip_prefix('/')?
         .strip_prefix(tenant)?
-        .strip_prefix('/')
+        .strip_prefix('/')?;
+    Some(unescape(own))
 }
 
 /// Whether an engine name (normalized as in `RepoTags`) is in some tenant's repository
@@ -72,7 +104,21 @@ pub(crate) fn in_namespace(engine: &str) -> bool {
 
 /// Text from the engine (build and load progress, errors) in the tenant's names.
 pub(crate) fn outward_text(tenant: &str, text: &str) -> String {
-    text.replace(&prefix(tenant), "")
+    let prefix = prefix(tenant);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&prefix) {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + prefix.len()..];
+        // The path runs to the first character no image reference holds.
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "._-/:@".contains(c)))
+            .unwrap_or(rest.len());
+        out.push_str(&unescape(&rest[..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn is_id(reference: &str) -> bool {
@@ -90,7 +136,7 @@ fn seen_tags(tenant: &Tenant, set: &TenantSet, tags: &Value) -> Vec<String> {
         // A nameless image's placeholder (dockerd 20.10's lists) shares nothing.
         .filter(|t| !is_placeholder(t))
         .filter_map(|t| match outward(tenant.name(), t) {
-            Some(own) => Some(own.to_owned()),
+            Some(own) => Some(own.into_owned()),
             None => set.is_shared_name(t).then(|| t.to_owned()),
         })
         .collect()
@@ -136,7 +182,7 @@ pub(crate) fn view(tenant: &Tenant, set: &TenantSet, image: &mut Value) -> bool 
         .collect();
     let mut digests: Vec<String> = strings(&image["RepoDigests"])
         .filter_map(|d| match outward(tenant.name(), d) {
-            Some(own) => Some(own.to_owned()),
+            Some(own) => Some(own.into_owned()),
             None => {
                 let repo = d.split('@').next().unwrap_or_default();
                 repos.contains(repo).then(|| d.to_owned())
@@ -558,9 +604,35 @@ mod tests {
         ] {
             assert_eq!(inward("ci", given).as_deref(), Some(engine), "{given}");
         }
-        assert_eq!(inward("ci", "localhost:5000/x"), None);
+        assert_eq!(
+            inward("ci", "localhost:5000/x").as_deref(),
+            Some("berth.tenant/ci/localhost__5000/x")
+        );
+        assert_eq!(
+            inward("ci", "127.0.0.1:5000/t/bb:1").as_deref(),
+            Some("berth.tenant/ci/127.0.0.1__5000/t/bb:1")
+        );
+        assert_eq!(
+            outward("ci", "berth.tenant/ci/127.0.0.1__5000/t/bb:1").as_deref(),
+            Some("127.0.0.1:5000/t/bb:1")
+        );
+        assert_eq!(
+            outward_text("ci", "{\"x\":\"berth.tenant/ci/localhost__5000/x:1\"}"),
+            "{\"x\":\"localhost:5000/x:1\"}"
+        );
+        // The escaped spelling is not a name of its own (it would read back as a port).
+        assert_eq!(inward("ci", "127.0.0.1__5000/x"), None);
+        assert_eq!(inward("ci", "localhost__5000/x"), None);
+        assert_eq!(inward("ci", "Reg.io:5000/x"), None);
+        assert_eq!(
+            inward("ci", "app__1").as_deref(),
+            Some("berth.tenant/ci/app__1")
+        );
         assert_eq!(inward("ci", ""), None);
-        assert_eq!(outward("ci", "berth.tenant/ci/app:1"), Some("app:1"));
+        assert_eq!(
+            outward("ci", "berth.tenant/ci/app:1").as_deref(),
+            Some("app:1")
+        );
         assert_eq!(outward("ci", "berth.tenant/cix/app:1"), None);
         assert_eq!(outward("ci", "app:1"), None);
         assert_eq!(

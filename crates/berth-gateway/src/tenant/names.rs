@@ -188,7 +188,7 @@ fn container_common(tenant: &str, c: &mut Value) {
     for key in ["/Image", "/Config/Image"] {
         if let Some(image) = c.pointer_mut(key) {
             map_string(image, |s| {
-                super::images::outward(tenant, s).unwrap_or(s).to_owned()
+                super::images::outward(tenant, s).map_or_else(|| s.to_owned(), |o| o.into_owned())
             });
         }
     }

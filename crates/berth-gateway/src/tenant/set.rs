@@ -181,6 +181,8 @@ pub struct TenantSet {
     default_networks: Mutex<BTreeSet<String>>,
     /// Each tenant's containers by ID (what its lists ask dockerd for).
     containers: ContainerIds,
+    /// One tenants' pull of a repository at a time (`pull.rs`).
+    pulls: super::pull::PullLocks,
 }
 
 impl TenantSet {
@@ -199,6 +201,7 @@ impl TenantSet {
             images_file: None,
             default_networks: Mutex::new(BTreeSet::new()),
             containers: ContainerIds::default(),
+            pulls: Default::default(),
         }
     }
 
@@ -385,6 +388,10 @@ impl TenantSet {
         self.default_networks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn pulls(&self) -> &super::pull::PullLocks {
+        &self.pulls
     }
 
     pub(crate) fn containers(&self) -> &ContainerIds {
