@@ -515,9 +515,10 @@ async fn scope_inner(
                 let headers = req.headers().clone();
                 return match pull::prepare(&lookup, set, &headers, &from, query).await? {
                     pull::Prepared::Answer(res) => Err(Early::Answer(Box::new(res))),
-                    pull::Prepared::Pull(q, pulling) => {
-                        forward(Some(uri(&path, Some(&q))?), AnswerKind::Pulled(Box::new(pulling)))
-                    }
+                    pull::Prepared::Pull(q, pulling) => forward(
+                        Some(uri(&path, Some(&q))?),
+                        AnswerKind::Pulled(Box::new(pulling)),
+                    ),
                 };
             }
             let q = scoped_repo(tenant, set, query)?;
