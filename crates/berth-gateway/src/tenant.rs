@@ -16,6 +16,7 @@
 
 mod archive;
 mod containers;
+mod events;
 mod images;
 mod lookup;
 mod names;
@@ -85,8 +86,9 @@ enum AnswerKind {
     Made(Arc<TenantSet>, bool),
     /// A container was created: its limits are held to the tenant's quotas.
     Created(Arc<Tenant>, Arc<Guest>, Arc<TenantSet>),
-    /// The event stream: names mapped line by line as events arrive.
-    Events,
+    /// The event stream: names mapped line by line as events arrive, the tenant's
+    /// image events merged in.
+    Events(Option<Box<events::ImageEvents>>),
     /// A pull: the image made the tenant's when it ends.
     Pulled(Box<pull::Pulling>),
 }
@@ -169,6 +171,7 @@ const CONTAINER_OPS: &[(&str, &[Method])] = &[
     ("/resize", &[Method::POST]),
     ("/exec", &[Method::POST]),
     ("/rename", &[Method::POST]),
+    ("/update", &[Method::POST]),
     ("", &[Method::DELETE]),
 ];
 
@@ -364,7 +367,13 @@ async fn scope_inner(
         }
         Plan::Events => {
             let q = query::scoped_filters(query, name, None)?;
-            forward(Some(uri(&path, Some(&q))?), AnswerKind::Events)
+            let images = match query::image_events(query)? {
+                Some(iq) => events::open(&lookup, set, uri(&path, Some(&iq))?)
+                    .await?
+                    .map(Box::new),
+                None => None,
+            };
+            forward(Some(uri(&path, Some(&q))?), AnswerKind::Events(images))
         }
         Plan::ImageList => {
             let q = query::reference_filters(query, &|r| images::inward(name, r))?;
@@ -391,6 +400,12 @@ async fn scope_inner(
                         .into());
                     }
                 }
+            }
+            if op == "/update" {
+                let body = read_body(req).await?;
+                let model = parse(BodyKind::ContainerUpdate, &body)?;
+                within_quotas(tenant, &model.update_limits().unwrap_or_default())?;
+                hold(req, body.to_vec());
             }
             let q = if op == "/rename" {
                 let new = query::get(query, "name").unwrap_or_default();
@@ -947,9 +962,8 @@ impl AnswerMap {
         {
             return Ok(res.map(Either::Left));
         }
-        if matches!(self.kind, AnswerKind::Events) {
-            let tenant = self.tenant;
-            return Ok(map_lines(res, move |line| map_event(&tenant, line)));
+        if let AnswerKind::Events(images) = self.kind {
+            return Ok(events::answer(self.tenant, res, images.map(|i| *i)));
         }
         if let AnswerKind::Made(set, quiet) = self.kind {
             let tenant = self.tenant;
@@ -999,7 +1013,7 @@ impl AnswerMap {
         };
         match &self.kind {
             AnswerKind::Pass
-            | AnswerKind::Events
+            | AnswerKind::Events(_)
             | AnswerKind::Made(..)
             | AnswerKind::Pulled(_) => {}
             AnswerKind::Created(tenant, guest, set) => {
@@ -1086,19 +1100,6 @@ fn made_line(tenant: &str, set: &TenantSet, quiet: bool, line: &[u8]) -> Bytes {
     Bytes::from(images::outward_text(tenant, &String::from_utf8_lossy(line)))
 }
 
-/// One event line with the tenant's names (unchanged if it is not an event).
-fn map_event(tenant: &str, line: &[u8]) -> Bytes {
-    let Ok(mut event) = serde_json::from_slice::<Value>(line) else {
-        return Bytes::copy_from_slice(line);
-    };
-    for key in ["/Actor/Attributes/name", "/Actor/Attributes/container"] {
-        if let Some(Value::String(n)) = event.pointer_mut(key) {
-            *n = outward(tenant, n).to_owned();
-        }
-    }
-    Bytes::from(format!("{event}\n"))
-}
-
 /// A create dockerd answered 404 (an image or a network it did not find): the message
 /// in the tenant's names, and the tenant's default network looked up again next time.
 async fn missed(
@@ -1124,6 +1125,45 @@ async fn missed(
         parts,
         Either::Left(Either::Right(Full::new(out))),
     ))
+}
+
+/// An update's limits judged by the tenant's quotas as at create, on what dockerd reads
+/// from the body (the body model: Go's field folding, the last of repeated keys). A
+/// limit of 0 leaves the container's as it is; CPU quota and period are refused under
+/// `max_cpus` (their product is the CPU limit, and `-1` lifts it).
+fn within_quotas(
+    tenant: &Tenant,
+    asked: &berth_policy::ResourceLimits,
+) -> Result<(), GatewayError> {
+    let q = tenant.quotas();
+    if let Some(max) = q.max_memory.filter(|max| asked.memory > *max) {
+        return Err(refused(
+            tenant,
+            &format!("quota max_memory = {max} bytes (asked {})", asked.memory),
+        ));
+    }
+    if let Some(max) = q.max_nano_cpus {
+        if asked.nano_cpus > max {
+            return Err(refused(
+                tenant,
+                &format!(
+                    "quota max_cpus = {} (asked {})",
+                    max as f64 / 1e9,
+                    asked.nano_cpus as f64 / 1e9
+                ),
+            ));
+        }
+        if asked.cpu_quota != 0 || asked.cpu_period != 0 {
+            return Err(refused(
+                tenant,
+                &format!(
+                    "quota max_cpus = {}: CPU quota and period cannot be set (set CPUs)",
+                    max as f64 / 1e9
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Holds a container just created to the tenant's memory and CPU quotas, on what dockerd
@@ -1332,7 +1372,10 @@ mod tests {
             "Container(\"web\", \"\")"
         );
         assert_eq!(p(Method::DELETE, "/containers/web/db"), "Refused");
-        assert_eq!(p(Method::POST, "/containers/web/update"), "Refused");
+        assert_eq!(
+            p(Method::POST, "/containers/web/update"),
+            "Container(\"web\", \"/update\")"
+        );
         assert_eq!(
             p(Method::POST, "/exec/abc/start"),
             "Exec(\"abc\", \"/start\")"

@@ -28,7 +28,7 @@ mod ties;
 pub use ties::{project_of, Ties, COMPOSE_PROJECT_LABEL};
 mod refs;
 
-pub use refs::{ObjectKind, Reference};
+pub use refs::{ObjectKind, Reference, ResourceLimits};
 
 use model::{CreateBody, HostConfig, Model};
 

@@ -30,7 +30,7 @@ mod record;
 mod request;
 
 pub use body::{
-    project_of, BodyKind, DockerBody, HostPathKind, ObjectKind, Reference, Ties,
+    project_of, BodyKind, DockerBody, HostPathKind, ObjectKind, Reference, ResourceLimits, Ties,
     COMPOSE_PROJECT_LABEL,
 };
 pub use client::ClientIdentity;

@@ -467,6 +467,78 @@ fn quotas_refuse_and_name_the_limit() {
         "tq.a1",
     ]);
     assert_eq!(limits.ok(), "67108864 1000000000");
+    // `docker update` of its own container, held to the same quotas.
+    refused(
+        &q.run(&["update", "-m", "256m", "a1"]),
+        "max_memory = 134217728",
+    );
+    refused(&q.run(&["update", "--cpus", "2", "a1"]), "max_cpus = 1");
+    refused(
+        &q.run(&["update", "--cpu-quota", "200000", "a1"]),
+        "max_cpus = 1",
+    );
+    q.run(&["update", "-m", "100m", "--memory-swap", "200m", "a1"])
+        .ok();
+    let memory = || {
+        direct()
+            .run(&["inspect", "-f", "{{.HostConfig.Memory}}", "tq.a1"])
+            .ok()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(memory(), "104857600");
+    // dockerd reads the last of keys Go folds together: what berth judges too. The same
+    // body sent to dockerd directly sets 200 MiB, through the tenant it is refused.
+    let folded = br#"{"Memory": 110000000, "mEMORY": 209715200, "MemorySwap": 419430400}"#;
+    let engine = setup().fronted.engine.socket().to_path_buf();
+    direct()
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "bt-ten-upd",
+            "-m",
+            "64m",
+            IMAGE,
+            "sleep",
+            "300",
+        ])
+        .ok();
+    let update = |socket: &Path, container: &str| {
+        berth_test::wire::request(
+            socket,
+            "POST",
+            &format!("/v1.41/containers/{container}/update"),
+            &[("Content-Type", "application/json")],
+            folded,
+        )
+        .expect("update")
+    };
+    assert_eq!(update(&engine, "bt-ten-upd").status, 200);
+    let direct_memory = direct().run(&["inspect", "-f", "{{.HostConfig.Memory}}", "bt-ten-upd"]);
+    assert_eq!(direct_memory.ok().trim(), "209715200");
+    direct().run(&["rm", "-f", "bt-ten-upd"]).ok();
+    let through = update(&sock, "a1");
+    assert_eq!(
+        through.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&through.body)
+    );
+    assert_eq!(memory(), "104857600");
+    // Another tenant's container is missing, by name and by ID.
+    let id = direct()
+        .run(&["inspect", "-f", "{{.Id}}", "tq.a1"])
+        .ok()
+        .trim()
+        .to_owned();
+    for r in ["a1", "tq.a1", id.as_str()] {
+        assert_missing(
+            &tenant("ta"),
+            &["update", "-m", "100m", r],
+            "No such container",
+        );
+    }
     refused(
         &q.run(&["run", "-d", "--name", "a2", IMAGE, "sleep", "300"]),
         "max_running = 1",
@@ -1028,6 +1100,7 @@ fn tenants_added_at_run_time_outlive_a_restart() {
 /// is left under the registry's names on the engine; `berth tenant rm` removes it.
 #[test]
 fn a_tenants_pull_is_its_own_and_names_nothing_on_the_engine() {
+    let since = unix_now().to_string();
     let engine = &setup().fronted.engine;
     let _registry = berth_test::TestRegistry::start(engine).expect("registry");
     let d = direct();
@@ -1141,6 +1214,63 @@ fn a_tenants_pull_is_its_own_and_names_nothing_on_the_engine() {
         registry_names,
         [format!("{}@<none>", remote("3"))],
         "{named}"
+    );
+    // Its image events: its own pulls and tags in its names; nothing named of the other
+    // tenant's (pb's :2, pb's `mine:1`) nor of the admin's (its :2 and :3 tags).
+    for cli in [&pa, &pb] {
+        cli.run(&["tag", IMAGE, "mine:1"]).ok();
+    }
+    let until = (unix_now() + 1).to_string();
+    let events = pa.run(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=image",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.ID}}",
+    ]);
+    let events = lines(&events);
+    let count = |start: String| events.iter().filter(|e| e.starts_with(&start)).count();
+    for tag in ["1", "3"] {
+        let pull = format!(
+            "pull {}/bt/pulled {}",
+            berth_test::REGISTRY_ADDR,
+            remote(tag)
+        );
+        assert_eq!(count(pull), 1, "{events:?}");
+        assert_eq!(
+            count(format!("tag {} sha256:", remote(tag))),
+            1,
+            "{events:?}"
+        );
+    }
+    assert_eq!(count("tag mine:1 sha256:".into()), 1, "{events:?}");
+    for e in &events {
+        let action = e.split(' ').next().unwrap_or_default();
+        assert!(
+            ["pull", "tag", "untag", "delete"].contains(&action)
+                && !e.contains("berth.tenant")
+                && !e.contains("pulled:2")
+                && !e.contains('@'),
+            "{events:?}"
+        );
+    }
+    // The container events stay in the same stream.
+    let both = lines(&pa.run(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--format",
+        "{{.Type}}",
+    ]));
+    assert!(
+        both.contains(&"container".to_owned()) && both.contains(&"image".to_owned()),
+        "{both:?}"
     );
     // rmi in one tenant leaves the other's; `tenant rm` leaves nothing pulled.
     pa.run(&["rmi", &remote("1")]).ok();

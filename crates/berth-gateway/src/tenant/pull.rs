@@ -26,10 +26,87 @@ use crate::body::{ClientBody, ResponseBody};
 use crate::error::GatewayError;
 use crate::guest::Guest;
 
-/// A lock per repository being pulled for a tenant (by its familiar name).
-pub(crate) type PullLocks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+/// Tenants' pulls: a lock per repository being pulled (by its familiar name), and the
+/// recent pulls by digest, whose `pull` events are the tenant's (`events.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct Pulls {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    recent: Mutex<Vec<Recent>>,
+}
 
-/// The client's headers dockerd reads for a registry (its credentials).
+/// One tenant's pull of `repository@digest`, from `start` to `end` (Unix ns; the
+/// repository's lock held: the pulls of one reference never overlap).
+#[derive(Debug)]
+struct Recent {
+    pinned: String,
+    tenant: String,
+    shown: String,
+    start: u128,
+    end: Option<u128>,
+}
+
+/// How long a pull is remembered for its events (a stream may ask for past ones).
+const REMEMBERED: u128 = 600 * 1_000_000_000;
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
+}
+
+impl Pulls {
+    async fn lock(&self, repository: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(locks.entry(repository.to_owned()).or_default())
+        };
+        lock.lock_owned().await
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Vec<Recent>> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tenant `tenant` begins to pull `pinned`, which it calls `shown`.
+    pub(crate) fn record(&self, pinned: &str, tenant: &str, shown: &str) {
+        let now = now_ns();
+        let mut recent = self.recent();
+        recent.retain(|r| r.end.is_none_or(|end| now - end < REMEMBERED));
+        recent.push(Recent {
+            pinned: pinned.into(),
+            tenant: tenant.into(),
+            shown: shown.into(),
+            start: now,
+            end: None,
+        });
+    }
+
+    /// Tenant `tenant`'s pull of `pinned` has ended.
+    fn ended(&self, pinned: &str, tenant: &str) {
+        let now = now_ns();
+        let mut recent = self.recent();
+        let open = recent
+            .iter_mut()
+            .rev()
+            .find(|r| r.pinned == pinned && r.tenant == tenant && r.end.is_none());
+        if let Some(r) = open {
+            r.end = Some(now);
+        }
+    }
+
+    /// The tenant's name for `pinned` when its pull was under way at `time` (Unix ns,
+    /// as dockerd stamps its events; the engine's clock is taken to be the host's).
+    pub(crate) fn pulled_as(&self, tenant: &str, pinned: &str, time: u128) -> Option<String> {
+        self.recent()
+            .iter()
+            .find(|r| r.pinned == pinned && r.start <= time && r.end.is_none_or(|end| time <= end))
+            .filter(|r| r.tenant == tenant)
+            .map(|r| r.shown.clone())
+    }
+}
+
+/// The client's header dockerd reads for a registry (its credentials).
 const AUTH_HEADER: &str = "x-registry-auth";
 
 /// What berth does with a tenant's pull.
@@ -112,11 +189,7 @@ pub(crate) async fn prepare(
             tenant.name()
         )));
     };
-    let lock = {
-        let mut locks = set.pulls().lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(locks.entry(repo.clone()).or_default())
-    };
-    let guard = lock.lock_owned().await;
+    let guard = set.pulls().lock(&repo).await;
     let mut auth = http::HeaderMap::new();
     for value in headers.get_all(AUTH_HEADER) {
         auth.append(AUTH_HEADER, value.clone());
@@ -154,6 +227,7 @@ pub(crate) async fn prepare(
                 .as_array()
                 .is_some_and(|d| d.iter().any(|d| d == pinned.as_str()))
         });
+    set.pulls().record(&pinned, tenant.name(), &full);
     let q = super::query::set(query, "fromImage", &name);
     let q = super::query::set(Some(&q), "tag", &digest);
     Ok(Prepared::Pull(
@@ -222,6 +296,7 @@ impl Finish {
         };
         let Some(pulled) = inspect(self.pinned.clone()).await? else {
             // Nothing pulled (dockerd said why in the stream).
+            self.set.pulls().ended(&self.pinned, &self.tenant);
             return Ok(());
         };
         let id = pulled["Id"].as_str().unwrap_or_default().to_owned();
@@ -251,6 +326,7 @@ impl Finish {
                 .request(Method::DELETE, &format!("/images/{}", enc(&self.pinned)))
                 .await;
         }
+        self.set.pulls().ended(&self.pinned, &self.tenant);
         if !tagged {
             return Err(format!(
                 "berth tenant {:?}: the pulled image could not be named {}: {}",

@@ -106,6 +106,33 @@ pub(crate) fn scoped_filters(
     Ok(set(query, "filters", &Value::Object(filters).to_string()))
 }
 
+/// The query of a tenant's image event stream (`events.rs`): its own filters with
+/// `type` = `image`; `None` when its `type` filter asks for no image events.
+pub(crate) fn image_events(query: Option<&str>) -> Result<Option<String>, GatewayError> {
+    let mut filters: Map<String, Value> = match get(query, "filters").filter(|f| !f.is_empty()) {
+        None => Map::new(),
+        Some(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => map,
+            _ => return Err(GatewayError::BadRequest(format!("invalid filter: {text}"))),
+        },
+    };
+    let asks_images = match filters.get("type") {
+        None => true,
+        Some(Value::Object(m)) => m.contains_key("image"),
+        Some(Value::Array(a)) => a.iter().any(|v| v == "image"),
+        Some(_) => return Err(GatewayError::BadRequest("invalid filter: type".into())),
+    };
+    if !asks_images {
+        return Ok(None);
+    }
+    filters.insert("type".into(), serde_json::json!({"image": true}));
+    Ok(Some(set(
+        query,
+        "filters",
+        &Value::Object(filters).to_string(),
+    )))
+}
+
 /// `key` as dockerd's `BoolValue` reads it.
 pub(crate) fn bool_value(query: Option<&str>, key: &str) -> bool {
     get(query, key).is_some_and(|v| {
@@ -271,5 +298,16 @@ mod tests {
             set(Some("name=a&x=1&name=b"), "name", "ci.w"),
             "x=1&name=ci.w"
         );
+        let q = image_events(Some("since=5&filters=%7B%22event%22%3A%5B%22tag%22%5D%7D"))
+            .unwrap()
+            .unwrap();
+        let f: Value = serde_json::from_str(&get(Some(&q), "filters").unwrap()).unwrap();
+        assert_eq!(
+            f,
+            serde_json::json!({"event": ["tag"], "type": {"image": true}})
+        );
+        assert!(q.starts_with("since=5&"), "{q}");
+        let containers = "filters=%7B%22type%22%3A%7B%22container%22%3Atrue%7D%7D";
+        assert_eq!(image_events(Some(containers)).unwrap(), None);
     }
 }

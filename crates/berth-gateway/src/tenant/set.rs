@@ -182,7 +182,7 @@ pub struct TenantSet {
     /// Each tenant's containers by ID (what its lists ask dockerd for).
     containers: ContainerIds,
     /// One tenants' pull of a repository at a time (`pull.rs`).
-    pulls: super::pull::PullLocks,
+    pulls: super::pull::Pulls,
 }
 
 impl TenantSet {
@@ -390,7 +390,7 @@ impl TenantSet {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn pulls(&self) -> &super::pull::PullLocks {
+    pub(crate) fn pulls(&self) -> &super::pull::Pulls {
         &self.pulls
     }
 

@@ -109,6 +109,23 @@ pub(crate) fn boolean(raw: Raw<'_>, slot: &mut Option<bool>, field: &str) -> Res
     Ok(())
 }
 
+/// `int64`: replaced; `null` leaves it. Go takes a number literal without fraction or
+/// exponent that fits (`1e9`, `1.0` and `"1"` are errors, as they are to dockerd).
+pub(crate) fn int64(raw: Raw<'_>, slot: &mut Option<i64>, field: &str) -> Result<(), String> {
+    match value(raw)? {
+        Value::Number => {
+            let text = raw.get().trim();
+            *slot = Some(
+                text.parse::<i64>()
+                    .map_err(|_| format!("{field} must be an int64, not {text}"))?,
+            );
+        }
+        Value::Null => {}
+        other => return Err(wrong(field, "a number", &other)),
+    }
+    Ok(())
+}
+
 /// `string`: replaced; `null` leaves it.
 pub(crate) fn string(raw: Raw<'_>, slot: &mut Option<String>, field: &str) -> Result<(), String> {
     match value(raw)? {
@@ -333,6 +350,12 @@ impl<'o> ObjectWriter<'o> {
         if let Some(v) = v {
             let b: &[u8] = if v { b"true" } else { b"false" };
             self.key(key).extend_from_slice(b);
+        }
+    }
+
+    pub(crate) fn int(&mut self, key: &str, v: Option<i64>) {
+        if let Some(v) = v {
+            self.key(key).extend_from_slice(v.to_string().as_bytes());
         }
     }
 

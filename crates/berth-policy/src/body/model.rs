@@ -191,11 +191,27 @@ pub(crate) struct HostConfig<'a> {
     /// containers a create names.
     pub(crate) volumes_from: Option<Vec<String>>,
     pub(crate) links: Option<Vec<String>>,
+    /// Memory and CPU limits, in the order of [`LIMIT_FIELDS`] (read in update bodies:
+    /// what a tenant's quotas judge before dockerd applies them).
+    pub(crate) limits: [Option<i64>; 5],
     pub(crate) rest: Members<'a>,
 }
 
+/// The `Resources` limits an update body is read for.
+pub(crate) const LIMIT_FIELDS: [&str; 5] =
+    ["Memory", "MemorySwap", "NanoCpus", "CpuQuota", "CpuPeriod"];
+
 /// The `Resources` fields berth reads (the only HostConfig part of an update body).
-const RESOURCE_FIELDS: [&str; 3] = ["Devices", "DeviceRequests", "DeviceCgroupRules"];
+const RESOURCE_FIELDS: [&str; 8] = [
+    "Devices",
+    "DeviceRequests",
+    "DeviceCgroupRules",
+    "Memory",
+    "MemorySwap",
+    "NanoCpus",
+    "CpuQuota",
+    "CpuPeriod",
+];
 
 const HOST_FIELDS: [&str; 20] = [
     "Devices",
@@ -261,6 +277,13 @@ impl<'a> HostConfig<'a> {
             "ReadonlyPaths" => json::strings(raw, &mut self.readonly_paths, name)?,
             "VolumesFrom" => json::strings(raw, &mut self.volumes_from, name)?,
             "Links" => json::strings(raw, &mut self.links, name)?,
+            limit if LIMIT_FIELDS.contains(&limit) => {
+                let i = LIMIT_FIELDS
+                    .iter()
+                    .position(|f| *f == limit)
+                    .unwrap_or_default();
+                json::int64(raw, &mut self.limits[i], limit)?;
+            }
             mode => {
                 let i = Namespace::ALL
                     .iter()
@@ -297,6 +320,9 @@ impl<'a> HostConfig<'a> {
         }
         if let Some(devices) = &self.devices {
             json::put_array(w.key("Devices"), devices, |out, d| d.encode(out));
+        }
+        for (field, v) in LIMIT_FIELDS.iter().zip(self.limits) {
+            w.int(field, v);
         }
         if let Some(requests) = &self.device_requests {
             json::put_array(w.key("DeviceRequests"), requests, |out, r| {

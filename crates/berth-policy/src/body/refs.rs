@@ -16,6 +16,16 @@ pub enum ObjectKind {
     Image,
 }
 
+/// The memory and CPU limits of an update body (Go's zero when absent).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResourceLimits {
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub nano_cpus: i64,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+}
+
 /// One object a body names, as written (`web`, `3f2a`, `backend`, `data`, `busybox`).
 /// A network mode that names no network (`host`, `none`, `default`, `bridge`, `""`)
 /// is a `Network` reference too: the reader decides what it means.
@@ -146,6 +156,23 @@ impl DockerBody<'_> {
         if let (Model::Create(b), super::BodyKind::ContainerCreate) = (&mut self.model, self.kind) {
             b.image = Some(image);
         }
+    }
+
+    /// The memory and CPU limits an update body sets, as dockerd reads them (`None`:
+    /// not an update body). A limit of 0 or absent leaves the container's as it is.
+    pub fn update_limits(&self) -> Option<ResourceLimits> {
+        let Model::Update(b) = &self.model else {
+            return None;
+        };
+        let [memory, memory_swap, nano_cpus, cpu_quota, cpu_period] =
+            b.resources.limits.map(Option::unwrap_or_default);
+        Some(ResourceLimits {
+            memory,
+            memory_swap,
+            nano_cpus,
+            cpu_quota,
+            cpu_period,
+        })
     }
 
     /// `HostConfig.NetworkMode` as dockerd will read it (absent: `None`).

@@ -400,3 +400,46 @@ fn host_paths_are_rewritten_where_dockerd_reads_them() {
         .unwrap();
     assert_eq!(model.encode(), br#"{"Binds":["/g/top:/t"]}"#);
 }
+
+#[test]
+fn update_limits_are_read_as_dockerd_reads_them() {
+    let limits = |body: &str| {
+        DockerBody::parse(BodyKind::ContainerUpdate, body.as_bytes())
+            .map(|b| b.update_limits().unwrap())
+            .map_err(|e| e.to_string())
+    };
+    let l =
+        limits(r#"{"Memory":1,"mEMORY":2,"memoryswap":3,"NanoCPUs":4,"cpuquota":5,"CpuPeriod":6}"#)
+            .unwrap();
+    assert_eq!(
+        (
+            l.memory,
+            l.memory_swap,
+            l.nano_cpus,
+            l.cpu_quota,
+            l.cpu_period
+        ),
+        (2, 3, 4, 5, 6)
+    );
+    // `null` leaves Go's zero; the last of repeated keys wins.
+    assert_eq!(limits(r#"{"Memory":7,"Memory":null}"#).unwrap().memory, 7);
+    assert_eq!(limits(r#"{"Memory":-1}"#).unwrap().memory, -1);
+    assert_eq!(limits("{}").unwrap(), ResourceLimits::default());
+    // What Go refuses for an int64, refused.
+    for bad in [
+        r#"{"Memory":1e9}"#,
+        r#"{"Memory":1.0}"#,
+        r#"{"Memory":"1"}"#,
+        r#"{"Memory":99999999999999999999}"#,
+    ] {
+        assert!(limits(bad).is_err(), "{bad}");
+    }
+    // The limits go to dockerd under one canonical key each.
+    assert_eq!(
+        encoded(
+            BodyKind::ContainerUpdate,
+            r#"{"memory":1,"MEMORY":2,"RestartPolicy":{}}"#
+        ),
+        r#"{"Memory":2,"RestartPolicy":{}}"#
+    );
+}
