@@ -89,6 +89,8 @@ enum AnswerKind {
     /// The event stream: names mapped line by line as events arrive, the tenant's
     /// image events merged in.
     Events(Option<Box<events::ImageEvents>>),
+    /// An image archive (`docker save`): its names mapped back.
+    Saved(Arc<Tenant>),
     /// A pull: the image made the tenant's when it ends.
     Pulled(Box<pull::Pulling>),
 }
@@ -143,6 +145,8 @@ enum Plan<'p> {
     Image(&'p str, &'p str),
     ImagePrune,
     ImageLoad,
+    /// `GET /images/get?names=…` (`docker save` of several images).
+    ImageSave,
     /// `POST /images/create`: a pull (`fromImage`) or an import.
     ImageCreate,
     Build,
@@ -194,6 +198,7 @@ fn plan<'p>(method: &Method, path: &'p str) -> Plan<'p> {
         "/containers/prune" | "/networks/prune" | "/volumes/prune" if post => return Plan::Prune,
         "/images/prune" if post => return Plan::ImagePrune,
         "/images/load" if post => return Plan::ImageLoad,
+        "/images/get" if get => return Plan::ImageSave,
         "/images/create" if post => return Plan::ImageCreate,
         "/build" if post => return Plan::Build,
         "/commit" if post => return Plan::Commit,
@@ -248,7 +253,12 @@ fn plan<'p>(method: &Method, path: &'p str) -> Plan<'p> {
         if method == Method::DELETE && !rest.is_empty() {
             return Plan::Image(rest, "");
         }
-        for (op, allowed) in [("/json", get), ("/history", get), ("/tag", post)] {
+        for (op, allowed) in [
+            ("/json", get),
+            ("/history", get),
+            ("/tag", post),
+            ("/get", get),
+        ] {
             if let Some(name) = rest.strip_suffix(op).filter(|n| !n.is_empty()) {
                 if allowed {
                     return Plan::Image(name, op);
@@ -499,6 +509,12 @@ async fn scope_inner(
                     query.map(str::to_owned),
                     AnswerKind::History(Arc::clone(tenant), Arc::clone(set)),
                 ),
+                // By the reference found: dockerd names the archive's image by it.
+                "/get" => (
+                    format!("/images/{}/get", enc(&found.engine)),
+                    query.map(str::to_owned),
+                    AnswerKind::Saved(Arc::clone(tenant)),
+                ),
                 _ => (
                     format!("/images/{}{op}", enc(&id)),
                     query.map(str::to_owned),
@@ -506,6 +522,17 @@ async fn scope_inner(
                 ),
             };
             forward(Some(uri(&target, q.as_deref())?), kind)
+        }
+        Plan::ImageSave => {
+            let mut engine = Vec::new();
+            for reference in query::get_all(query, "names") {
+                engine.push(images::find(guest, tenant, set, &reference).await?.engine);
+            }
+            let q = query::set_all(query, "names", &engine);
+            forward(
+                Some(uri(&path, Some(&q))?),
+                AnswerKind::Saved(Arc::clone(tenant)),
+            )
         }
         Plan::ImagePrune => Err(Early::Answer(Box::new(
             images::prune(&lookup, query).await?,
@@ -993,6 +1020,20 @@ impl AnswerMap {
                 return Ok(whole_answer(parts, bytes));
             }
         }
+        if let AnswerKind::Saved(tenant) = &self.kind {
+            // The tenant's names of its images; dockerd names only the references asked
+            // (found as the tenant's or shared), so no other tenant's name can be in it.
+            let map = |r: &str| match images::outward(tenant.name(), r) {
+                Some(own) => Some(own.into_owned()),
+                None => (!images::in_namespace(r)).then(|| r.to_owned()),
+            };
+            let names = ["manifest.json", "repositories", "index.json"];
+            let out = archive::edit_tar(&bytes, &names, |n, c| {
+                archive::rename_in_archive(n, c, &map)
+            })
+            .map_err(|e| GatewayError::Internal(format!("an image archive: {e}")))?;
+            return Ok(whole_answer(parts, Bytes::from(out)));
+        }
         if let AnswerKind::Containers(whole, set) = &self.kind {
             // The one answer that grows with the engine: mapped field by field.
             let mut ids = Vec::new();
@@ -1015,7 +1056,8 @@ impl AnswerMap {
             AnswerKind::Pass
             | AnswerKind::Events(_)
             | AnswerKind::Made(..)
-            | AnswerKind::Pulled(_) => {}
+            | AnswerKind::Pulled(_)
+            | AnswerKind::Saved(..) => {}
             AnswerKind::Created(tenant, guest, set) => {
                 let id = value["Id"].as_str().unwrap_or_default();
                 set.containers().add(tenant.name(), id);
@@ -1402,8 +1444,6 @@ mod tests {
             (Method::POST, "/build/prune"),
             (Method::POST, "/build/cancel"),
             (Method::POST, "/images/app/push"),
-            (Method::GET, "/images/app/get"),
-            (Method::GET, "/images/get"),
             (Method::GET, "/images/search"),
             (Method::POST, "/grpc"),
             (Method::GET, "/swarm"),

@@ -1272,6 +1272,34 @@ fn a_tenants_pull_is_its_own_and_names_nothing_on_the_engine() {
         both.contains(&"container".to_owned()) && both.contains(&"image".to_owned()),
         "{both:?}"
     );
+    // `docker save` of its own and shared images, in its names; another's is missing.
+    let saved = setup().dir.join("pb-save.tar");
+    pb.run(&[
+        "save",
+        "-o",
+        &saved.display().to_string(),
+        &remote("1"),
+        "mine:1",
+        IMAGE,
+    ])
+    .ok();
+    let manifest = Command::new("tar")
+        .arg("-xOf")
+        .arg(&saved)
+        .arg("manifest.json")
+        .output()
+        .unwrap();
+    let manifest = String::from_utf8_lossy(&manifest.stdout);
+    for name in [remote("1"), "mine:1".into(), IMAGE.into()] {
+        assert!(manifest.contains(&format!("\"{name}\"")), "{manifest}");
+    }
+    assert!(!manifest.contains("berth.tenant"), "{manifest}");
+    let _ = std::fs::remove_file(&saved);
+    assert_missing(
+        &pa,
+        &["save", "-o", &saved.display().to_string(), &remote("2")],
+        "No such image",
+    );
     // rmi in one tenant leaves the other's; `tenant rm` leaves nothing pulled.
     pa.run(&["rmi", &remote("1")]).ok();
     assert_missing(&pa, &["image", "inspect", &remote("1")], "No such image");
