@@ -1238,6 +1238,11 @@ async fn hold_to_quotas(tenant: &Tenant, guest: &Guest, id: &str) -> Result<(), 
             max as f64 / 1e9,
             cpus as f64 / 1e9
         )),
+        // CPU quota and period set CPUs another way (`-1`: no limit), as in an update.
+        (_, Some(max)) if read("CpuQuota") != 0 || read("CpuPeriod") != 0 => Some(format!(
+            "quota max_cpus = {}: CPU quota and period cannot be set (set CPUs)",
+            max as f64 / 1e9
+        )),
         _ => None,
     };
     if let Some(over) = over {

@@ -458,6 +458,19 @@ fn quotas_refuse_and_name_the_limit() {
         &q.run(&["create", "--name", "fast", "--cpus", "2", IMAGE, "true"]),
         "max_cpus = 1",
     );
+    refused(
+        &q.run(&[
+            "create",
+            "--name",
+            "quota",
+            "--cpu-quota",
+            "400000",
+            IMAGE,
+            "true",
+        ]),
+        "max_cpus = 1",
+    );
+    assert!(!direct().run(&["inspect", "tq.quota"]).success());
     q.run(&["run", "-d", "--name", "a1", IMAGE, "sleep", "300"])
         .ok();
     let limits = direct().run(&[
