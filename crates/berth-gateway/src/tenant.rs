@@ -376,6 +376,9 @@ async fn scope_inner(
             forward(Some(uri(&path, Some(&q))?), AnswerKind::Pass)
         }
         Plan::Events => {
+            // An `image` filter finds the tenant's images by their engine names too.
+            let own = query::also_in_repository(query, "image", &|r| images::inward(name, r))?;
+            let query = own.as_deref().or(query);
             let q = query::scoped_filters(query, name, None)?;
             let images = match query::image_events(query)? {
                 Some(iq) => events::open(&lookup, set, uri(&path, Some(&iq))?)
@@ -386,7 +389,7 @@ async fn scope_inner(
             forward(Some(uri(&path, Some(&q))?), AnswerKind::Events(images))
         }
         Plan::ImageList => {
-            let q = query::reference_filters(query, &|r| images::inward(name, r))?;
+            let q = query::also_in_repository(query, "reference", &|r| images::inward(name, r))?;
             forward(
                 q.map(|q| uri(&path, Some(&q))).transpose()?,
                 AnswerKind::Images(Arc::clone(tenant), Arc::clone(set)),

@@ -1271,6 +1271,19 @@ fn a_tenants_pull_is_its_own_and_names_nothing_on_the_engine() {
             "{events:?}"
         );
     }
+    // An `image` filter names the tenant's images as it does.
+    let mine = pa.run(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "image=mine",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(lines(&mine), ["tag mine:1"]);
     // The container events stay in the same stream.
     let both = lines(&pa.run(&[
         "events",

@@ -186,11 +186,13 @@ pub(crate) fn with_ids(scoped: &str, ids: &str) -> String {
     q
 }
 
-/// An image list's `filters` with every `reference` pattern also in the tenant's
-/// repository (`map`): dockerd keeps an image any pattern matches, so the tenant's own
-/// `app` and a shared `busybox` both still match. `None`: no `reference` filter.
-pub(crate) fn reference_filters(
+/// `filters` with every value of `key` also in the tenant's repository (`map`): dockerd
+/// keeps what any value matches, so the tenant's own `app` and a shared `busybox` both
+/// still match (an image list's `reference`, the events' `image`). `None`: no `key`
+/// filter.
+pub(crate) fn also_in_repository(
     query: Option<&str>,
+    key: &str,
     map: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<String>, GatewayError> {
     let Some(text) = get(query, "filters").filter(|f| !f.is_empty()) else {
@@ -200,7 +202,7 @@ pub(crate) fn reference_filters(
         Ok(Value::Object(map)) => map,
         _ => return Err(GatewayError::BadRequest(format!("invalid filter: {text}"))),
     };
-    let Some(patterns) = filters.get_mut("reference") else {
+    let Some(patterns) = filters.get_mut(key) else {
         return Ok(None);
     };
     let given: Vec<String> = match patterns {
@@ -210,7 +212,7 @@ pub(crate) fn reference_filters(
             .filter_map(Value::as_str)
             .map(str::to_owned)
             .collect(),
-        _ => return Err(GatewayError::BadRequest("invalid filter: reference".into())),
+        _ => return Err(GatewayError::BadRequest(format!("invalid filter: {key}"))),
     };
     let mut all = Map::new();
     for p in given {
@@ -260,8 +262,9 @@ mod tests {
         );
         assert!(scoped_filters(Some("filters=nope"), "ci", None).is_err());
         let own = |r: &str| Some(format!("ns/{r}"));
-        let q = reference_filters(
+        let q = also_in_repository(
             Some("filters=%7B%22reference%22%3A%5B%22app%22%5D%7D"),
+            "reference",
             &own,
         )
         .unwrap()
@@ -271,7 +274,10 @@ mod tests {
             f,
             serde_json::json!({"reference": {"app": true, "ns/app": true}})
         );
-        assert_eq!(reference_filters(Some("all=1"), &own).unwrap(), None);
+        assert_eq!(
+            also_in_repository(Some("all=1"), "reference", &own).unwrap(),
+            None
+        );
         let scoped = scoped_filters(
             Some("all=1&filters=%7B%22status%22%3A%5B%22exited%22%5D%7D"),
             "ci",
