@@ -209,22 +209,22 @@ impl Demux {
     }
 }
 
-/// p50 (µs) of `n` container creates (`body`, `query` appended to the path) on one
-/// keep-alive connection to `socket`; each container is removed, untimed, through `remover`
-/// (the same socket, or one that may remove what `socket` made).
+/// p50 (µs) of `n` container creates (`body`, `query(i)` appended to the path of the
+/// i-th) on one keep-alive connection to `socket`; each container is removed, untimed,
+/// through `remover` (the same socket, or one that may remove what `socket` made).
 pub(crate) async fn create_p50(
     socket: &Path,
     remover: &Path,
-    query: &str,
+    query: &dyn Fn(usize) -> String,
     body: &Bytes,
     n: usize,
 ) -> Result<f64> {
     let (mut sender, _conn) = http::<Full<Bytes>>(socket).await?;
     let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
         let req = Request::builder()
             .method(Method::POST)
-            .uri(format!("/v1.41/containers/create{query}"))
+            .uri(format!("/v1.41/containers/create{}", query(i)))
             .header(HOST, HOST_VALUE)
             .header(CONTENT_TYPE, "application/json")
             .header(CONTENT_LENGTH, body.len())

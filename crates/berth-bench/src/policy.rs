@@ -54,7 +54,7 @@ pub(crate) fn run(berth_bin: &Path, rounds: usize, requests: usize) -> Result<St
                 [("50 rules", judged.socket()), ("no policy", plain.socket())]
             };
             for (which, socket) in order {
-                let p50 = client::create_p50(socket, socket, "", &body, requests).await?;
+                let p50 = client::create_p50(socket, socket, &|_| String::new(), &body, requests).await?;
                 eprintln!("[{}/{rounds}] {which:9} create p50 {p50:.0} µs", round + 1);
                 if which == "no policy" {
                     plain_p50.push(p50);

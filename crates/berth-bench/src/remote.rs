@@ -288,7 +288,7 @@ pub(crate) fn run(berth_bin: &Path, p: &RemoteParams) -> Result<String> {
             let create_body = Bytes::from_static(CREATE_BODY.as_bytes());
             for side in order(flip).into_iter().filter(|_| rows.create) {
                 let query = if side == 0 { "" } else { "?platform=linux%2Famd64" };
-                let p50 = client::create_p50(berth_three.socket(), berth_three.socket(), query, &create_body, p.creates).await?;
+                let p50 = client::create_p50(berth_three.socket(), berth_three.socket(), &|_| query.to_owned(), &create_body, p.creates).await?;
                 eprintln!("[{}/{}] create {} p50 {p50:.0} µs", round + 1, p.rounds, ["placed", "platform"][side]);
                 [&mut create.0, &mut create.1][side].push(p50);
             }

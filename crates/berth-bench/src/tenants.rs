@@ -9,12 +9,11 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use berth_test::{BerthProcess, TestEngine};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use http::{Method, Request, Uri};
-use http_body_util::{Empty, Full};
+use http::{Method, Uri};
+use http_body_util::Empty;
 
 use crate::stats::{median, percentile};
 use crate::{client, procfs};
@@ -104,17 +103,23 @@ pub(crate) fn run(berth_bin: &Path, rounds: usize, requests: usize) -> Result<St
                 eprintln!("[{}/{rounds}] list {:7} p50 {p50:.0} µs", round + 1, list_sides.names[i]);
             }
         }
-        let body = serde_json::json!({"Image": IMAGE, "Cmd": ["true"]});
+        let body = Bytes::from(serde_json::json!({"Image": IMAGE, "Cmd": ["true"]}).to_string());
+        let unnamed = |_| String::new();
+        // Creates are removed on the engine directly.
+        let remover = shared.socket();
         // The tenant's first create makes its default network: not timed.
-        creates_p50(&tenant0, &shared, &body, None, 1).await?;
+        client::create_p50(&tenant0, remover, &unnamed, &body, 1).await?;
         // What berth sends the engine for the tenant's create (its default network with
         // the tenant's name as an alias, the owner label, a namespaced name).
         let network = "t0.bridge";
-        let scoped = serde_json::json!({
-            "Image": IMAGE, "Cmd": ["true"], "Labels": {"berth.tenant": "t0"},
-            "HostConfig": {"NetworkMode": network},
-            "NetworkingConfig": {"EndpointsConfig": {network: {"Aliases": ["bench"]}}},
-        });
+        let scoped = Bytes::from(
+            serde_json::json!({
+                "Image": IMAGE, "Cmd": ["true"], "Labels": {"berth.tenant": "t0"},
+                "HostConfig": {"NetworkMode": network},
+                "NetworkingConfig": {"EndpointsConfig": {network: {"Aliases": ["bench"]}}},
+            })
+            .to_string(),
+        );
         let mut create_sides = Sides::new(["tenant", "admin", "engine"]);
         for round in 0..rounds {
             for side in 0..3 {
@@ -125,7 +130,8 @@ pub(crate) fn run(berth_bin: &Path, rounds: usize, requests: usize) -> Result<St
                     _ => (shared.socket(), &scoped, Some(format!("t0.b{round}"))),
                 };
                 let cpu = Cpu::of(berth.pid(), shared.dockerd_pid());
-                let p50 = creates_p50(socket, &shared, body, named.as_deref(), requests).await?;
+                let query = |i| named.as_ref().map(|n| format!("?name={n}-{i}")).unwrap_or_default();
+                let p50 = client::create_p50(socket, remover, &query, body, requests).await?;
                 create_sides.add(i, p50, cpu.since(berth.pid(), shared.dockerd_pid()));
                 eprintln!("[{}/{rounds}] create {:6} p50 {p50:.0} µs", round + 1, create_sides.names[i]);
             }
@@ -214,44 +220,6 @@ impl Cpu {
         let now = Self::of(berth, dockerd);
         (now.0 - self.0, now.1 - self.1)
     }
-}
-
-/// p50 (µs) of `n` container creates (`body`, named `{name}-{i}` when `name` is given)
-/// on one keep-alive connection to `socket`; each container is removed, untimed, on
-/// `engine` directly.
-async fn creates_p50(
-    socket: &Path,
-    engine: &TestEngine,
-    body: &serde_json::Value,
-    name: Option<&str>,
-    n: usize,
-) -> Result<f64> {
-    let (mut sender, _conn) = client::http::<Full<Bytes>>(socket).await?;
-    let body = Bytes::from(body.to_string());
-    let mut times = Vec::with_capacity(n);
-    for i in 0..n {
-        let query = name.map(|n| format!("?name={n}-{i}")).unwrap_or_default();
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("/v1.41/containers/create{query}"))
-            .header(HOST, client::HOST_VALUE)
-            .header(CONTENT_TYPE, "application/json")
-            .header(CONTENT_LENGTH, body.len())
-            .body(Full::new(body.clone()))?;
-        let t = Instant::now();
-        let (status, answer) = client::send(&mut sender, req).await?;
-        times.push(t.elapsed().as_secs_f64() * 1e6);
-        if !status.is_success() {
-            bail!("create: {status}: {}", String::from_utf8_lossy(&answer));
-        }
-        let id = serde_json::from_slice::<serde_json::Value>(&answer)?["Id"]
-            .as_str()
-            .context("create answered no Id")?
-            .to_owned();
-        let uri = format!("/v1.41/containers/{id}?force=1");
-        client::api_ok(engine.socket(), Method::DELETE, &uri, None).await?;
-    }
-    Ok(percentile(&mut times, 50.0))
 }
 
 /// `n` containers of tenant `t` on the engine behind `socket`, eight at a time.

@@ -121,6 +121,13 @@ fn lines(out: &CliOutput) -> Vec<String> {
     v
 }
 
+/// `docker events` of `cli` between two unix times, with extra arguments (filters, format).
+fn events_between(cli: &DockerCli, since: &str, until: &str, args: &[&str]) -> CliOutput {
+    let mut all = vec!["events", "--since", since, "--until", until];
+    all.extend_from_slice(args);
+    cli.run(&all)
+}
+
 /// `docker REF-OP` from `cli` on another tenant's object must fail as a missing one.
 #[track_caller]
 fn assert_missing(cli: &DockerCli, args: &[&str], message: &str) {
@@ -193,17 +200,17 @@ fn two_tenants_use_the_same_names_and_never_see_each_other() {
     // Events: the tenant's own, in its names.
     let until = (unix_now() + 1).to_string();
     for cli in [&a, &b] {
-        let events = cli.run(&[
-            "events",
-            "--since",
+        let events = events_between(
+            cli,
             &since,
-            "--until",
             &until,
-            "--filter",
-            "type=container",
-            "--format",
-            "{{.Actor.Attributes.name}}",
-        ]);
+            &[
+                "--filter",
+                "type=container",
+                "--format",
+                "{{.Actor.Attributes.name}}",
+            ],
+        );
         let names: std::collections::BTreeSet<String> = lines(&events).into_iter().collect();
         assert_eq!(
             names.into_iter().collect::<Vec<_>>(),
@@ -1234,17 +1241,13 @@ fn a_tenants_pull_is_its_own_and_names_nothing_on_the_engine() {
         cli.run(&["tag", IMAGE, "mine:1"]).ok();
     }
     let until = (unix_now() + 1).to_string();
-    let events = pa.run(&[
-        "events",
-        "--since",
+    let format = "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.ID}}";
+    let events = events_between(
+        &pa,
         &since,
-        "--until",
         &until,
-        "--filter",
-        "type=image",
-        "--format",
-        "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.ID}}",
-    ]);
+        &["--filter", "type=image", "--format", format],
+    );
     let events = lines(&events);
     let count = |start: String| events.iter().filter(|e| e.starts_with(&start)).count();
     for tag in ["1", "3"] {
@@ -1285,15 +1288,12 @@ fn a_tenants_pull_is_its_own_and_names_nothing_on_the_engine() {
     ]);
     assert_eq!(lines(&mine), ["tag mine:1"]);
     // The container events stay in the same stream.
-    let both = lines(&pa.run(&[
-        "events",
-        "--since",
+    let both = lines(&events_between(
+        &pa,
         &since,
-        "--until",
         &until,
-        "--format",
-        "{{.Type}}",
-    ]));
+        &["--format", "{{.Type}}"],
+    ));
     assert!(
         both.contains(&"container".to_owned()) && both.contains(&"image".to_owned()),
         "{both:?}"
