@@ -538,6 +538,17 @@ fn sshd_killed_and_restarted_the_machine_is_down_then_back_without_restarting_be
         "{status}"
     );
     via.run(&["rm", "-f", &name, &remote]);
+    // The other berths hold connections of their own to this sshd and reconnect with
+    // backoff (up to 10 s apart): the tests after this one find them up again.
+    for berth in [&s.berth_ssh, &s.berth_spread] {
+        assert_eventually!(
+            within = Duration::from_secs(30),
+            berth_status(berth)
+                .lines()
+                .any(|l| l.starts_with("ssh ") && l.contains(" up ")),
+            "the SSH machine is up again in every berth"
+        );
+    }
 }
 
 /// Runs a container through `cli` printing `word` five times a second; its name.
