@@ -1275,17 +1275,13 @@ fn a_tenants_pull_is_its_own_and_names_nothing_on_the_engine() {
         );
     }
     // An `image` filter names the tenant's images as it does.
-    let mine = pa.run(&[
-        "events",
-        "--since",
+    let format = "{{.Action}} {{.Actor.Attributes.name}}";
+    let mine = events_between(
+        &pa,
         &since,
-        "--until",
         &until,
-        "--filter",
-        "image=mine",
-        "--format",
-        "{{.Action}} {{.Actor.Attributes.name}}",
-    ]);
+        &["--filter", "image=mine", "--format", format],
+    );
     assert_eq!(lines(&mine), ["tag mine:1"]);
     // The container events stay in the same stream.
     let both = lines(&events_between(
